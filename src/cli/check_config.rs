@@ -1,0 +1,132 @@
+//! `check-config [--conf-dir DIR]... [-i EVENT,...] [PATH|JOB]...`: checks
+//! job files without a daemon. Prints every parse problem as
+//! `PATH:LINE:COL: message`, then, in Upstart's format, every `start on` /
+//! `stop on` that waits for an event nothing emits:
+//!
+//! ```text
+//! foo
+//!   start on: unknown job grape
+//!   stop on: unknown event peach
+//! ```
+//!
+//! Exit 0 when all is clean, 1 otherwise.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::select::select;
+use super::{out, Prog};
+use crate::conf::JobClass;
+use crate::event::{glob, EventExpr, BUILTIN_EVENTS, JOB_EVENTS};
+use crate::paths;
+
+pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
+    let mut conf_dirs: Vec<PathBuf> = Vec::new();
+    let mut ignored: Vec<String> = Vec::new();
+    let mut targets: Vec<OsString> = Vec::new();
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        use lexopt::prelude::*;
+        match parser.next() {
+            Ok(None) => break,
+            Ok(Some(Long("conf-dir"))) => match parser.value() {
+                Ok(v) => conf_dirs.push(v.into()),
+                Err(e) => return prog.usage_error(e),
+            },
+            Ok(Some(Short('i') | Long("ignore-events"))) => match parser.value() {
+                Ok(v) => ignored.extend(
+                    v.to_string_lossy()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                ),
+                Err(e) => return prog.usage_error(e),
+            },
+            Ok(Some(Value(v))) => targets.push(v),
+            Ok(Some(other)) => return prog.usage_error(other.unexpected()),
+            Err(e) => return prog.usage_error(e),
+        }
+    }
+    if conf_dirs.is_empty() {
+        conf_dirs = paths::default_conf_dirs();
+    }
+    let sel = select(&conf_dirs, &targets);
+    let mut report = String::new();
+    for d in &sel.problems {
+        report.push_str(&format!("{d}\n"));
+    }
+    for name in &sel.unknown {
+        report.push_str(&format!("Invalid job class: {name}\n"));
+    }
+    for name in &sel.selected {
+        for d in &sel.universe[name].diagnostics {
+            report.push_str(&format!("{d}\n"));
+        }
+    }
+
+    let jobs: Vec<&JobClass> = sel.universe.values().filter_map(|l| l.job.as_ref()).collect();
+    let known = Known {
+        jobs: jobs.iter().map(|j| j.name.as_str()).collect(),
+        emits: jobs.iter().flat_map(|j| j.emits.iter().map(String::as_str)).collect(),
+        ignored: ignored.iter().map(String::as_str).collect(),
+    };
+    for name in &sel.selected {
+        let Some(job) = &sel.universe[name].job else { continue };
+        let mut lines = Vec::new();
+        for (label, expr) in [("start on", &job.start_on), ("stop on", &job.stop_on)] {
+            if let Some(expr) = expr {
+                for problem in unknown_events(expr, &known) {
+                    lines.push(format!("  {label}: {problem}\n"));
+                }
+            }
+        }
+        if !lines.is_empty() {
+            report.push_str(&format!("{}\n", job.name));
+            report.extend(lines);
+        }
+    }
+    out(&report);
+    i32::from(!report.is_empty())
+}
+
+struct Known<'a> {
+    jobs: BTreeSet<&'a str>,
+    /// `emits` values, which may be globs.
+    emits: Vec<&'a str>,
+    ignored: Vec<&'a str>,
+}
+
+/// What a variable or glob stands for is only known when the job runs.
+fn is_pattern(s: &str) -> bool {
+    s.contains(['$', '*', '?', '['])
+}
+
+/// `unknown job X` / `unknown event X` for each operand nothing satisfies.
+fn unknown_events(expr: &EventExpr, known: &Known) -> Vec<String> {
+    let mut problems = Vec::new();
+    for m in expr.matches() {
+        let problem = if JOB_EVENTS.contains(&m.name.as_str()) {
+            match m.job_name() {
+                Some(job) if !is_pattern(job) && !known.jobs.contains(job) => {
+                    Some(format!("unknown job {job}"))
+                }
+                _ => None,
+            }
+        } else if is_pattern(&m.name)
+            || BUILTIN_EVENTS.contains(&m.name.as_str())
+            || known.ignored.contains(&m.name.as_str())
+            || known.emits.iter().any(|e| glob::matches(e, &m.name))
+        {
+            None
+        } else {
+            Some(format!("unknown event {}", m.name))
+        };
+        if let Some(p) = problem {
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,80 @@
+//! `show-config [--conf-dir DIR]... [--json] [PATH|JOB]...`: each job in
+//! full, as normalised job-file text that parses back to the same job.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::select::select;
+use super::{json, out, Prog};
+use crate::conf::print::to_job_file;
+use crate::paths;
+
+pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
+    let mut conf_dirs: Vec<PathBuf> = Vec::new();
+    let mut as_json = false;
+    let mut targets: Vec<OsString> = Vec::new();
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        use lexopt::prelude::*;
+        match parser.next() {
+            Ok(None) => break,
+            Ok(Some(Long("conf-dir"))) => match parser.value() {
+                Ok(v) => conf_dirs.push(v.into()),
+                Err(e) => return prog.usage_error(e),
+            },
+            Ok(Some(Long("json"))) => as_json = true,
+            Ok(Some(Short('e') | Long("enumerate"))) => {
+                prog.error("show-config --enumerate is not built yet");
+                return super::EXIT_USAGE;
+            }
+            Ok(Some(Value(v))) => targets.push(v),
+            Ok(Some(other)) => return prog.usage_error(other.unexpected()),
+            Err(e) => return prog.usage_error(e),
+        }
+    }
+    if conf_dirs.is_empty() {
+        conf_dirs = paths::default_conf_dirs();
+    }
+    let sel = select(&conf_dirs, &targets);
+    let mut failed = false;
+    for d in &sel.problems {
+        prog.error(d);
+        failed = true;
+    }
+    for name in &sel.unknown {
+        prog.error(format!("Unknown job: {name}"));
+        failed = true;
+    }
+    let mut text = String::new();
+    let mut jobs = Vec::new();
+    for name in &sel.selected {
+        let loaded = &sel.universe[name];
+        for d in &loaded.diagnostics {
+            prog.error(d);
+            failed = true;
+        }
+        let Some(job) = &loaded.job else { continue };
+        if as_json {
+            jobs.push(json::job(job, &loaded.files));
+        } else {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!("# {}: {}", job.name, loaded.files.conf.display()));
+            if let Some(o) = &loaded.files.override_file {
+                text.push_str(&format!(" + {}", o.display()));
+            }
+            text.push('\n');
+            text.push_str(&to_job_file(job));
+        }
+    }
+    if as_json {
+        let mut s = serde_json::to_string_pretty(&serde_json::Value::Array(jobs))
+            .unwrap_or_else(|_| "[]".to_string());
+        s.push('\n');
+        out(&s);
+    } else {
+        out(&text);
+    }
+    i32::from(failed)
+}

@@ -1,0 +1,298 @@
+//! `JobClass`: everything a job file says, typed, with Upstart's defaults
+//! (`job_class_new` in Upstart's `init/job_class.c`).
+
+use std::collections::BTreeMap;
+
+use crate::event::EventExpr;
+
+/// The five processes a job may define, in Upstart's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProcessType {
+    Main,
+    PreStart,
+    PostStart,
+    PreStop,
+    PostStop,
+}
+
+impl ProcessType {
+    pub const ALL: [ProcessType; 5] = [
+        ProcessType::Main,
+        ProcessType::PreStart,
+        ProcessType::PostStart,
+        ProcessType::PreStop,
+        ProcessType::PostStop,
+    ];
+
+    /// The name Upstart uses in messages and job events (`PROCESS=main`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessType::Main => "main",
+            ProcessType::PreStart => "pre-start",
+            ProcessType::PostStart => "post-start",
+            ProcessType::PreStop => "pre-stop",
+            ProcessType::PostStop => "post-stop",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a process is given: one command line, or a shell script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `exec CMD`: the command line exactly as written (quotes kept).
+    Exec(String),
+    /// `script … end script`: the body, indentation removed, each line
+    /// ending in a newline.
+    Script(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    None,
+    Fork,
+    Daemon,
+    Stop,
+}
+
+impl Expect {
+    pub fn name(self) -> &'static str {
+        match self {
+            Expect::None => "none",
+            Expect::Fork => "fork",
+            Expect::Daemon => "daemon",
+            Expect::Stop => "stop",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    None,
+    Log,
+    Output,
+    Owner,
+}
+
+impl Console {
+    pub fn name(self) -> &'static str {
+        match self {
+            Console::None => "none",
+            Console::Log => "log",
+            Console::Output => "output",
+            Console::Owner => "owner",
+        }
+    }
+}
+
+/// One value of `normal exit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormalExit {
+    Status(u32),
+    Signal(i32),
+}
+
+/// `respawn limit COUNT INTERVAL`; 0 in either means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RespawnLimit {
+    pub count: u32,
+    pub interval_secs: u32,
+}
+
+impl RespawnLimit {
+    pub fn is_unlimited(self) -> bool {
+        self.count == 0 || self.interval_secs == 0
+    }
+}
+
+/// The resources of `limit`, named as in the job file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resource {
+    As,
+    Core,
+    Cpu,
+    Data,
+    Fsize,
+    Memlock,
+    Msgqueue,
+    Nice,
+    Nofile,
+    Nproc,
+    Rss,
+    Rtprio,
+    Sigpending,
+    Stack,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 14] = [
+        Resource::As,
+        Resource::Core,
+        Resource::Cpu,
+        Resource::Data,
+        Resource::Fsize,
+        Resource::Memlock,
+        Resource::Msgqueue,
+        Resource::Nice,
+        Resource::Nofile,
+        Resource::Nproc,
+        Resource::Rss,
+        Resource::Rtprio,
+        Resource::Sigpending,
+        Resource::Stack,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::As => "as",
+            Resource::Core => "core",
+            Resource::Cpu => "cpu",
+            Resource::Data => "data",
+            Resource::Fsize => "fsize",
+            Resource::Memlock => "memlock",
+            Resource::Msgqueue => "msgqueue",
+            Resource::Nice => "nice",
+            Resource::Nofile => "nofile",
+            Resource::Nproc => "nproc",
+            Resource::Rss => "rss",
+            Resource::Rtprio => "rtprio",
+            Resource::Sigpending => "sigpending",
+            Resource::Stack => "stack",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+/// A soft and hard limit; `None` is `unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// One `cgroup` controller/name pair and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    pub controller: String,
+    /// `$UPSTART_CGROUP` unless given.
+    pub name: String,
+    pub settings: Vec<(String, String)>,
+}
+
+/// The default cgroup name, expanded when the job starts.
+pub const DEFAULT_CGROUP_NAME: &str = "$UPSTART_CGROUP";
+
+/// A parsed job definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobClass {
+    /// The job's name (`web`, `net/apache`); set by whoever loaded the file.
+    pub name: String,
+
+    pub description: Option<String>,
+    pub author: Option<String>,
+    pub version: Option<String>,
+    pub usage: Option<String>,
+
+    /// The instance-name template; empty for a single-instance job.
+    pub instance: String,
+    pub start_on: Option<EventExpr>,
+    pub stop_on: Option<EventExpr>,
+    pub emits: Vec<String>,
+
+    /// Indexed by [`ProcessType::index`].
+    pub processes: [Option<Command>; 5],
+
+    pub task: bool,
+    pub respawn: bool,
+    pub respawn_limit: RespawnLimit,
+    pub normal_exit: Vec<NormalExit>,
+    pub expect: Expect,
+
+    /// `KEY=VALUE`, or `KEY` (taken from the daemon's environment), in order.
+    pub env: Vec<String>,
+    pub export: Vec<String>,
+
+    pub setuid: Option<String>,
+    pub setgid: Option<String>,
+    pub chroot: Option<String>,
+    pub chdir: Option<String>,
+    pub umask: u32,
+    pub nice: Option<i32>,
+    /// `oom_score_adj` to set; 0 leaves it alone.
+    pub oom_score: i32,
+    pub limits: BTreeMap<Resource, Limit>,
+    pub console: Console,
+
+    pub kill_signal: i32,
+    pub kill_timeout_secs: u32,
+    pub reload_signal: i32,
+
+    pub apparmor_load: Option<String>,
+    pub apparmor_switch: Option<String>,
+    pub cgroups: Vec<Cgroup>,
+    pub debug: bool,
+}
+
+pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit {
+    count: 10,
+    interval_secs: 5,
+};
+pub const DEFAULT_KILL_TIMEOUT_SECS: u32 = 5;
+pub const DEFAULT_UMASK: u32 = 0o022;
+
+impl JobClass {
+    /// A job with nothing set: Upstart's defaults.
+    pub fn new(name: &str) -> JobClass {
+        JobClass {
+            name: name.to_string(),
+            description: None,
+            author: None,
+            version: None,
+            usage: None,
+            instance: String::new(),
+            start_on: None,
+            stop_on: None,
+            emits: Vec::new(),
+            processes: Default::default(),
+            task: false,
+            respawn: false,
+            respawn_limit: DEFAULT_RESPAWN_LIMIT,
+            normal_exit: Vec::new(),
+            expect: Expect::None,
+            env: Vec::new(),
+            export: Vec::new(),
+            setuid: None,
+            setgid: None,
+            chroot: None,
+            chdir: None,
+            umask: DEFAULT_UMASK,
+            nice: None,
+            oom_score: 0,
+            limits: BTreeMap::new(),
+            console: Console::Log,
+            kill_signal: libc_signal::SIGTERM,
+            kill_timeout_secs: DEFAULT_KILL_TIMEOUT_SECS,
+            reload_signal: libc_signal::SIGHUP,
+            apparmor_load: None,
+            apparmor_switch: None,
+            cgroups: Vec::new(),
+            debug: false,
+        }
+    }
+
+    pub fn process(&self, t: ProcessType) -> Option<&Command> {
+        self.processes[t.index()].as_ref()
+    }
+}
+
+/// The two default signal numbers, without pulling in a syscall crate here.
+mod libc_signal {
+    pub const SIGHUP: i32 = 1;
+    pub const SIGTERM: i32 = 15;
+}

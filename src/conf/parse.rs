@@ -1,0 +1,435 @@
+//! The stanza parser: job-file text in, [`JobClass`] or every error out.
+//!
+//! Each stanza is handled as Upstart's `init/parse_job.c` handles it, so a
+//! file Upstart accepts gives the same job, and the first error reported is
+//! the one Upstart would give. Unlike Upstart, after an error the parser
+//! skips to the next stanza and goes on, so one run shows every mistake.
+
+use super::error::{ErrorKind, ParseError};
+use super::job_class::{
+    Cgroup, Command, Console, Expect, JobClass, Limit, NormalExit, ProcessType, Resource,
+    RespawnLimit, DEFAULT_CGROUP_NAME,
+};
+use super::lexer::{Lexer, Result, Token};
+use super::on::parse_on;
+use super::signal;
+
+/// After this many errors in one file the parser stops (binary garbage
+/// would otherwise give one error per line).
+pub const MAX_ERRORS: usize = 100;
+
+/// Parses the job file `text` as the job `name`.
+pub fn parse_job(name: &str, text: &[u8]) -> std::result::Result<JobClass, Vec<ParseError>> {
+    let mut job = JobClass::new(name);
+    let errors = parse_into(&mut job, text);
+    if errors.is_empty() {
+        Ok(job)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Applies an `.override` file on top of `base`, as if its lines were
+/// appended to the `.conf`. All or nothing: an override with an error
+/// changes nothing (Upstart's documented rule).
+pub fn parse_override(
+    base: &JobClass,
+    text: &[u8],
+) -> std::result::Result<JobClass, Vec<ParseError>> {
+    let mut job = base.clone();
+    let errors = parse_into(&mut job, text);
+    if errors.is_empty() {
+        Ok(job)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Rejects what is not text: invalid UTF-8 or a NUL byte.
+fn check_text(text: &[u8]) -> Option<ParseError> {
+    if let Some(i) = text.iter().position(|&b| b == 0) {
+        return Some(ParseError::new(i, ErrorKind::NulByte));
+    }
+    if let Err(e) = std::str::from_utf8(text) {
+        return Some(ParseError::new(e.valid_up_to(), ErrorKind::InvalidUtf8));
+    }
+    None
+}
+
+fn parse_into(job: &mut JobClass, text: &[u8]) -> Vec<ParseError> {
+    if let Some(e) = check_text(text) {
+        return vec![e];
+    }
+    let mut lx = Lexer::new(text);
+    let mut errors = Vec::new();
+    loop {
+        lx.skip_ws();
+        if lx.at_end() {
+            break;
+        }
+        if !lx.has_token() {
+            lx.next_line();
+            continue;
+        }
+        if errors.len() >= MAX_ERRORS {
+            errors.push(lx.err(ErrorKind::TooManyErrors { limit: MAX_ERRORS }));
+            break;
+        }
+        let start = lx.pos;
+        let (result, parens) = stanza(job, &mut lx);
+        if let Err(e) = result {
+            errors.push(e);
+            lx.recover(start, parens);
+        }
+    }
+    errors
+}
+
+/// Parses one stanza. Also says whether the stanza is an event expression
+/// (whose parentheses may span lines), for error recovery.
+fn stanza(job: &mut JobClass, lx: &mut Lexer) -> (Result<()>, bool) {
+    let name = match lx.next_word() {
+        Ok(t) => t,
+        Err(e) => return (Err(e), false),
+    };
+    let parens = name.text == "start" || name.text == "stop";
+    (stanza_body(job, lx, &name), parens)
+}
+
+fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
+    match name.text.as_str() {
+        "instance" => job.instance = single_arg(lx)?,
+        "description" => job.description = Some(single_arg(lx)?),
+        "author" => job.author = Some(single_arg(lx)?),
+        "version" => job.version = Some(single_arg(lx)?),
+        "usage" => job.usage = Some(single_arg(lx)?),
+        "env" => {
+            let v = single_arg(lx)?;
+            job.env.push(v);
+        }
+        "export" => job.export.extend(lx.args()?.into_iter().map(|t| t.text)),
+        "emits" => job.emits.extend(lx.args()?.into_iter().map(|t| t.text)),
+        "start" | "stop" => {
+            let on = lx.next_word()?;
+            if on.text != "on" {
+                return Err(ParseError::new(on.start, ErrorKind::UnknownStanza));
+            }
+            let expr = parse_on(lx)?;
+            if name.text == "start" {
+                job.start_on = Some(expr);
+            } else {
+                job.stop_on = Some(expr);
+            }
+        }
+        "manual" => {
+            // Like Upstart, `manual` does not consume its line: a word
+            // after it is read as the next stanza (`manual task` is both).
+            job.start_on = None;
+        }
+        "debug" => job.debug = true,
+        "exec" => job.processes[ProcessType::Main.index()] = Some(exec(lx)?),
+        "script" => job.processes[ProcessType::Main.index()] = Some(script(lx)?),
+        "pre-start" => process(job, lx, ProcessType::PreStart)?,
+        "post-start" => process(job, lx, ProcessType::PostStart)?,
+        "pre-stop" => process(job, lx, ProcessType::PreStop)?,
+        "post-stop" => process(job, lx, ProcessType::PostStop)?,
+        "expect" => {
+            let v = lx.next_arg()?;
+            job.expect = match v.text.as_str() {
+                "fork" => Expect::Fork,
+                "daemon" => Expect::Daemon,
+                "stop" => Expect::Stop,
+                "none" => Expect::None,
+                _ => return Err(ParseError::new(v.start, ErrorKind::UnknownStanza)),
+            };
+            lx.end_of_stanza()?;
+        }
+        "task" => {
+            lx.end_of_stanza()?;
+            job.task = true;
+        }
+        "kill" => {
+            let which = lx.next_word()?;
+            match which.text.as_str() {
+                "timeout" => job.kill_timeout_secs = interval(lx)?,
+                "signal" => job.kill_signal = signal_arg(lx)?,
+                _ => return Err(ParseError::new(which.start, ErrorKind::UnknownStanza)),
+            }
+            lx.end_of_stanza()?;
+        }
+        "reload" => {
+            let which = lx.next_word()?;
+            if which.text != "signal" {
+                return Err(ParseError::new(which.start, ErrorKind::UnknownStanza));
+            }
+            job.reload_signal = signal_arg(lx)?;
+            lx.end_of_stanza()?;
+        }
+        "respawn" => {
+            if lx.has_token() {
+                let which = lx.next_word()?;
+                if which.text != "limit" {
+                    return Err(ParseError::new(which.start, ErrorKind::UnknownStanza));
+                }
+                job.respawn_limit = respawn_limit(lx)?;
+            } else {
+                job.respawn = true;
+            }
+            lx.end_of_stanza()?;
+        }
+        "normal" => {
+            let which = lx.next_word()?;
+            if which.text != "exit" {
+                return Err(ParseError::new(which.start, ErrorKind::UnknownStanza));
+            }
+            let args = lx.args()?;
+            let mut values = Vec::with_capacity(args.len());
+            for a in &args {
+                values.push(normal_exit(a)?);
+            }
+            job.normal_exit.extend(values);
+        }
+        "console" => {
+            let v = lx.next_arg()?;
+            job.console = match v.text.as_str() {
+                "none" => Console::None,
+                "log" => Console::Log,
+                "output" => Console::Output,
+                "owner" => Console::Owner,
+                _ => return Err(ParseError::new(v.start, ErrorKind::UnknownStanza)),
+            };
+            lx.end_of_stanza()?;
+        }
+        "umask" => {
+            let v = lx.next_arg()?;
+            job.umask = parse_umask(&v.text)
+                .ok_or(ParseError::new(v.start, ErrorKind::IllegalUmask))?;
+            lx.end_of_stanza()?;
+        }
+        "nice" => {
+            let v = lx.next_arg()?;
+            job.nice = Some(
+                parse_signed(&v.text)
+                    .filter(|n| (-20..=19).contains(n))
+                    .ok_or(ParseError::new(v.start, ErrorKind::IllegalNice))?
+                    as i32,
+            );
+            lx.end_of_stanza()?;
+        }
+        "oom" => {
+            job.oom_score = oom(lx)?;
+            lx.end_of_stanza()?;
+        }
+        "limit" => {
+            let res = lx.next_arg()?;
+            let resource = Resource::from_name(&res.text)
+                .ok_or(ParseError::new(res.start, ErrorKind::UnknownStanza))?;
+            let soft = limit_value(lx)?;
+            let hard = limit_value(lx)?;
+            job.limits.insert(resource, Limit { soft, hard });
+            lx.end_of_stanza()?;
+        }
+        "chroot" => job.chroot = Some(single_arg(lx)?),
+        "chdir" => job.chdir = Some(single_arg(lx)?),
+        "setuid" => job.setuid = Some(single_arg(lx)?),
+        "setgid" => job.setgid = Some(single_arg(lx)?),
+        "apparmor" => {
+            let which = lx.next_word()?;
+            let v = match which.text.as_str() {
+                "load" | "switch" => lx.next_arg()?.text,
+                _ => return Err(ParseError::new(which.start, ErrorKind::UnknownStanza)),
+            };
+            lx.end_of_stanza()?;
+            if which.text == "load" {
+                job.apparmor_load = Some(v);
+            } else {
+                job.apparmor_switch = Some(v);
+            }
+        }
+        "cgroup" => {
+            let args = lx.args()?;
+            if args.len() > 4 {
+                return Err(ParseError::new(args[4].start, ErrorKind::UnexpectedToken));
+            }
+            let a: Vec<String> = args.into_iter().map(|t| t.text).collect();
+            let (name, setting) = match a.len() {
+                1 => (DEFAULT_CGROUP_NAME.to_string(), None),
+                2 => (a[1].clone(), None),
+                3 => (DEFAULT_CGROUP_NAME.to_string(), Some((a[1].clone(), a[2].clone()))),
+                _ => (a[1].clone(), Some((a[2].clone(), a[3].clone()))),
+            };
+            add_cgroup(&mut job.cgroups, &a[0], name, setting);
+        }
+        _ => return Err(ParseError::new(name.start, ErrorKind::UnknownStanza)),
+    }
+    Ok(())
+}
+
+/// Exactly one argument, then the end of the stanza.
+fn single_arg(lx: &mut Lexer) -> Result<String> {
+    let v = lx.next_arg()?;
+    lx.end_of_stanza()?;
+    Ok(v.text)
+}
+
+fn exec(lx: &mut Lexer) -> Result<Command> {
+    Ok(Command::Exec(lx.command()?.text))
+}
+
+/// `script` then, on the following lines, the block up to `end script`.
+fn script(lx: &mut Lexer) -> Result<Command> {
+    // A word after `script` is an error, but the block still follows: read
+    // it, so that its lines are not taken for stanzas.
+    let trailing = lx.has_token().then(|| lx.err(ErrorKind::UnexpectedToken));
+    lx.next_line();
+    let body = lx.block(b"script")?;
+    match trailing {
+        Some(e) => Err(e),
+        None => Ok(Command::Script(body)),
+    }
+}
+
+fn process(job: &mut JobClass, lx: &mut Lexer, which: ProcessType) -> Result<()> {
+    let form = lx.next_word()?;
+    let cmd = match form.text.as_str() {
+        "exec" => exec(lx)?,
+        "script" => script(lx)?,
+        _ => return Err(ParseError::new(form.start, ErrorKind::UnknownStanza)),
+    };
+    job.processes[which.index()] = Some(cmd);
+    Ok(())
+}
+
+/// A whole-token decimal number with an optional sign, as `strtol` with the
+/// "whole token must be numeric" check.
+fn parse_signed(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok()
+}
+
+/// A whole-token non-negative decimal number.
+fn parse_unsigned(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>().ok()
+}
+
+fn parse_umask(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(s, 8).ok().filter(|&m| m <= 0o777)
+}
+
+/// Seconds for `kill timeout` and `respawn limit`.
+fn interval(lx: &mut Lexer) -> Result<u32> {
+    let v = lx.next_arg()?;
+    parse_unsigned(&v.text)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n <= i32::MAX as u32)
+        .ok_or(ParseError::new(v.start, ErrorKind::IllegalInterval))
+}
+
+fn signal_arg(lx: &mut Lexer) -> Result<i32> {
+    let v = lx.next_arg()?;
+    signal::parse(&v.text).ok_or(ParseError::new(v.start, ErrorKind::IllegalSignal))
+}
+
+fn respawn_limit(lx: &mut Lexer) -> Result<RespawnLimit> {
+    let count = lx.next_arg()?;
+    if count.text == "unlimited" {
+        return Ok(RespawnLimit {
+            count: 0,
+            interval_secs: 0,
+        });
+    }
+    let count = parse_unsigned(&count.text)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n <= i32::MAX as u32)
+        .ok_or(ParseError::new(count.start, ErrorKind::IllegalLimit))?;
+    let interval_secs = interval(lx)?;
+    Ok(RespawnLimit {
+        count,
+        interval_secs,
+    })
+}
+
+fn normal_exit(a: &Token) -> Result<NormalExit> {
+    if let Some(sig) = signal::from_name(&a.text) {
+        return Ok(NormalExit::Signal(sig));
+    }
+    signal::parse_decimal_i32(&a.text)
+        .map(|n| NormalExit::Status(n as u32))
+        .ok_or(ParseError::new(a.start, ErrorKind::IllegalExit))
+}
+
+/// `oom score N|never` (N in -1000..=1000) or the legacy `oom N|never`
+/// (N in -17..=15, scaled to the score range as Upstart does).
+fn oom(lx: &mut Lexer) -> Result<i32> {
+    let v = lx.next_arg()?;
+    if v.text == "score" {
+        let n = lx.next_arg()?;
+        if n.text == "never" {
+            return Ok(-1000);
+        }
+        return parse_signed(&n.text)
+            .filter(|n| (-1000..=1000).contains(n))
+            .map(|n| n as i32)
+            .ok_or(ParseError::new(n.start, ErrorKind::IllegalOomScore));
+    }
+    if v.text == "never" {
+        return Ok(-1000);
+    }
+    let n = parse_signed(&v.text)
+        .filter(|n| (-17..=15).contains(n))
+        .ok_or(ParseError::new(v.start, ErrorKind::IllegalOom))? as i32;
+    // C's integer division truncates toward zero, as Rust's does.
+    Ok(if n >= 0 { n * 1000 / 15 } else { n * 1000 / 17 })
+}
+
+/// A `limit` value: `unlimited` or a non-negative integer. Upstart's
+/// `strtoul` also took `-1` (wrapping to unlimited); upkeep rejects signs.
+fn limit_value(lx: &mut Lexer) -> Result<Option<u64>> {
+    let v = lx.next_arg()?;
+    if v.text == "unlimited" {
+        return Ok(None);
+    }
+    parse_unsigned(&v.text)
+        .map(Some)
+        .ok_or(ParseError::new(v.start, ErrorKind::IllegalLimit))
+}
+
+/// Upstart's cgroup merging: an identical line adds nothing, a new key is
+/// added, the same key gets the new value.
+fn add_cgroup(
+    cgroups: &mut Vec<Cgroup>,
+    controller: &str,
+    name: String,
+    setting: Option<(String, String)>,
+) {
+    let idx = match cgroups
+        .iter()
+        .position(|c| c.controller == controller && c.name == name)
+    {
+        Some(i) => i,
+        None => {
+            cgroups.push(Cgroup {
+                controller: controller.to_string(),
+                name,
+                settings: Vec::new(),
+            });
+            cgroups.len() - 1
+        }
+    };
+    if let Some((key, value)) = setting {
+        let settings = &mut cgroups[idx].settings;
+        match settings.iter_mut().find(|(k, _)| *k == key) {
+            Some(s) => s.1 = value,
+            None => settings.push((key, value)),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! A [`JobClass`] as normalised job-file text: every setting, defaults
+//! included, one stanza per line, in a fixed order. Parsing the text back
+//! gives the same `JobClass` (a property test holds us to it).
+
+use std::fmt::Write;
+
+use super::job_class::{Command, JobClass, NormalExit, ProcessType, DEFAULT_CGROUP_NAME};
+use super::signal;
+use crate::event::quote_arg;
+
+/// The job as job-file text.
+pub fn to_job_file(job: &JobClass) -> String {
+    let mut out = String::new();
+    let o = &mut out;
+    let text = |o: &mut String, stanza: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            let _ = writeln!(o, "{stanza} {}", quote_arg(v));
+        }
+    };
+    text(o, "description", &job.description);
+    text(o, "author", &job.author);
+    text(o, "version", &job.version);
+    text(o, "usage", &job.usage);
+    if !job.instance.is_empty() {
+        let _ = writeln!(o, "instance {}", quote_arg(&job.instance));
+    }
+    if let Some(e) = &job.start_on {
+        let _ = writeln!(o, "start on {e}");
+    }
+    if let Some(e) = &job.stop_on {
+        let _ = writeln!(o, "stop on {e}");
+    }
+    if !job.emits.is_empty() {
+        let _ = writeln!(o, "emits {}", words(&job.emits));
+    }
+    if job.task {
+        o.push_str("task\n");
+    }
+    if job.respawn {
+        o.push_str("respawn\n");
+    }
+    let l = job.respawn_limit;
+    if l.count == 0 && l.interval_secs == 0 {
+        o.push_str("respawn limit unlimited\n");
+    } else {
+        let _ = writeln!(o, "respawn limit {} {}", l.count, l.interval_secs);
+    }
+    if !job.normal_exit.is_empty() {
+        let vals: Vec<String> = job
+            .normal_exit
+            .iter()
+            .map(|v| match *v {
+                NormalExit::Status(n) => n.to_string(),
+                NormalExit::Signal(s) => signal::display(s),
+            })
+            .collect();
+        let _ = writeln!(o, "normal exit {}", vals.join(" "));
+    }
+    let _ = writeln!(o, "expect {}", job.expect.name());
+    let _ = writeln!(o, "kill signal {}", signal::display(job.kill_signal));
+    let _ = writeln!(o, "kill timeout {}", job.kill_timeout_secs);
+    let _ = writeln!(o, "reload signal {}", signal::display(job.reload_signal));
+    let _ = writeln!(o, "console {}", job.console.name());
+    let _ = writeln!(o, "umask {:03o}", job.umask);
+    if let Some(n) = job.nice {
+        let _ = writeln!(o, "nice {n}");
+    }
+    if job.oom_score != 0 {
+        let _ = writeln!(o, "oom score {}", job.oom_score);
+    }
+    for (res, lim) in &job.limits {
+        let v = |x: Option<u64>| x.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+        let _ = writeln!(o, "limit {} {} {}", res.name(), v(lim.soft), v(lim.hard));
+    }
+    for e in &job.env {
+        let _ = writeln!(o, "env {}", quote_arg(e));
+    }
+    if !job.export.is_empty() {
+        let _ = writeln!(o, "export {}", words(&job.export));
+    }
+    text(o, "setuid", &job.setuid);
+    text(o, "setgid", &job.setgid);
+    text(o, "chroot", &job.chroot);
+    text(o, "chdir", &job.chdir);
+    text(o, "apparmor load", &job.apparmor_load);
+    text(o, "apparmor switch", &job.apparmor_switch);
+    for c in &job.cgroups {
+        // `cgroup C [NAME]` alone, or one `cgroup C [NAME] KEY VALUE` per
+        // setting; the default name is left out.
+        let mut head = format!("cgroup {}", quote_arg(&c.controller));
+        if c.name != DEFAULT_CGROUP_NAME {
+            let _ = write!(head, " {}", quote_arg(&c.name));
+        }
+        if c.settings.is_empty() {
+            let _ = writeln!(o, "{head}");
+        }
+        for (k, v) in &c.settings {
+            let _ = writeln!(o, "{head} {} {}", quote_arg(k), quote_arg(v));
+        }
+    }
+    if job.debug {
+        o.push_str("debug\n");
+    }
+    for t in [
+        ProcessType::PreStart,
+        ProcessType::Main,
+        ProcessType::PostStart,
+        ProcessType::PreStop,
+        ProcessType::PostStop,
+    ] {
+        let prefix = match t {
+            ProcessType::Main => String::new(),
+            _ => format!("{} ", t.name()),
+        };
+        match job.process(t) {
+            Some(Command::Exec(cmd)) => {
+                let _ = writeln!(o, "{prefix}exec {cmd}");
+            }
+            Some(Command::Script(body)) => {
+                let _ = write!(o, "{prefix}script\n{body}end script\n");
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+fn words(ws: &[String]) -> String {
+    ws.iter().map(|w| quote_arg(w)).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,387 @@
+//! Conf dirs: which files are jobs, what they are called, which override
+//! goes with which `.conf`, and reading them safely.
+//!
+//! This is the I/O shell around the pure `conf` parser. Rules (Upstart's,
+//! section 1 of the reference):
+//!
+//! * a file is a job if its last extension is `.conf` (an override if it is
+//!   `.override`) and the part before it is not empty;
+//! * directories are walked recursively; `DIR/web/api.conf` is job
+//!   `web/api`; hidden, backup, editor-swap, version-control and package
+//!   manager names are skipped;
+//! * symlinks are followed (a loop or a dangling link is reported, never
+//!   followed forever);
+//! * when two dirs define a job, the first dir wins; an override is looked
+//!   for in the dirs in order, up to and including the dir of the `.conf`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::conf::{self, line_col, JobClass};
+
+/// Job files bigger than this are refused unread (real ones are a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// Directory nesting deeper than this is not walked.
+pub const MAX_DEPTH: usize = 32;
+
+/// A problem with one file, for people: `PATH:LINE:COL: message`, or
+/// `PATH: message` when it is not about a place in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+impl Diagnostic {
+    fn file(path: &Path, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            path: path.to_path_buf(),
+            position: None,
+            message: message.into(),
+        }
+    }
+
+    fn parse(path: &Path, text: &[u8], e: &conf::ParseError) -> Diagnostic {
+        Diagnostic {
+            path: path.to_path_buf(),
+            position: Some(line_col(text, e.offset)),
+            message: e.kind.to_string(),
+        }
+    }
+}
+
+/// The files that make up one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFiles {
+    pub name: String,
+    pub conf: PathBuf,
+    pub override_file: Option<PathBuf>,
+}
+
+/// What a scan of the conf dirs found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// By job name.
+    pub jobs: BTreeMap<String, JobFiles>,
+    /// Files and dirs that could not be looked at.
+    pub problems: Vec<Diagnostic>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Conf,
+    Override,
+}
+
+/// Splits `name.conf` / `name.override`; `None` for anything else.
+fn job_file_kind(file_name: &str) -> Option<(&str, Kind)> {
+    if let Some(stem) = file_name.strip_suffix(".conf") {
+        return (!stem.is_empty()).then_some((stem, Kind::Conf));
+    }
+    if let Some(stem) = file_name.strip_suffix(".override") {
+        return (!stem.is_empty()).then_some((stem, Kind::Override));
+    }
+    None
+}
+
+/// Directory names a conf dir walk skips (libnih's `nih_file_ignore`).
+pub fn is_ignored(name: &str) -> bool {
+    const VCS: &[&str] = &[
+        "CVS", "RCS", "SCCS", ".git", ".svn", ".hg", ".bzr", "_darcs", ".arch-ids", "{arch}",
+    ];
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".bak")
+        || name.ends_with(".BAK")
+        || name.ends_with(".swp")
+        || name.ends_with(".swo")
+        || name.ends_with(".swn")
+        || name.starts_with(".#")
+        || VCS.contains(&name)
+        || name.contains(".dpkg-")
+        || name.ends_with(".rpmsave")
+        || name.ends_with(".rpmorig")
+        || name.ends_with(".rpmnew")
+}
+
+/// Per dir: job name → (.conf path, .override path).
+type DirFiles = BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)>;
+
+/// Walks every conf dir and pairs the files into jobs.
+pub fn scan(dirs: &[PathBuf]) -> Scan {
+    let mut scan = Scan::default();
+    let per_dir: Vec<DirFiles> = dirs
+        .iter()
+        .map(|d| walk(d, &mut scan.problems))
+        .collect();
+    for (i, files) in per_dir.iter().enumerate() {
+        for (name, (conf, _)) in files {
+            let Some(conf) = conf else { continue };
+            if scan.jobs.contains_key(name) {
+                continue; // an earlier dir owns the name
+            }
+            // The first override in dir order, up to this conf's dir.
+            let override_file = per_dir[..=i]
+                .iter()
+                .find_map(|f| f.get(name).and_then(|(_, o)| o.clone()));
+            scan.jobs.insert(
+                name.clone(),
+                JobFiles {
+                    name: name.clone(),
+                    conf: conf.clone(),
+                    override_file,
+                },
+            );
+        }
+    }
+    scan
+}
+
+fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
+    let mut files = DirFiles::new();
+    let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => {
+            seen_dirs.insert((m.dev(), m.ino()));
+        }
+        Ok(_) => {
+            problems.push(Diagnostic::file(root, "not a directory"));
+            return files;
+        }
+        Err(e) => {
+            problems.push(Diagnostic::file(root, io_message(&e)));
+            return files;
+        }
+    }
+    // (dir, its name prefix relative to root, depth)
+    let mut stack: Vec<(PathBuf, String, usize)> = vec![(root.to_path_buf(), String::new(), 0)];
+    while let Some((dir, prefix, depth)) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                problems.push(Diagnostic::file(&dir, io_message(&e)));
+                continue;
+            }
+        };
+        let mut names: Vec<(String, PathBuf)> = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => match entry.file_name().into_string() {
+                    Ok(n) => names.push((n, entry.path())),
+                    Err(raw) => problems.push(Diagnostic::file(
+                        &dir.join(raw),
+                        "file name is not UTF-8; skipped",
+                    )),
+                },
+                Err(e) => problems.push(Diagnostic::file(&dir, io_message(&e))),
+            }
+        }
+        names.sort();
+        for (name, path) in names {
+            // Emacs lock files (`.#web.conf`) are never jobs; other hidden
+            // files can be (`.foo.conf` is job `.foo`), hidden dirs are not.
+            if name.starts_with(".#") {
+                continue;
+            }
+            let kind = job_file_kind(&name);
+            if kind.is_none() && is_ignored(&name) {
+                continue;
+            }
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Dangling links, loops, permissions: say so only for
+                    // names that would have been jobs.
+                    if kind.is_some() {
+                        problems.push(Diagnostic::file(&path, link_message(&path, &e)));
+                    }
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                if is_ignored(&name) {
+                    continue;
+                }
+                if depth + 1 > MAX_DEPTH {
+                    problems.push(Diagnostic::file(&path, format!("directories nested deeper than {MAX_DEPTH}; not walked")));
+                } else if seen_dirs.insert((meta.dev(), meta.ino())) {
+                    stack.push((path, format!("{prefix}{name}/"), depth + 1));
+                } else {
+                    problems.push(Diagnostic::file(&path, "directory already walked (a symlink loop?); skipped"));
+                }
+                continue;
+            }
+            let Some((stem, kind)) = kind else { continue };
+            if !meta.is_file() {
+                problems.push(Diagnostic::file(&path, "not a regular file; skipped"));
+                continue;
+            }
+            let slot = files.entry(format!("{prefix}{stem}")).or_default();
+            match kind {
+                Kind::Conf => slot.0 = Some(path),
+                Kind::Override => slot.1 = Some(path),
+            }
+        }
+    }
+    files
+}
+
+fn io_message(e: &io::Error) -> String {
+    // "No such file or directory (os error 2)" → without the errno suffix.
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn link_message(path: &Path, e: &io::Error) -> String {
+    let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link && e.kind() == io::ErrorKind::NotFound {
+        return "dangling symlink; skipped".to_string();
+    }
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return "symlink loop; skipped".to_string();
+    }
+    format!("{}; skipped", io_message(e))
+}
+
+/// Reads a job file: a regular file of at most [`MAX_FILE_BYTES`], without
+/// blocking on a FIFO or device that has taken its name.
+pub fn read_job_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Diagnostic::file(path, io_message(&e)))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Diagnostic::file(path, io_message(&e)))?;
+    if meta.is_dir() {
+        return Err(Diagnostic::file(path, "is a directory"));
+    }
+    if !meta.is_file() {
+        return Err(Diagnostic::file(path, "not a regular file"));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(path, meta.len()));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Diagnostic::file(path, io_message(&e)))?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path, buf.len() as u64));
+    }
+    Ok(buf)
+}
+
+fn too_large(path: &Path, len: u64) -> Diagnostic {
+    Diagnostic::file(
+        path,
+        format!("file too large ({len} bytes; a job file may have at most {MAX_FILE_BYTES})"),
+    )
+}
+
+/// A job read and parsed from its files.
+#[derive(Debug)]
+pub struct Loaded {
+    pub files: JobFiles,
+    /// `None` when the `.conf` could not be read or has errors.
+    pub job: Option<JobClass>,
+    /// Every problem found, in file order (the `.conf`'s, then the override's).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads and parses a job's `.conf`, then applies its override (all or
+/// nothing: an override with errors is reported and left out).
+pub fn load(files: &JobFiles) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let job = match read_job_file(&files.conf) {
+        Err(d) => {
+            diagnostics.push(d);
+            None
+        }
+        Ok(text) => match conf::parse_job(&files.name, &text) {
+            Err(errs) => {
+                diagnostics.extend(errs.iter().map(|e| Diagnostic::parse(&files.conf, &text, e)));
+                None
+            }
+            Ok(job) => Some(job),
+        },
+    };
+    let job = match (job, &files.override_file) {
+        (Some(job), Some(path)) => match read_job_file(path) {
+            Err(d) => {
+                diagnostics.push(d);
+                Some(job)
+            }
+            Ok(text) => match conf::parse_override(&job, &text) {
+                Ok(merged) => Some(merged),
+                Err(errs) => {
+                    diagnostics.extend(errs.iter().map(|e| Diagnostic::parse(path, &text, e)));
+                    Some(job)
+                }
+            },
+        },
+        (job, _) => job,
+    };
+    Loaded {
+        files: files.clone(),
+        job,
+        diagnostics,
+    }
+}
+
+/// The job files for a path given on the command line: `x.conf` (with the
+/// `x.override` beside it, if any) or `x.override` (with its `x.conf`).
+pub fn files_for_path(path: &Path) -> Option<JobFiles> {
+    let file_name = path.file_name()?.to_str()?;
+    let (stem, kind) = job_file_kind(file_name).unwrap_or((file_name, Kind::Conf));
+    let sibling = |ext: &str| path.with_file_name(format!("{stem}.{ext}"));
+    let (conf, override_file) = match kind {
+        Kind::Conf => {
+            let o = sibling("override");
+            (path.to_path_buf(), o.is_file().then_some(o))
+        }
+        Kind::Override => (sibling("conf"), Some(path.to_path_buf())),
+    };
+    Some(JobFiles {
+        name: stem.to_string(),
+        conf,
+        override_file,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_file_names() {
+        assert!(matches!(job_file_kind("ssh.conf"), Some(("ssh", Kind::Conf))));
+        assert!(matches!(job_file_kind(".foo.conf"), Some((".foo", Kind::Conf))));
+        assert!(matches!(job_file_kind("x.override"), Some(("x", Kind::Override))));
+        assert!(job_file_kind(".conf").is_none());
+        assert!(job_file_kind("x.conf.bak").is_none());
+        assert!(job_file_kind("x.CONF").is_none());
+        assert!(is_ignored("x.conf~"));
+        assert!(is_ignored(".git"));
+        assert!(is_ignored("x.conf.dpkg-old"));
+        assert!(!is_ignored("web"));
+    }
+}

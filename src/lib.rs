@@ -1,0 +1,9 @@
+//! upkeep: Upstart's job files and commands, as a single-binary process
+//! supervisor. See `ARCHITECTURE.md` for the map of the rooms.
+
+pub mod cli;
+pub mod conf;
+pub mod confdir;
+pub mod event;
+pub mod paths;
+pub mod process;
