@@ -86,9 +86,15 @@ fn a_lexical_rules() {
     ok("description \"first line\n      second line\"\n", |j| {
         j.description = Some("first line second line".into())
     }); // A7
-    ok("env GREETING=\"hello world\"\n", |j| j.env = vec!["GREETING=hello world".into()]); // A8
-    ok("description \"say \\\"hi\\\"\"\n", |j| j.description = Some("say \\\"hi\\\"".into()));
-    ok("chdir /srv/my\\ app\n", |j| j.chdir = Some("/srv/my app".into()));
+    ok("env GREETING=\"hello world\"\n", |j| {
+        j.env = vec!["GREETING=hello world".into()]
+    }); // A8
+    ok("description \"say \\\"hi\\\"\"\n", |j| {
+        j.description = Some("say \\\"hi\\\"".into())
+    });
+    ok("chdir /srv/my\\ app\n", |j| {
+        j.chdir = Some("/srv/my app".into())
+    });
     err("description \"\"\n", "1: Expected token"); // A9
     err("exec # nothing\n", "1: Expected token");
     err("description \"oops\n", "2: Unterminated quoted string"); // A10
@@ -103,13 +109,28 @@ fn a_lexical_rules() {
 
 #[test]
 fn b_main_process() {
-    assert_eq!(main_of("exec /sbin/daemon -d \"foo\"\n"), exec("/sbin/daemon -d \"foo\"")); // B1
-    assert_eq!(main_of("exec /bin/one\nexec /bin/two --x\n"), exec("/bin/two --x")); // B2
-    assert_eq!(main_of("exec /bin/one\nscript\n    echo hi\nend script\n"), script("echo hi\n"));
-    assert_eq!(main_of("script\n  echo hi\nend script\nexec /bin/two\n"), exec("/bin/two"));
+    assert_eq!(
+        main_of("exec /sbin/daemon -d \"foo\"\n"),
+        exec("/sbin/daemon -d \"foo\"")
+    ); // B1
+    assert_eq!(
+        main_of("exec /bin/one\nexec /bin/two --x\n"),
+        exec("/bin/two --x")
+    ); // B2
+    assert_eq!(
+        main_of("exec /bin/one\nscript\n    echo hi\nend script\n"),
+        script("echo hi\n")
+    );
+    assert_eq!(
+        main_of("script\n  echo hi\nend script\nexec /bin/two\n"),
+        exec("/bin/two")
+    );
     err("exec\n", "1: Expected token"); // B3
     err("script now\n  echo\nend script\n", "1: Unexpected token");
-    assert_eq!(main_of("script # main\n  echo\nend script\n"), script("echo\n"));
+    assert_eq!(
+        main_of("script # main\n  echo\nend script\n"),
+        script("echo\n")
+    );
     assert_eq!(
         main_of("exec /bin/echo \"a # b\" # real comment\n"),
         exec("/bin/echo \"a # b\"")
@@ -127,7 +148,10 @@ fn b_main_process() {
         main_of("script\n  echo a\n\n  echo b\nend script\n"),
         script("  echo a\n\n  echo b\n")
     ); // B7
-    assert_eq!(main_of("script\n  echo a\n   end    script   # done\n"), script("echo a\n")); // B8
+    assert_eq!(
+        main_of("script\n  echo a\n   end    script   # done\n"),
+        script("echo a\n")
+    ); // B8
     assert_eq!(main_of("script\necho\nend script"), script("echo\n"));
     err("script\necho hi\nendscript\n", "4: Unterminated block"); // B9
     assert_eq!(
@@ -145,21 +169,26 @@ fn c_hooks() {
     ok("pre-start exec /bin/mkdir -p /run/svc\n", |j| {
         j.processes[ProcessType::PreStart.index()] = exec("/bin/mkdir -p /run/svc")
     }); // C1
-    ok("post-stop script\n    rm -f /run/svc/pid\nend script\n", |j| {
-        j.processes[ProcessType::PostStop.index()] = script("rm -f /run/svc/pid\n")
-    }); // C2
-    ok("pre-stop script\n    echo first\nend script\npre-stop exec /bin/second\n", |j| {
-        j.processes[ProcessType::PreStop.index()] = exec("/bin/second")
-    }); // C3
+    ok(
+        "post-stop script\n    rm -f /run/svc/pid\nend script\n",
+        |j| j.processes[ProcessType::PostStop.index()] = script("rm -f /run/svc/pid\n"),
+    ); // C2
+    ok(
+        "pre-stop script\n    echo first\nend script\npre-stop exec /bin/second\n",
+        |j| j.processes[ProcessType::PreStop.index()] = exec("/bin/second"),
+    ); // C3
     err("pre-start\n", "1: Expected token"); // C4
     err("pre-stop exec\n", "1: Expected token");
     err("post-start foo\n", "1: Unknown stanza");
     err("pre-start EXEC /bin/x\n", "1: Unknown stanza");
     err("post-stop script now\nend script\n", "1: Unexpected token");
-    ok("pre-start exec /sbin/ifup -a\npost-stop exec /sbin/ifdown -a\n", |j| {
-        j.processes[ProcessType::PreStart.index()] = exec("/sbin/ifup -a");
-        j.processes[ProcessType::PostStop.index()] = exec("/sbin/ifdown -a");
-    }); // C5
+    ok(
+        "pre-start exec /sbin/ifup -a\npost-stop exec /sbin/ifdown -a\n",
+        |j| {
+            j.processes[ProcessType::PreStart.index()] = exec("/sbin/ifup -a");
+            j.processes[ProcessType::PostStop.index()] = exec("/sbin/ifdown -a");
+        },
+    ); // C5
 }
 
 // -------------------------------------------------------- D. start/stop on
@@ -183,7 +212,10 @@ fn d_event_expressions() {
         start_on("start on device-added DEVPATH=/dev/tty*\n"),
         Some(m("device-added", &["DEVPATH=/dev/tty*"]))
     );
-    assert_eq!(start_on("start on a or b\n"), Some(or(m("a", &[]), m("b", &[])))); // D5
+    assert_eq!(
+        start_on("start on a or b\n"),
+        Some(or(m("a", &[]), m("b", &[])))
+    ); // D5
     assert_eq!(
         start_on("start on a or b and c\n"),
         Some(and(or(m("a", &[]), m("b", &[])), m("c", &[])))
@@ -192,15 +224,22 @@ fn d_event_expressions() {
         start_on("start on a and (b or c)\n"),
         Some(and(m("a", &[]), or(m("b", &[]), m("c", &[]))))
     ); // D7
-    let d8 = "start on (local-filesystems   # disks\n          and net-device-up IFACE!=lo)\ntask\n";
+    let d8 =
+        "start on (local-filesystems   # disks\n          and net-device-up IFACE!=lo)\ntask\n";
     let j = parse(d8);
     assert_eq!(
         j.start_on,
-        Some(and(m("local-filesystems", &[]), m("net-device-up", &["IFACE!=lo"])))
+        Some(and(
+            m("local-filesystems", &[]),
+            m("net-device-up", &["IFACE!=lo"])
+        ))
     ); // D8
     assert!(j.task, "parsing continues at line 3");
     err("start on a\n    or b\n", "2: Unknown stanza"); // D9
-    assert_eq!(start_on("start on a \\\n    or b\n"), Some(or(m("a", &[]), m("b", &[])))); // D10
+    assert_eq!(
+        start_on("start on a \\\n    or b\n"),
+        Some(or(m("a", &[]), m("b", &[])))
+    ); // D10
     assert_eq!(start_on("start on a or b\nstart on c\n"), Some(m("c", &[]))); // D11
     err("start\n", "1: Expected token"); // D12
     err("start on\n", "1: Expected token");
@@ -219,10 +258,16 @@ fn d_event_expressions() {
     err("start on foo or (bar\n", "2: Mismatched parentheses");
     err("start on foo (bar or baz)\n", "1: Expected operator"); // D16
     err("start on (foo or bar) baz\n", "1: Expected operator");
-    err("start on my-event A=1 two\n", "1: Expected variable name before value"); // D17
+    err(
+        "start on my-event A=1 two\n",
+        "1: Expected variable name before value",
+    ); // D17
     assert_eq!(start_on("start on \"and\"\n"), Some(m("and", &[]))); // D18
     assert_eq!(start_on("start on a AND b\n"), Some(m("a", &["AND", "b"])));
-    assert_eq!(parse("stop on runlevel [016]\n").stop_on, Some(m("runlevel", &["[016]"]))); // D19
+    assert_eq!(
+        parse("stop on runlevel [016]\n").stop_on,
+        Some(m("runlevel", &["[016]"]))
+    ); // D19
     err("stop on foo or\n", "1: Expected event");
     err("stop foo\n", "1: Unknown stanza");
 }
@@ -232,7 +277,10 @@ fn d_event_expressions() {
 #[test]
 fn e_manual() {
     ok("start on startup\nmanual\n", |_| {}); // E1
-    assert_eq!(start_on("manual\nstart on startup\n"), Some(m("startup", &[]))); // E2
+    assert_eq!(
+        start_on("manual\nstart on startup\n"),
+        Some(m("startup", &[]))
+    ); // E2
     ok("manual # disabled\n", |_| {});
     err("manual foo\n", "1: Unknown stanza"); // E3
     ok("manual task\n", |j| j.task = true);
@@ -246,24 +294,46 @@ fn f_task_and_respawn() {
     err("task now\n", "1: Unexpected token");
     ok("respawn # restart when job dies\n", |j| j.respawn = true); // F2
     ok("respawn limit 3 60\n", |j| {
-        j.respawn_limit = RespawnLimit { count: 3, interval_secs: 60 }
+        j.respawn_limit = RespawnLimit {
+            count: 3,
+            interval_secs: 60,
+        }
     }); // F3
     ok("respawn\nrespawn limit 3 60\n", |j| {
         j.respawn = true;
-        j.respawn_limit = RespawnLimit { count: 3, interval_secs: 60 };
+        j.respawn_limit = RespawnLimit {
+            count: 3,
+            interval_secs: 60,
+        };
     }); // F4
     ok("respawn limit unlimited\n", |j| {
-        j.respawn_limit = RespawnLimit { count: 0, interval_secs: 0 }
+        j.respawn_limit = RespawnLimit {
+            count: 0,
+            interval_secs: 0,
+        }
     }); // F5
     let j = parse("respawn limit 0 10\n");
-    assert_eq!(j.respawn_limit, RespawnLimit { count: 0, interval_secs: 10 });
+    assert_eq!(
+        j.respawn_limit,
+        RespawnLimit {
+            count: 0,
+            interval_secs: 10
+        }
+    );
     assert!(j.respawn_limit.is_unlimited());
     ok("respawn limit 5 60\nrespawn limit 10 120\n", |j| {
-        j.respawn_limit = RespawnLimit { count: 10, interval_secs: 120 }
+        j.respawn_limit = RespawnLimit {
+            count: 10,
+            interval_secs: 120,
+        }
     }); // F6
     err("respawn limit 10\n", "1: Expected token"); // F7
     err("respawn limit\n", "1: Expected token");
-    for t in ["respawn limit ten 5\n", "respawn limit -1 5\n", "respawn limit UNLIMITED\n"] {
+    for t in [
+        "respawn limit ten 5\n",
+        "respawn limit -1 5\n",
+        "respawn limit UNLIMITED\n",
+    ] {
         err(t, "1: Illegal limit, expected 'unlimited' or integer"); // F8
     }
     for t in [
@@ -303,7 +373,9 @@ fn g_normal_exit() {
 #[test]
 fn h_instance() {
     ok("instance $TTY\n", |j| j.instance = "$TTY".into()); // H1
-    ok("instance \"${IFACE}-${ADDR}\"\n", |j| j.instance = "${IFACE}-${ADDR}".into());
+    ok("instance \"${IFACE}-${ADDR}\"\n", |j| {
+        j.instance = "${IFACE}-${ADDR}".into()
+    });
     ok("instance $A\ninstance $B\n", |j| j.instance = "$B".into()); // H2
     err("instance $A $B\n", "1: Unexpected token"); // H3
     err("instance\n", "1: Expected token");
@@ -314,8 +386,12 @@ fn h_instance() {
 #[test]
 fn i_env_and_export() {
     ok("env LANG=C\n", |j| j.env = vec!["LANG=C".into()]); // I1
-    ok("env MSG=\"hello world\"\n", |j| j.env = vec!["MSG=hello world".into()]);
-    ok("env \"MSG=hello world\"\n", |j| j.env = vec!["MSG=hello world".into()]);
+    ok("env MSG=\"hello world\"\n", |j| {
+        j.env = vec!["MSG=hello world".into()]
+    });
+    ok("env \"MSG=hello world\"\n", |j| {
+        j.env = vec!["MSG=hello world".into()]
+    });
     err("env MSG=hello world\n", "1: Unexpected token"); // I2
     ok("env A=1\nenv B=2\nenv A=3\n", |j| {
         j.env = vec!["A=1".into(), "B=2".into(), "A=3".into()]
@@ -325,7 +401,9 @@ fn i_env_and_export() {
     ok("env K=\n", |j| j.env = vec!["K=".into()]);
     err("env\n", "1: Expected token"); // I5
     err("export\n", "1: Expected token");
-    ok("export A B\nexport C\n", |j| j.export = vec!["A".into(), "B".into(), "C".into()]); // I6
+    ok("export A B\nexport C\n", |j| {
+        j.export = vec!["A".into(), "B".into(), "C".into()]
+    }); // I6
 }
 
 // ----------------------------------------------------------------- J. expect
@@ -353,7 +431,11 @@ fn k_kill_and_reload() {
     ok("kill signal SIGQUIT\n", |j| j.kill_signal = 3);
     ok("kill signal 10\n", |j| j.kill_signal = 10);
     ok("kill signal INT\nkill signal TERM\n", |_| {}); // K3
-    for t in ["kill signal int\n", "kill signal RTMIN+1\n", "reload signal foo\n"] {
+    for t in [
+        "kill signal int\n",
+        "kill signal RTMIN+1\n",
+        "reload signal foo\n",
+    ] {
         err(t, "1: Illegal signal status, expected integer"); // K4
     }
     for t in ["kill timeout -1\n", "kill timeout 5s\n"] {
@@ -377,7 +459,9 @@ fn l_console() {
     ok("console log\n", |_| {});
     ok("console output\n", |j| j.console = Console::Output);
     ok("console owner\n", |j| j.console = Console::Owner);
-    ok("console output\nconsole owner\n", |j| j.console = Console::Owner);
+    ok("console output\nconsole owner\n", |j| {
+        j.console = Console::Owner
+    });
     err("console\n", "1: Expected token"); // L2
     err("console syslog\n", "1: Unknown stanza");
     err("console Log\n", "1: Unknown stanza");
@@ -403,19 +487,28 @@ fn m_umask_nice_oom() {
     ok("oom score 500\n", |j| j.oom_score = 500); // M4
     ok("oom score -1000\n", |j| j.oom_score = -1000);
     ok("oom score never\n", |j| j.oom_score = -1000);
-    err("oom score 1001\n", "1: Illegal oom score adjustment, expected -999 to 1000 or 'never'");
+    err(
+        "oom score 1001\n",
+        "1: Illegal oom score adjustment, expected -999 to 1000 or 'never'",
+    );
     ok("oom 15\n", |j| j.oom_score = 1000); // M5
     ok("oom 10\n", |j| j.oom_score = 666);
     ok("oom -10\n", |j| j.oom_score = -588);
     ok("oom -17\n", |j| j.oom_score = -1000);
     ok("oom never\n", |j| j.oom_score = -1000);
-    err("oom 16\n", "1: Illegal oom adjustment, expected -16 to 15 or 'never'");
+    err(
+        "oom 16\n",
+        "1: Illegal oom adjustment, expected -16 to 15 or 'never'",
+    );
     ok("oom -10\noom score 10\n", |j| j.oom_score = 10); // M6
     ok("oom score -10\noom 10\n", |j| j.oom_score = 666);
     err("oom\n", "1: Expected token"); // M7
     err("oom score\n", "1: Expected token");
     err("oom score 500 now\n", "1: Unexpected token");
-    err("oom Score 5\n", "1: Illegal oom adjustment, expected -16 to 15 or 'never'");
+    err(
+        "oom Score 5\n",
+        "1: Illegal oom adjustment, expected -16 to 15 or 'never'",
+    );
 }
 
 // ------------------------------------------------------------------ N. limit
@@ -424,10 +517,22 @@ fn m_umask_nice_oom() {
 fn n_limit() {
     let lim = |soft, hard| Limit { soft, hard };
     ok("limit nofile 1024 4096\n", |j| {
-        j.limits.insert(Resource::Nofile, Limit { soft: Some(1024), hard: Some(4096) });
+        j.limits.insert(
+            Resource::Nofile,
+            Limit {
+                soft: Some(1024),
+                hard: Some(4096),
+            },
+        );
     }); // N1
-    assert_eq!(parse("limit core unlimited unlimited\n").limits[&Resource::Core], lim(None, None));
-    assert_eq!(parse("limit as 100 200\n").limits[&Resource::As], lim(Some(100), Some(200)));
+    assert_eq!(
+        parse("limit core unlimited unlimited\n").limits[&Resource::Core],
+        lim(None, None)
+    );
+    assert_eq!(
+        parse("limit as 100 200\n").limits[&Resource::As],
+        lim(Some(100), Some(200))
+    );
     let j = parse("limit nofile 10 20\nlimit nproc 5 5\nlimit nofile 30 40\n"); // N2
     assert_eq!(j.limits.len(), 2);
     assert_eq!(j.limits[&Resource::Nofile], lim(Some(30), Some(40)));
@@ -436,30 +541,44 @@ fn n_limit() {
         err(t, "1: Expected token"); // N3
     }
     err("limit files 1 2\n", "1: Unknown stanza");
-    for t in ["limit nofile lots 10\n", "limit nofile 10 99999999999999999999\n"] {
+    for t in [
+        "limit nofile lots 10\n",
+        "limit nofile 10 99999999999999999999\n",
+    ] {
         err(t, "1: Illegal limit, expected 'unlimited' or integer"); // N4
     }
     err("limit nofile 1 2 3\n", "1: Unexpected token");
     // N5: Upstart wrapped -1 to "unlimited"; upkeep says it is not a limit.
-    err("limit nofile -1 10\n", "1: Illegal limit, expected 'unlimited' or integer");
+    err(
+        "limit nofile -1 10\n",
+        "1: Illegal limit, expected 'unlimited' or integer",
+    );
 }
 
 // ------------------------------------------------ O. text and path stanzas
 
 #[test]
 fn o_text_and_paths() {
-    ok("description \"Web server\"\n", |j| j.description = Some("Web server".into())); // O1
+    ok("description \"Web server\"\n", |j| {
+        j.description = Some("Web server".into())
+    }); // O1
     ok("description a\ndescription b\nauthor x\nauthor y\n", |j| {
         j.description = Some("b".into());
         j.author = Some("y".into());
     });
     ok("version \"1.2-3\"\n", |j| j.version = Some("1.2-3".into()));
-    ok("usage \"tty DEV=ttyX\"\n", |j| j.usage = Some("tty DEV=ttyX".into()));
+    ok("usage \"tty DEV=ttyX\"\n", |j| {
+        j.usage = Some("tty DEV=ttyX".into())
+    });
     err("description Web server\n", "1: Unexpected token"); // O2
     err("usage tty DEV=ttyX\n", "1: Unexpected token");
     err("author\n", "1: Expected token");
-    ok("chdir \"/srv/my app\"\n", |j| j.chdir = Some("/srv/my app".into())); // O3
-    ok("chroot /srv/jail\n", |j| j.chroot = Some("/srv/jail".into()));
+    ok("chdir \"/srv/my app\"\n", |j| {
+        j.chdir = Some("/srv/my app".into())
+    }); // O3
+    ok("chroot /srv/jail\n", |j| {
+        j.chroot = Some("/srv/jail".into())
+    });
     err("chdir /a /b\n", "1: Unexpected token");
     err("chroot\n", "1: Expected token");
     ok("setuid www-data\n", |j| j.setuid = Some("www-data".into())); // O4
@@ -479,7 +598,9 @@ fn p_apparmor_and_cgroup() {
     ok("apparmor load /etc/apparmor.d/usr.sbin.foo\n", |j| {
         j.apparmor_load = Some("/etc/apparmor.d/usr.sbin.foo".into())
     }); // P1
-    ok("apparmor switch /usr/sbin/foo\n", |j| j.apparmor_switch = Some("/usr/sbin/foo".into()));
+    ok("apparmor switch /usr/sbin/foo\n", |j| {
+        j.apparmor_switch = Some("/usr/sbin/foo".into())
+    });
     err("apparmor\n", "1: Expected token"); // P2
     err("apparmor load\n", "1: Expected token");
     err("apparmor foo\n", "1: Unknown stanza");
@@ -487,21 +608,41 @@ fn p_apparmor_and_cgroup() {
     let cg = |c: &str, n: &str, s: &[(&str, &str)]| Cgroup {
         controller: c.into(),
         name: n.into(),
-        settings: s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        settings: s
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     };
-    assert_eq!(parse("cgroup memory\n").cgroups, vec![cg("memory", "$UPSTART_CGROUP", &[])]); // P3
-    assert_eq!(parse("cgroup cpu \"a b\"\n").cgroups, vec![cg("cpu", "a b", &[])]);
+    assert_eq!(
+        parse("cgroup memory\n").cgroups,
+        vec![cg("memory", "$UPSTART_CGROUP", &[])]
+    ); // P3
+    assert_eq!(
+        parse("cgroup cpu \"a b\"\n").cgroups,
+        vec![cg("cpu", "a b", &[])]
+    );
     assert_eq!(
         parse("cgroup memory limit_in_bytes 52428800\n").cgroups,
-        vec![cg("memory", "$UPSTART_CGROUP", &[("limit_in_bytes", "52428800")])]
+        vec![cg(
+            "memory",
+            "$UPSTART_CGROUP",
+            &[("limit_in_bytes", "52428800")]
+        )]
     );
     assert_eq!(
         parse("cgroup blkio slowio throttle.write_bps_device \"8:16 1048576\"\n").cgroups,
-        vec![cg("blkio", "slowio", &[("throttle.write_bps_device", "8:16 1048576")])]
+        vec![cg(
+            "blkio",
+            "slowio",
+            &[("throttle.write_bps_device", "8:16 1048576")]
+        )]
     );
     err("cgroup\n", "1: Expected token"); // P4
     err("cgroup a b c d e\n", "1: Unexpected token");
-    assert_eq!(parse("cgroup memory\ncgroup memory\n").cgroups, vec![cg("memory", "$UPSTART_CGROUP", &[])]);
+    assert_eq!(
+        parse("cgroup memory\ncgroup memory\n").cgroups,
+        vec![cg("memory", "$UPSTART_CGROUP", &[])]
+    );
     assert_eq!(
         parse("cgroup memory a 1\ncgroup memory b 2\ncgroup memory a 3\n").cgroups,
         vec![cg("memory", "$UPSTART_CGROUP", &[("a", "3"), ("b", "2")])]
@@ -525,7 +666,10 @@ fn q_overrides() {
     assert_eq!(j.processes[0], exec("/bin/d"));
     let j = with_override("env A=1\nnormal exit 1\n", "env A=2\nnormal exit 2\n").unwrap(); // Q2
     assert_eq!(j.env, vec!["A=1".to_string(), "A=2".to_string()]);
-    assert_eq!(j.normal_exit, vec![NormalExit::Status(1), NormalExit::Status(2)]);
+    assert_eq!(
+        j.normal_exit,
+        vec![NormalExit::Status(1), NormalExit::Status(2)]
+    );
     let j = with_override(
         "exec /bin/a\nconsole log\n",
         "script\n  /bin/b\nend script\nconsole none\n",
@@ -535,10 +679,19 @@ fn q_overrides() {
     assert_eq!(j.console, Console::None);
     let j = with_override("respawn\n", "respawn limit 2 10\n").unwrap();
     assert!(j.respawn);
-    assert_eq!(j.respawn_limit, RespawnLimit { count: 2, interval_secs: 10 });
+    assert_eq!(
+        j.respawn_limit,
+        RespawnLimit {
+            count: 2,
+            interval_secs: 10
+        }
+    );
     // Q4 (an override with no conf) is a conf-dir rule: tests/conf_dirs.rs.
     // Q5: the override's error is reported, and none of it applies.
-    assert_eq!(with_override("exec /bin/x\n", "nice 5\nbogus\n"), Err("2: Unknown stanza".into()));
+    assert_eq!(
+        with_override("exec /bin/x\n", "nice 5\nbogus\n"),
+        Err("2: Unknown stanza".into())
+    );
     // Q6: an invalid conf defines no job, whatever the override.
     assert!(parse_job("t", b"exce /bin/x\n").is_err());
 }

@@ -65,14 +65,23 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
         }
     }
 
-    let jobs: Vec<&JobClass> = sel.universe.values().filter_map(|l| l.job.as_ref()).collect();
+    let jobs: Vec<&JobClass> = sel
+        .universe
+        .values()
+        .filter_map(|l| l.job.as_ref())
+        .collect();
     let known = Known {
         jobs: jobs.iter().map(|j| j.name.as_str()).collect(),
-        emits: jobs.iter().flat_map(|j| j.emits.iter().map(String::as_str)).collect(),
+        emits: jobs
+            .iter()
+            .flat_map(|j| j.emits.iter().map(String::as_str))
+            .collect(),
         ignored: ignored.iter().map(String::as_str).collect(),
     };
     for name in &sel.selected {
-        let Some(job) = &sel.universe[name].job else { continue };
+        let Some(job) = &sel.universe[name].job else {
+            continue;
+        };
         let mut lines = Vec::new();
         for (label, expr) in [("start on", &job.start_on), ("stop on", &job.stop_on)] {
             if let Some(expr) = expr {

@@ -33,7 +33,10 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
     let mut limits = Map::new();
     for (res, lim) in &job.limits {
         let v = |x: Option<u64>| x.map_or_else(|| json!("unlimited"), |n| json!(n));
-        limits.insert(res.name().to_string(), json!({ "soft": v(lim.soft), "hard": v(lim.hard) }));
+        limits.insert(
+            res.name().to_string(),
+            json!({ "soft": v(lim.soft), "hard": v(lim.hard) }),
+        );
     }
     let normal_exit: Vec<Value> = job
         .normal_exit

@@ -31,19 +31,84 @@ struct CommandInfo {
 }
 
 const COMMANDS: &[CommandInfo] = &[
-    CommandInfo { name: "daemon", built: false, usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH]", summary: "run the supervisor in the foreground" },
-    CommandInfo { name: "start", built: false, usage: "start JOB [KEY=VALUE]... [--no-wait]", summary: "start a job and wait until it runs" },
-    CommandInfo { name: "stop", built: false, usage: "stop JOB [KEY=VALUE]... [--no-wait]", summary: "stop a job and wait until it stopped" },
-    CommandInfo { name: "restart", built: false, usage: "restart JOB [KEY=VALUE]...", summary: "restart a job with its job file as it is now" },
-    CommandInfo { name: "reload", built: false, usage: "reload JOB [KEY=VALUE]...", summary: "send a job its reload signal (SIGHUP)" },
-    CommandInfo { name: "status", built: false, usage: "status JOB [KEY=VALUE]... [--json]", summary: "show a job's goal, state and processes" },
-    CommandInfo { name: "list", built: false, usage: "list [--json]", summary: "show every job" },
-    CommandInfo { name: "emit", built: false, usage: "emit EVENT [KEY=VALUE]... [--no-wait]", summary: "emit an event" },
-    CommandInfo { name: "reload-configuration", built: false, usage: "reload-configuration", summary: "rescan the conf dirs" },
-    CommandInfo { name: "logs", built: false, usage: "logs JOB [-n N] [-f]", summary: "show a job's log" },
-    CommandInfo { name: "check-config", built: true, usage: "check-config [--conf-dir DIR]... [-i EVENT,...] [PATH|JOB]...", summary: "check job files offline: syntax, and events no job emits" },
-    CommandInfo { name: "show-config", built: true, usage: "show-config [--conf-dir DIR]... [--json] [PATH|JOB]...", summary: "print jobs in full, normalised job-file syntax" },
-    CommandInfo { name: "version", built: true, usage: "version", summary: "print the version" },
+    CommandInfo {
+        name: "daemon",
+        built: false,
+        usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH]",
+        summary: "run the supervisor in the foreground",
+    },
+    CommandInfo {
+        name: "start",
+        built: false,
+        usage: "start JOB [KEY=VALUE]... [--no-wait]",
+        summary: "start a job and wait until it runs",
+    },
+    CommandInfo {
+        name: "stop",
+        built: false,
+        usage: "stop JOB [KEY=VALUE]... [--no-wait]",
+        summary: "stop a job and wait until it stopped",
+    },
+    CommandInfo {
+        name: "restart",
+        built: false,
+        usage: "restart JOB [KEY=VALUE]...",
+        summary: "restart a job with its job file as it is now",
+    },
+    CommandInfo {
+        name: "reload",
+        built: false,
+        usage: "reload JOB [KEY=VALUE]...",
+        summary: "send a job its reload signal (SIGHUP)",
+    },
+    CommandInfo {
+        name: "status",
+        built: false,
+        usage: "status JOB [KEY=VALUE]... [--json]",
+        summary: "show a job's goal, state and processes",
+    },
+    CommandInfo {
+        name: "list",
+        built: false,
+        usage: "list [--json]",
+        summary: "show every job",
+    },
+    CommandInfo {
+        name: "emit",
+        built: false,
+        usage: "emit EVENT [KEY=VALUE]... [--no-wait]",
+        summary: "emit an event",
+    },
+    CommandInfo {
+        name: "reload-configuration",
+        built: false,
+        usage: "reload-configuration",
+        summary: "rescan the conf dirs",
+    },
+    CommandInfo {
+        name: "logs",
+        built: false,
+        usage: "logs JOB [-n N] [-f]",
+        summary: "show a job's log",
+    },
+    CommandInfo {
+        name: "check-config",
+        built: true,
+        usage: "check-config [--conf-dir DIR]... [-i EVENT,...] [PATH|JOB]...",
+        summary: "check job files offline: syntax, and events no job emits",
+    },
+    CommandInfo {
+        name: "show-config",
+        built: true,
+        usage: "show-config [--conf-dir DIR]... [--json] [PATH|JOB]...",
+        summary: "print jobs in full, normalised job-file syntax",
+    },
+    CommandInfo {
+        name: "version",
+        built: true,
+        usage: "version",
+        summary: "print the version",
+    },
 ];
 
 /// Names under which the binary is one command.
@@ -111,7 +176,10 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
         return prog.usage_error(format!("unknown command: {command}"));
     };
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        out(&format!("Usage: {} {}\n{}\n", invoked, info.usage, info.summary));
+        out(&format!(
+            "Usage: {} {}\n{}\n",
+            invoked, info.usage, info.summary
+        ));
         return 0;
     }
     match command {

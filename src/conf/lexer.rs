@@ -49,10 +49,6 @@ impl<'a> Lexer<'a> {
         Lexer { src, pos: 0 }
     }
 
-    pub fn len(&self) -> usize {
-        self.src.len()
-    }
-
     pub fn at_end(&self) -> bool {
         self.pos >= self.src.len()
     }
@@ -128,7 +124,13 @@ impl<'a> Lexer<'a> {
 
         // Pending blanks are written out when the next kept byte arrives:
         // verbatim, or as a single space if a newline was folded among them.
-        fn flush(out: &mut Vec<u8>, src: &[u8], ws_from: &mut Option<usize>, p: usize, nl: &mut bool) {
+        fn flush(
+            out: &mut Vec<u8>,
+            src: &[u8],
+            ws_from: &mut Option<usize>,
+            p: usize,
+            nl: &mut bool,
+        ) {
             if *nl {
                 out.push(b' ');
                 *nl = false;
@@ -204,8 +206,9 @@ impl<'a> Lexer<'a> {
         }
         // Only ASCII bytes were dropped or inserted, so this cannot fail on
         // UTF-8 input; be defensive anyway rather than panic.
-        let text = String::from_utf8(out)
-            .map_err(|e| ParseError::new(start + e.utf8_error().valid_up_to(), ErrorKind::InvalidUtf8))?;
+        let text = String::from_utf8(out).map_err(|e| {
+            ParseError::new(start + e.utf8_error().valid_up_to(), ErrorKind::InvalidUtf8)
+        })?;
         Ok(Token { text, start })
     }
 
@@ -340,8 +343,7 @@ impl<'a> Lexer<'a> {
         for line in src[body_start..body_end].split_inclusive(|&b| b == b'\n') {
             body.extend_from_slice(&line[indent.min(line.len())..]);
         }
-        String::from_utf8(body)
-            .map_err(|_| ParseError::new(body_start, ErrorKind::InvalidUtf8))
+        String::from_utf8(body).map_err(|_| ParseError::new(body_start, ErrorKind::InvalidUtf8))
     }
 
     /// After an error: skips the rest of the stanza that began at `from`,
@@ -373,11 +375,9 @@ impl<'a> Lexer<'a> {
                         }
                         continue;
                     }
-                    b'\n' => {
-                        if depth == 0 {
-                            p += 1;
-                            break;
-                        }
+                    b'\n' if depth == 0 => {
+                        p += 1;
+                        break;
                     }
                     _ => {}
                 },
@@ -409,17 +409,26 @@ mod tests {
         assert_eq!(arg(r"/srv/my\ app"), "/srv/my app");
         assert_eq!(arg(r"a\\b"), r"a\b");
         assert_eq!(arg(r"a\#b"), r"a\#b");
-        assert_eq!(arg("\"first line\n      second line\""), "first line second line");
+        assert_eq!(
+            arg("\"first line\n      second line\""),
+            "first line second line"
+        );
         assert_eq!(arg("\" a \""), " a ");
         assert_eq!(arg("a\\\nb"), "a b");
     }
 
     #[test]
     fn commands_are_verbatim() {
-        assert_eq!(cmd("/sbin/daemon -d \"foo\"   # c"), "/sbin/daemon -d \"foo\"");
+        assert_eq!(
+            cmd("/sbin/daemon -d \"foo\"   # c"),
+            "/sbin/daemon -d \"foo\""
+        );
         assert_eq!(cmd("/bin/echo \"a # b\" # real"), "/bin/echo \"a # b\"");
         assert_eq!(cmd(r"/bin/echo a\#b"), r"/bin/echo a\#b");
-        assert_eq!(cmd("/usr/bin/daemon \\\n        --foreground\n"), "/usr/bin/daemon --foreground");
+        assert_eq!(
+            cmd("/usr/bin/daemon \\\n        --foreground\n"),
+            "/usr/bin/daemon --foreground"
+        );
         assert_eq!(cmd("foo\r\n"), "foo");
     }
 
@@ -436,13 +445,22 @@ mod tests {
     #[test]
     fn blocks_strip_shared_indentation() {
         let mut l = Lexer::new(b"    if true; then\n        echo yes\n    fi\nend script\nnext");
-        assert_eq!(l.block(b"script").unwrap(), "if true; then\n    echo yes\nfi\n");
-        assert_eq!(&b"next"[..], &b"    if true; then\n        echo yes\n    fi\nend script\nnext"[l.pos..]);
+        assert_eq!(
+            l.block(b"script").unwrap(),
+            "if true; then\n    echo yes\nfi\n"
+        );
+        assert_eq!(
+            &b"next"[..],
+            &b"    if true; then\n        echo yes\n    fi\nend script\nnext"[l.pos..]
+        );
         let mut l = Lexer::new(b"  echo a\n\n  echo b\nend script\n");
         assert_eq!(l.block(b"script").unwrap(), "  echo a\n\n  echo b\n");
         let mut l = Lexer::new(b"echo\nend script");
         assert_eq!(l.block(b"script").unwrap(), "echo\n");
         let mut l = Lexer::new(b"echo hi\nendscript\n");
-        assert_eq!(l.block(b"script").unwrap_err().kind, ErrorKind::UnterminatedBlock);
+        assert_eq!(
+            l.block(b"script").unwrap_err().kind,
+            ErrorKind::UnterminatedBlock
+        );
     }
 }

@@ -31,7 +31,10 @@ enum Op {
 }
 
 /// Folds the stack down to the innermost open group into `root`.
-fn collect(stack: &mut Vec<Item>, root: &mut Option<EventExpr>) -> std::result::Result<(), ErrorKind> {
+fn collect(
+    stack: &mut Vec<Item>,
+    root: &mut Option<EventExpr>,
+) -> std::result::Result<(), ErrorKind> {
     while let Some(top) = stack.last() {
         if matches!(top, Item::Group) {
             break;
@@ -114,8 +117,13 @@ pub fn parse_on(lx: &mut Lexer) -> Result<EventExpr> {
                         match stack.last_mut() {
                             Some(Item::Match(m)) => {
                                 // Positional arguments must come first.
-                                if !word.text.contains('=') && m.args.iter().any(|a| a.contains('=')) {
-                                    return Err(ParseError::new(word.start, ErrorKind::ExpectedVariable));
+                                if !word.text.contains('=')
+                                    && m.args.iter().any(|a| a.contains('='))
+                                {
+                                    return Err(ParseError::new(
+                                        word.start,
+                                        ErrorKind::ExpectedVariable,
+                                    ));
                                 }
                                 m.args.push(word.text);
                             }

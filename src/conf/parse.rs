@@ -202,8 +202,8 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
         }
         "umask" => {
             let v = lx.next_arg()?;
-            job.umask = parse_umask(&v.text)
-                .ok_or(ParseError::new(v.start, ErrorKind::IllegalUmask))?;
+            job.umask =
+                parse_umask(&v.text).ok_or(ParseError::new(v.start, ErrorKind::IllegalUmask))?;
             lx.end_of_stanza()?;
         }
         "nice" => {
@@ -255,7 +255,10 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
             let (name, setting) = match a.len() {
                 1 => (DEFAULT_CGROUP_NAME.to_string(), None),
                 2 => (a[1].clone(), None),
-                3 => (DEFAULT_CGROUP_NAME.to_string(), Some((a[1].clone(), a[2].clone()))),
+                3 => (
+                    DEFAULT_CGROUP_NAME.to_string(),
+                    Some((a[1].clone(), a[2].clone())),
+                ),
                 _ => (a[1].clone(), Some((a[2].clone(), a[3].clone()))),
             };
             add_cgroup(&mut job.cgroups, &a[0], name, setting);

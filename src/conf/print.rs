@@ -126,5 +126,8 @@ pub fn to_job_file(job: &JobClass) -> String {
 }
 
 fn words(ws: &[String]) -> String {
-    ws.iter().map(|w| quote_arg(w)).collect::<Vec<_>>().join(" ")
+    ws.iter()
+        .map(|w| quote_arg(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

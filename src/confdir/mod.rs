@@ -40,7 +40,9 @@ pub struct Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message),
+            Some((line, col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.path.display(), self.message)
+            }
             None => write!(f, "{}: {}", self.path.display(), self.message),
         }
     }
@@ -101,7 +103,16 @@ fn job_file_kind(file_name: &str) -> Option<(&str, Kind)> {
 /// Directory names a conf dir walk skips (libnih's `nih_file_ignore`).
 pub fn is_ignored(name: &str) -> bool {
     const VCS: &[&str] = &[
-        "CVS", "RCS", "SCCS", ".git", ".svn", ".hg", ".bzr", "_darcs", ".arch-ids", "{arch}",
+        "CVS",
+        "RCS",
+        "SCCS",
+        ".git",
+        ".svn",
+        ".hg",
+        ".bzr",
+        "_darcs",
+        ".arch-ids",
+        "{arch}",
     ];
     name.starts_with('.')
         || name.ends_with('~')
@@ -124,10 +135,7 @@ type DirFiles = BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)>;
 /// Walks every conf dir and pairs the files into jobs.
 pub fn scan(dirs: &[PathBuf]) -> Scan {
     let mut scan = Scan::default();
-    let per_dir: Vec<DirFiles> = dirs
-        .iter()
-        .map(|d| walk(d, &mut scan.problems))
-        .collect();
+    let per_dir: Vec<DirFiles> = dirs.iter().map(|d| walk(d, &mut scan.problems)).collect();
     for (i, files) in per_dir.iter().enumerate() {
         for (name, (conf, _)) in files {
             let Some(conf) = conf else { continue };
@@ -217,11 +225,17 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
                     continue;
                 }
                 if depth + 1 > MAX_DEPTH {
-                    problems.push(Diagnostic::file(&path, format!("directories nested deeper than {MAX_DEPTH}; not walked")));
+                    problems.push(Diagnostic::file(
+                        &path,
+                        format!("directories nested deeper than {MAX_DEPTH}; not walked"),
+                    ));
                 } else if seen_dirs.insert((meta.dev(), meta.ino())) {
                     stack.push((path, format!("{prefix}{name}/"), depth + 1));
                 } else {
-                    problems.push(Diagnostic::file(&path, "directory already walked (a symlink loop?); skipped"));
+                    problems.push(Diagnostic::file(
+                        &path,
+                        "directory already walked (a symlink loop?); skipped",
+                    ));
                 }
                 continue;
             }
@@ -318,7 +332,10 @@ pub fn load(files: &JobFiles) -> Loaded {
         }
         Ok(text) => match conf::parse_job(&files.name, &text) {
             Err(errs) => {
-                diagnostics.extend(errs.iter().map(|e| Diagnostic::parse(&files.conf, &text, e)));
+                diagnostics.extend(
+                    errs.iter()
+                        .map(|e| Diagnostic::parse(&files.conf, &text, e)),
+                );
                 None
             }
             Ok(job) => Some(job),
@@ -373,9 +390,18 @@ mod tests {
 
     #[test]
     fn job_file_names() {
-        assert!(matches!(job_file_kind("ssh.conf"), Some(("ssh", Kind::Conf))));
-        assert!(matches!(job_file_kind(".foo.conf"), Some((".foo", Kind::Conf))));
-        assert!(matches!(job_file_kind("x.override"), Some(("x", Kind::Override))));
+        assert!(matches!(
+            job_file_kind("ssh.conf"),
+            Some(("ssh", Kind::Conf))
+        ));
+        assert!(matches!(
+            job_file_kind(".foo.conf"),
+            Some((".foo", Kind::Conf))
+        ));
+        assert!(matches!(
+            job_file_kind("x.override"),
+            Some(("x", Kind::Override))
+        ));
         assert!(job_file_kind(".conf").is_none());
         assert!(job_file_kind("x.conf.bak").is_none());
         assert!(job_file_kind("x.CONF").is_none());

@@ -103,7 +103,11 @@ impl fmt::Display for EventExpr {
         match self {
             EventExpr::Match(m) => write!(f, "{m}"),
             EventExpr::And(l, r) | EventExpr::Or(l, r) => {
-                let op = if matches!(self, EventExpr::And(..)) { "and" } else { "or" };
+                let op = if matches!(self, EventExpr::And(..)) {
+                    "and"
+                } else {
+                    "or"
+                };
                 write!(f, "{l} {op} ")?;
                 match **r {
                     EventExpr::Match(_) => write!(f, "{r}"),
@@ -137,9 +141,12 @@ pub fn quote_event_word(w: &str) -> String {
 /// needed.
 pub fn quote_arg(w: &str) -> String {
     let plain = !w.is_empty()
-        && !w
-            .bytes()
-            .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'"' | b'\'' | b'\\' | b'#'));
+        && !w.bytes().any(|b| {
+            matches!(
+                b,
+                b' ' | b'\t' | b'\r' | b'\n' | b'"' | b'\'' | b'\\' | b'#'
+            )
+        });
     if plain {
         w.to_string()
     } else {
@@ -147,19 +154,28 @@ pub fn quote_arg(w: &str) -> String {
     }
 }
 
-/// Double-quotes a word. Inside quotes the lexer keeps everything but the
-/// closing quote and reads `\\` as one backslash; a `"` is written by
-/// closing the quotes, adding `'"'`, and reopening them.
+/// Quotes a word. Inside quotes the lexer keeps everything but the closing
+/// quote and reads `\\` as one backslash. Double quotes are used unless
+/// the word holds a `"` and no `'`; a quote of the other kind is written
+/// by closing the quotes, adding it in the other quotes, and reopening.
 fn force_quote(w: &str) -> String {
+    let q = if w.contains('"') && !w.contains('\'') {
+        '\''
+    } else {
+        '"'
+    };
+    let other = if q == '"' { '\'' } else { '"' };
     let mut s = String::with_capacity(w.len() + 2);
-    s.push('"');
+    s.push(q);
     for c in w.chars() {
-        match c {
-            '"' => s.push_str("\"'\"'\""),
-            '\\' => s.push_str("\\\\"),
-            c => s.push(c),
+        if c == q {
+            s.extend([q, other, q, other, q]);
+        } else if c == '\\' {
+            s.push_str("\\\\");
+        } else {
+            s.push(c);
         }
     }
-    s.push('"');
+    s.push(q);
     s
 }
