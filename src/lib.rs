@@ -5,5 +5,6 @@ pub mod cli;
 pub mod conf;
 pub mod confdir;
 pub mod event;
+pub mod job;
 pub mod paths;
 pub mod process;

@@ -1,0 +1,809 @@
+//! The job state machine of one instance, as pure code: inputs in, actions
+//! out (Upstart's `init/job.c` and `job_process_terminated`, reference
+//! sections 4 and 7).
+//!
+//! ```text
+//!             goal start                                   goal stop
+//!  waiting ─► starting ─► pre-start ─► spawned ─► post-start ─► running
+//!     ▲          (event)    (hook)      (main)      (hook)         │
+//!     │                                                            ▼
+//!  post-stop ◄─ killed ◄─ stopping ◄──────────────────────── pre-stop
+//!   (hook)    (signal,    (event)                              (hook)
+//!              timer)
+//! ```
+//!
+//! The machine never blocks and never calls the system. When it needs
+//! something done it returns an [`Action`] and, where it must wait for the
+//! outcome (a spawn, a process exit, an event, a timer), it says so in
+//! [`Instance::waiting`] and stays put until the matching [`Input`]
+//! arrives. Time is an input (`now`, a monotonic duration since any fixed
+//! point).
+//!
+//! A goal change moves the machine at once only from the two rest states
+//! (`waiting` with goal start, `running` with goal stop); in every other
+//! state the current step finishes first and the table then follows the new
+//! goal, as in Upstart.
+
+pub mod expand;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::conf::{signal, Command, JobClass, NormalExit, ProcessType};
+
+pub type Pid = i32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    Stop,
+    Start,
+    /// The main process died and is to be respawned once the current hook
+    /// has finished; becomes `Start` again on the way to `stopping`.
+    Respawn,
+}
+
+impl Goal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Goal::Stop => "stop",
+            Goal::Start | Goal::Respawn => "start",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Waiting,
+    Starting,
+    PreStart,
+    Spawned,
+    PostStart,
+    Running,
+    PreStop,
+    Stopping,
+    Killed,
+    PostStop,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Starting => "starting",
+            State::PreStart => "pre-start",
+            State::Spawned => "spawned",
+            State::PostStart => "post-start",
+            State::Running => "running",
+            State::PreStop => "pre-stop",
+            State::Stopping => "stopping",
+            State::Killed => "killed",
+            State::PostStop => "post-stop",
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    fn is_listed(self, normal: &[NormalExit]) -> bool {
+        normal.iter().any(|n| match (*n, self) {
+            (NormalExit::Status(s), Exit::Code(c)) => i64::from(s) == i64::from(c),
+            (NormalExit::Signal(a), Exit::Signal(b)) => a == b,
+            _ => false,
+        })
+    }
+
+    /// `EXIT_STATUS=1` or `EXIT_SIGNAL=TERM`, as job events carry it.
+    pub fn event_var(self) -> String {
+        match self {
+            Exit::Code(c) => format!("EXIT_STATUS={c}"),
+            Exit::Signal(s) => format!("EXIT_SIGNAL={}", signal::display(s)),
+        }
+    }
+}
+
+/// Which part of a job failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedProcess {
+    Process(ProcessType),
+    /// The respawn limit was hit.
+    Respawn,
+}
+
+impl FailedProcess {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailedProcess::Process(p) => p.name(),
+            FailedProcess::Respawn => "respawn",
+        }
+    }
+}
+
+/// The first failure of a start → stop cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub process: FailedProcess,
+    /// `None` when the process failed to spawn, or for the respawn limit.
+    pub exit: Option<Exit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEvent {
+    Starting,
+    Started,
+    Stopping,
+    Stopped,
+}
+
+impl JobEvent {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobEvent::Starting => "starting",
+            JobEvent::Started => "started",
+            JobEvent::Stopping => "stopping",
+            JobEvent::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the machine asks of the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn this process of the job; answer with `Spawned` or `SpawnFailed`.
+    Spawn(ProcessType),
+    /// Send `signal` to the process group `pgid` (the main process's).
+    KillGroup { pgid: Pid, signal: i32 },
+    /// Answer with `Timer { gen }` after `after`, unless the instance has
+    /// moved on (a newer `gen` makes this one stale).
+    ArmTimer { gen: u64, after: Duration },
+    /// Emit a job event. A blocking one must be answered with `EventDone`
+    /// once everything it affects has got there.
+    Emit {
+        event: JobEvent,
+        blocking: bool,
+        failure: Option<Failure>,
+    },
+    /// A message for the daemon's log.
+    Log(String),
+    /// The instance is back at rest: forget it.
+    Destroy,
+}
+
+/// What happens to the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Start,
+    Stop,
+    /// Stop, then start again with the job file as it is now.
+    Restart,
+    Spawned {
+        process: ProcessType,
+        pid: Pid,
+    },
+    SpawnFailed {
+        process: ProcessType,
+        error: String,
+    },
+    /// A process of the job ended. For the main process, `group_empty`
+    /// says whether anything is left in its process group.
+    Exited {
+        pid: Pid,
+        status: Exit,
+        group_empty: bool,
+    },
+    /// The main process's group, which outlived it, is now empty.
+    GroupEmpty,
+    /// A blocking event emitted by this instance has finished.
+    EventDone,
+    Timer {
+        gen: u64,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    AlreadyRunning,
+    AlreadyStopped,
+}
+
+/// What the instance is waiting for before it can move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiting {
+    Nothing,
+    Spawn(ProcessType),
+    Exit(ProcessType),
+    Event,
+    /// The main process (and its group) to die after the kill signal.
+    Kill,
+    /// The respawn back-off delay.
+    Delay,
+}
+
+/// The back-off under `respawn limit unlimited`: a main process that lived
+/// less than [`QUICK_EXIT`] is respawned after a delay that doubles from
+/// [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+pub const QUICK_EXIT: Duration = Duration::from_secs(1);
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One instance of a job.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub job: String,
+    /// The instance name (empty for a single-instance job).
+    pub name: String,
+    /// The definition this instance runs with; replaced by the latest good
+    /// one each time it (re)enters `starting`.
+    pub class: Rc<JobClass>,
+    pub goal: Goal,
+    pub state: State,
+    pub waiting: Waiting,
+    /// Live processes, indexed by [`ProcessType::index`].
+    pub pids: [Option<Pid>; 5],
+    /// The main process's group while anything in it may be alive.
+    pub group: Option<Pid>,
+    pub failed: Option<Failure>,
+    /// The environment of the start (`KEY=VALUE`), for the processes.
+    pub env: Vec<String>,
+    /// When the main process was last spawned.
+    pub main_started: Option<Duration>,
+    pub last_exit: Option<Exit>,
+    /// Respawns since the instance was created.
+    pub respawns: u64,
+    respawn_window: Option<(u64, u32)>,
+    backoff: Duration,
+    respawn_delay: Duration,
+    timer_gen: u64,
+    restart_pending: bool,
+    from_pre_stop: bool,
+}
+
+impl Instance {
+    pub fn new(job: &str, name: &str, class: Rc<JobClass>, env: Vec<String>) -> Instance {
+        Instance {
+            job: job.to_string(),
+            name: name.to_string(),
+            class,
+            goal: Goal::Stop,
+            state: State::Waiting,
+            waiting: Waiting::Nothing,
+            pids: [None; 5],
+            group: None,
+            failed: None,
+            env,
+            main_started: None,
+            last_exit: None,
+            respawns: 0,
+            respawn_window: None,
+            backoff: Duration::ZERO,
+            respawn_delay: Duration::ZERO,
+            timer_gen: 0,
+            restart_pending: false,
+            from_pre_stop: false,
+        }
+    }
+
+    /// `web` or `web (instance)`, as messages name a job.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            self.job.clone()
+        } else {
+            format!("{} ({})", self.job, self.name)
+        }
+    }
+
+    pub fn pid(&self, p: ProcessType) -> Option<Pid> {
+        self.pids[p.index()]
+    }
+
+    fn main_alive(&self) -> bool {
+        self.pid(ProcessType::Main).is_some()
+    }
+
+    /// Feeds one input. `latest` is the job's current good definition;
+    /// `now` is monotonic time.
+    pub fn step(
+        &mut self,
+        latest: &Rc<JobClass>,
+        now: Duration,
+        input: Input,
+    ) -> Result<Vec<Action>, Refusal> {
+        let mut out = Vec::new();
+        match input {
+            Input::Start => {
+                if self.goal != Goal::Stop {
+                    return Err(Refusal::AlreadyRunning);
+                }
+                self.goal = Goal::Start;
+                self.restart_pending = false;
+                if self.state == State::Waiting {
+                    self.enter(State::Starting, latest, now, &mut out);
+                }
+            }
+            Input::Stop | Input::Restart => {
+                if self.goal == Goal::Stop && !(input == Input::Restart && self.restart_pending) {
+                    return Err(Refusal::AlreadyStopped);
+                }
+                self.goal = Goal::Stop;
+                self.restart_pending = input == Input::Restart;
+                match (self.state, self.waiting) {
+                    (State::Running, _) => self.advance(latest, now, &mut out),
+                    (State::PostStop, Waiting::Delay) => {
+                        self.timer_gen += 1;
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
+                    }
+                    _ => {}
+                }
+            }
+            Input::Spawned { process, pid } => {
+                if self.waiting != Waiting::Spawn(process) {
+                    return Ok(out);
+                }
+                self.pids[process.index()] = Some(pid);
+                if process == ProcessType::Main {
+                    self.group = Some(pid);
+                    self.main_started = Some(now);
+                    // `expect none`: the spawned process is the main one and
+                    // the job moves on at once.
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, &mut out);
+                } else {
+                    self.waiting = Waiting::Exit(process);
+                }
+            }
+            Input::SpawnFailed { process, error } => {
+                if self.waiting != Waiting::Spawn(process) {
+                    return Ok(out);
+                }
+                self.waiting = Waiting::Nothing;
+                out.push(Action::Log(format!(
+                    "Failed to spawn {} {} process: {error}",
+                    self.label(),
+                    process.name()
+                )));
+                match process {
+                    ProcessType::PreStart | ProcessType::Main | ProcessType::PostStop => {
+                        self.fail(FailedProcess::Process(process), None);
+                        self.goal = Goal::Stop;
+                        self.restart_pending = false;
+                    }
+                    ProcessType::PostStart | ProcessType::PreStop => {}
+                }
+                self.advance(latest, now, &mut out);
+            }
+            Input::Exited {
+                pid,
+                status,
+                group_empty,
+            } => {
+                let Some(process) = ProcessType::ALL
+                    .into_iter()
+                    .find(|&p| self.pid(p) == Some(pid))
+                else {
+                    return Ok(out);
+                };
+                self.pids[process.index()] = None;
+                out.push(Action::Log(exit_message(
+                    &self.label(),
+                    process,
+                    pid,
+                    status,
+                )));
+                if process == ProcessType::Main {
+                    if group_empty {
+                        self.group = None;
+                    }
+                    self.main_exited(status, latest, now, &mut out);
+                } else {
+                    self.hook_exited(process, status, latest, now, &mut out);
+                }
+            }
+            Input::GroupEmpty => {
+                self.group = None;
+                if self.state == State::Killed
+                    && self.waiting == Waiting::Kill
+                    && !self.main_alive()
+                {
+                    self.timer_gen += 1;
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, &mut out);
+                }
+            }
+            Input::EventDone => {
+                if self.waiting == Waiting::Event {
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, &mut out);
+                }
+            }
+            Input::Timer { gen } => {
+                if gen != self.timer_gen {
+                    return Ok(out);
+                }
+                match (self.state, self.waiting) {
+                    (State::Killed, Waiting::Kill) => {
+                        if let Some(pgid) = self.group {
+                            out.push(Action::Log(format!(
+                                "Sending KILL signal to {} main process ({pgid})",
+                                self.label()
+                            )));
+                            out.push(Action::KillGroup { pgid, signal: 9 });
+                        }
+                    }
+                    (State::PostStop, Waiting::Delay) => {
+                        self.waiting = Waiting::Nothing;
+                        self.enter(State::Starting, latest, now, &mut out);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn fail(&mut self, process: FailedProcess, exit: Option<Exit>) {
+        if self.failed.is_none() {
+            self.failed = Some(Failure { process, exit });
+        }
+    }
+
+    /// Section 7: what the death of the main process means.
+    fn main_exited(
+        &mut self,
+        status: Exit,
+        latest: &Rc<JobClass>,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        self.last_exit = Some(status);
+        match self.state {
+            State::Killed => {
+                // We killed it: not a failure. Move on once the group is gone.
+                if self.group.is_none() && self.waiting == Waiting::Kill {
+                    self.timer_gen += 1;
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, out);
+                }
+                return;
+            }
+            State::Stopping => return,
+            _ => {}
+        }
+        let class = &self.class;
+        let abnormal =
+            self.goal == Goal::Start && (status != Exit::Code(0) || (class.respawn && !class.task));
+        let failure = abnormal && !status.is_listed(&class.normal_exit);
+        if failure && class.respawn {
+            if self.runaway(now) {
+                out.push(Action::Log(format!(
+                    "{} respawning too fast, stopped",
+                    self.label()
+                )));
+                self.fail(FailedProcess::Respawn, None);
+                self.goal = Goal::Stop;
+            } else {
+                out.push(Action::Log(format!(
+                    "{} main process ended, respawning",
+                    self.label()
+                )));
+                self.goal = Goal::Respawn;
+                self.respawns += 1;
+                self.respawn_delay = self.backoff_delay(now);
+            }
+        } else if failure {
+            self.fail(FailedProcess::Process(ProcessType::Main), Some(status));
+            self.goal = Goal::Stop;
+        } else {
+            self.goal = Goal::Stop;
+        }
+        self.restart_pending = false;
+        // A running post-start or pre-stop hook is waited for first.
+        let hook_running = (self.state == State::PostStart
+            && self.pid(ProcessType::PostStart).is_some())
+            || (self.state == State::PreStop && self.pid(ProcessType::PreStop).is_some());
+        if !hook_running && self.waiting == Waiting::Nothing {
+            self.advance(latest, now, out);
+        }
+    }
+
+    fn hook_exited(
+        &mut self,
+        process: ProcessType,
+        status: Exit,
+        latest: &Rc<JobClass>,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        let failed = status != Exit::Code(0);
+        match process {
+            ProcessType::PreStart | ProcessType::PostStop if failed => {
+                self.fail(FailedProcess::Process(process), Some(status));
+                self.goal = Goal::Stop;
+                self.restart_pending = false;
+            }
+            _ => {}
+        }
+        if self.waiting == Waiting::Exit(process) {
+            self.waiting = Waiting::Nothing;
+            self.advance(latest, now, out);
+        }
+    }
+
+    /// Upstart's runaway check: a fixed window from the first respawn.
+    fn runaway(&mut self, now: Duration) -> bool {
+        let limit = self.class.respawn_limit;
+        if limit.is_unlimited() {
+            return false;
+        }
+        let secs = now.as_secs();
+        match self.respawn_window {
+            Some((start, count)) if secs.saturating_sub(start) < u64::from(limit.interval_secs) => {
+                let count = count + 1;
+                self.respawn_window = Some((start, count));
+                count > limit.count
+            }
+            _ => {
+                self.respawn_window = Some((secs, 1));
+                false
+            }
+        }
+    }
+
+    /// The delay before a respawn: none, except under `respawn limit
+    /// unlimited` for a main process that lived under a second.
+    fn backoff_delay(&mut self, now: Duration) -> Duration {
+        if !self.class.respawn_limit.is_unlimited() {
+            return Duration::ZERO;
+        }
+        let lived = self
+            .main_started
+            .map_or(Duration::ZERO, |t| now.saturating_sub(t));
+        if lived >= QUICK_EXIT {
+            self.backoff = Duration::ZERO;
+        } else if self.backoff.is_zero() {
+            self.backoff = BACKOFF_MIN;
+        } else {
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        }
+        self.backoff
+    }
+
+    /// Upstart's `job_next_state`.
+    fn next_state(&mut self) -> State {
+        use State::*;
+        if self.goal == Goal::Respawn
+            && matches!(
+                self.state,
+                Starting | PreStart | Spawned | PostStart | Running | PreStop
+            )
+        {
+            self.goal = Goal::Start;
+            return Stopping;
+        }
+        match self.state {
+            Waiting => Starting,
+            Starting | PreStart | Spawned if self.goal == Goal::Stop => Stopping,
+            Starting => PreStart,
+            PreStart => Spawned,
+            Spawned => PostStart,
+            PostStart => {
+                if self.goal == Goal::Stop {
+                    Stopping
+                } else {
+                    Running
+                }
+            }
+            Running => {
+                if self.goal == Goal::Stop && self.main_alive() {
+                    PreStop
+                } else {
+                    Stopping
+                }
+            }
+            PreStop => {
+                if self.goal == Goal::Stop {
+                    Stopping
+                } else {
+                    self.from_pre_stop = true;
+                    Running
+                }
+            }
+            Stopping => Killed,
+            Killed => PostStop,
+            PostStop => {
+                if self.goal == Goal::Respawn {
+                    self.goal = Goal::Start;
+                }
+                if self.goal == Goal::Stop && self.restart_pending {
+                    self.restart_pending = false;
+                    self.goal = Goal::Start;
+                }
+                if self.goal == Goal::Start {
+                    Starting
+                } else {
+                    Waiting
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, latest: &Rc<JobClass>, now: Duration, out: &mut Vec<Action>) {
+        // Before a respawn, the back-off delay (if any).
+        if self.state == State::PostStop && self.goal != Goal::Stop && !self.respawn_delay.is_zero()
+        {
+            let after = std::mem::take(&mut self.respawn_delay);
+            self.timer_gen += 1;
+            out.push(Action::ArmTimer {
+                gen: self.timer_gen,
+                after,
+            });
+            self.waiting = Waiting::Delay;
+            return;
+        }
+        let next = self.next_state();
+        self.enter(next, latest, now, out);
+    }
+
+    /// Enters `state` and keeps going until something must be waited for.
+    fn enter(
+        &mut self,
+        mut state: State,
+        latest: &Rc<JobClass>,
+        now: Duration,
+        out: &mut Vec<Action>,
+    ) {
+        loop {
+            self.state = state;
+            if !self.on_entry(latest, now, out) {
+                return;
+            }
+            if self.state == State::Waiting {
+                return;
+            }
+            if self.state == State::PostStop
+                && self.goal != Goal::Stop
+                && !self.respawn_delay.is_zero()
+            {
+                self.advance(latest, now, out);
+                return;
+            }
+            state = self.next_state();
+        }
+    }
+
+    /// The work on entering the current state. Returns true to go straight
+    /// on to the next state, false to wait.
+    fn on_entry(&mut self, latest: &Rc<JobClass>, _now: Duration, out: &mut Vec<Action>) -> bool {
+        let has = |c: &JobClass, p: ProcessType| c.process(p).is_some();
+        match self.state {
+            State::Waiting => {
+                out.push(Action::Emit {
+                    event: JobEvent::Stopped,
+                    blocking: false,
+                    failure: self.failed.clone(),
+                });
+                out.push(Action::Destroy);
+                false
+            }
+            State::Starting => {
+                self.class = latest.clone();
+                self.failed = None;
+                self.from_pre_stop = false;
+                out.push(Action::Emit {
+                    event: JobEvent::Starting,
+                    blocking: true,
+                    failure: None,
+                });
+                self.waiting = Waiting::Event;
+                false
+            }
+            State::PreStart | State::Spawned | State::PostStart => {
+                let p = match self.state {
+                    State::PreStart => ProcessType::PreStart,
+                    State::Spawned => ProcessType::Main,
+                    _ => ProcessType::PostStart,
+                };
+                if has(&self.class, p) && self.goal != Goal::Stop {
+                    out.push(Action::Spawn(p));
+                    self.waiting = Waiting::Spawn(p);
+                    false
+                } else {
+                    true
+                }
+            }
+            State::Running => {
+                if self.goal != Goal::Start {
+                    return true;
+                }
+                if !std::mem::take(&mut self.from_pre_stop) {
+                    out.push(Action::Emit {
+                        event: JobEvent::Started,
+                        blocking: false,
+                        failure: None,
+                    });
+                }
+                // A task with no main process has nothing left to do.
+                if self.class.task && !has(&self.class, ProcessType::Main) {
+                    self.goal = Goal::Stop;
+                    return true;
+                }
+                false
+            }
+            State::PreStop => {
+                if has(&self.class, ProcessType::PreStop) && self.main_alive() {
+                    out.push(Action::Spawn(ProcessType::PreStop));
+                    self.waiting = Waiting::Spawn(ProcessType::PreStop);
+                    false
+                } else {
+                    true
+                }
+            }
+            State::Stopping => {
+                out.push(Action::Emit {
+                    event: JobEvent::Stopping,
+                    blocking: true,
+                    failure: self.failed.clone(),
+                });
+                self.waiting = Waiting::Event;
+                false
+            }
+            State::Killed => {
+                let Some(pgid) = self.group.or(self.pid(ProcessType::Main)) else {
+                    return true;
+                };
+                let sig = self.class.kill_signal;
+                out.push(Action::Log(format!(
+                    "Sending {} signal to {} main process ({pgid})",
+                    signal::display(sig),
+                    self.label()
+                )));
+                out.push(Action::KillGroup { pgid, signal: sig });
+                self.timer_gen += 1;
+                out.push(Action::ArmTimer {
+                    gen: self.timer_gen,
+                    after: Duration::from_secs(u64::from(self.class.kill_timeout_secs)),
+                });
+                self.waiting = Waiting::Kill;
+                false
+            }
+            State::PostStop => {
+                if has(&self.class, ProcessType::PostStop) {
+                    out.push(Action::Spawn(ProcessType::PostStop));
+                    self.waiting = Waiting::Spawn(ProcessType::PostStop);
+                    false
+                } else {
+                    true
+                }
+            }
+        }
+    }
+}
+
+/// Upstart's messages for a process that ended.
+fn exit_message(label: &str, process: ProcessType, pid: Pid, status: Exit) -> String {
+    let p = process.name();
+    match status {
+        Exit::Code(0) => format!("{label} {p} process ({pid}) exited normally"),
+        Exit::Code(c) => format!("{label} {p} process ({pid}) terminated with status {c}"),
+        Exit::Signal(s) => format!(
+            "{label} {p} process ({pid}) killed by {} signal",
+            signal::display(s)
+        ),
+    }
+}
+
+/// The command a process runs, for display.
+pub fn describe(c: &Command) -> &str {
+    match c {
+        Command::Exec(s) | Command::Script(s) => s,
+    }
+}
+
+#[cfg(test)]
+mod tests;
