@@ -4,6 +4,8 @@
 pub mod cli;
 pub mod conf;
 pub mod confdir;
+pub mod control;
+pub mod daemon;
 pub mod event;
 pub mod job;
 pub mod paths;

@@ -9,6 +9,8 @@
 //! 2 usage error or a command that is not built yet.
 
 mod check_config;
+mod daemon_cmd;
+mod job_cmds;
 mod json;
 mod select;
 mod show_config;
@@ -184,6 +186,10 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
     }
     match command {
         "check-config" => check_config::run(prog, args),
+        "daemon" => daemon_cmd::run(prog, args),
+        "start" | "stop" | "restart" | "reload" | "status" | "list" => {
+            job_cmds::run(prog, command, args)
+        }
         "show-config" => show_config::run(prog, args),
         "version" => {
             if invoked == "initctl" {
@@ -195,9 +201,7 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
         }
         _ => {
             debug_assert!(!info.built);
-            prog.error(format!(
-                "'{command}' is not built yet in upkeep {VERSION}; this release can check and show job files (check-config, show-config)"
-            ));
+            prog.error(format!("'{command}' is not built yet in upkeep {VERSION}"));
             EXIT_USAGE
         }
     }

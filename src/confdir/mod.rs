@@ -254,7 +254,7 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
     files
 }
 
-fn io_message(e: &io::Error) -> String {
+pub fn io_message(e: &io::Error) -> String {
     // "No such file or directory (os error 2)" → without the errno suffix.
     let s = e.to_string();
     match s.find(" (os error") {

@@ -256,6 +256,8 @@ pub struct Instance {
     pub last_exit: Option<Exit>,
     /// Respawns since the instance was created.
     pub respawns: u64,
+    /// How many times the instance has entered `starting`.
+    pub generation: u64,
     respawn_window: Option<(u64, u32)>,
     backoff: Duration,
     respawn_delay: Duration,
@@ -280,6 +282,7 @@ impl Instance {
             main_started: None,
             last_exit: None,
             respawns: 0,
+            generation: 0,
             respawn_window: None,
             backoff: Duration::ZERO,
             respawn_delay: Duration::ZERO,
@@ -693,6 +696,7 @@ impl Instance {
             }
             State::Starting => {
                 self.class = latest.clone();
+                self.generation += 1;
                 self.failed = None;
                 self.from_pre_stop = false;
                 out.push(Action::Emit {

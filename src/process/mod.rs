@@ -1,14 +1,74 @@
 //! The process layer: the only room that makes raw system calls, and the
 //! only one with `unsafe` (each block says why it is sound).
+//!
+//! * [`spawn`]: a job's process, set up as the job file says;
+//! * [`reap`]: collecting every child that ended (`waitpid(-1)`);
+//! * signalling process groups and checking whether one is empty.
+
+pub mod spawn;
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::job::Exit;
 
 /// The effective user id.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// The real user id.
 pub fn uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
+    nix::unistd::getuid().as_raw()
+}
+
+/// Every child that has ended, without blocking.
+pub fn reap() -> Vec<(i32, Exit)> {
+    let mut out = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), Exit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                out.push((pid.as_raw(), Exit::Signal(sig as i32)))
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Ok(_) => continue, // stopped/continued: not an end
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Sends a signal (by number) to a whole process group.
+pub fn kill_group(pgid: i32, signal: i32) -> Result<(), Errno> {
+    send(-pgid, signal)
+}
+
+/// Sends a signal (by number) to one process.
+pub fn kill_pid(pid: i32, signal: i32) -> Result<(), Errno> {
+    send(pid, signal)
+}
+
+fn send(target: i32, signal: i32) -> Result<(), Errno> {
+    if target == 0 || target == -1 || target == 1 || target == i32::MIN {
+        return Err(Errno::EINVAL); // never the daemon's own group or everyone
+    }
+    // SAFETY: kill(2) takes plain integers and has no memory effects; any
+    // signal number (real-time ones included) is passed through as written
+    // in the job file, and the kernel rejects invalid ones with EINVAL.
+    let r = unsafe { libc::kill(target, signal) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::last())
+    }
+}
+
+/// Whether a process group has no member left (zombies count as members
+/// until reaped).
+pub fn group_is_empty(pgid: i32) -> bool {
+    pgid > 1 && kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH)
 }

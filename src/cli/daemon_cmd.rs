@@ -1,0 +1,43 @@
+//! `upkeep daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH]`
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::Prog;
+use crate::daemon::{self, Config};
+use crate::paths;
+
+pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
+    let mut conf_dirs: Vec<PathBuf> = Vec::new();
+    let mut log_dir: Option<PathBuf> = None;
+    let mut socket: Option<PathBuf> = None;
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        use lexopt::prelude::*;
+        let arg = match parser.next() {
+            Ok(None) => break,
+            Ok(Some(a)) => a,
+            Err(e) => return prog.usage_error(e),
+        };
+        let value = |parser: &mut lexopt::Parser| parser.value().map(PathBuf::from);
+        let r = match arg {
+            Long("conf-dir") => value(&mut parser).map(|v| conf_dirs.push(v)),
+            Long("log-dir") => value(&mut parser).map(|v| log_dir = Some(v)),
+            Long("socket") => value(&mut parser).map(|v| socket = Some(v)),
+            other => return prog.usage_error(other.unexpected()),
+        };
+        if let Err(e) = r {
+            return prog.usage_error(e);
+        }
+    }
+    let cfg = Config {
+        conf_dirs: if conf_dirs.is_empty() {
+            paths::default_conf_dirs()
+        } else {
+            conf_dirs
+        },
+        log_dir: log_dir.unwrap_or_else(paths::default_log_dir),
+        socket: socket.unwrap_or_else(paths::default_socket),
+    };
+    daemon::run(cfg)
+}

@@ -1,0 +1,132 @@
+//! The commands that talk to the daemon: `start`, `stop`, `restart`,
+//! `reload`, `status`, `list`. Output is Upstart's (`web start/running,
+//! process 1234`); `--json` prints the daemon's answer as JSON instead.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::{out, Prog};
+use crate::control::{client, valid_assignment, Command, InstanceStatus, Response};
+use crate::paths;
+
+struct Args {
+    job: Option<String>,
+    env: Vec<String>,
+    wait: bool,
+    json: bool,
+    socket: PathBuf,
+}
+
+fn parse(prog: &Prog, args: Vec<OsString>) -> Result<Args, i32> {
+    let mut a = Args {
+        job: None,
+        env: Vec::new(),
+        wait: true,
+        json: false,
+        socket: paths::default_socket(),
+    };
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        use lexopt::prelude::*;
+        match parser.next() {
+            Ok(None) => break,
+            Ok(Some(Short('n') | Long("no-wait"))) => a.wait = false,
+            Ok(Some(Long("json"))) => a.json = true,
+            Ok(Some(Short('q') | Long("quiet"))) => {}
+            Ok(Some(Long("socket"))) => match parser.value() {
+                Ok(v) => a.socket = v.into(),
+                Err(e) => return Err(prog.usage_error(e)),
+            },
+            Ok(Some(Value(v))) => {
+                let v = v.to_string_lossy().into_owned();
+                if a.job.is_none() {
+                    a.job = Some(v);
+                } else if valid_assignment(&v) {
+                    a.env.push(v);
+                } else {
+                    prog.error("Env must be KEY=VALUE pairs");
+                    return Err(1);
+                }
+            }
+            Ok(Some(other)) => return Err(prog.usage_error(other.unexpected())),
+            Err(e) => return Err(prog.usage_error(e)),
+        }
+    }
+    Ok(a)
+}
+
+pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
+    let a = match parse(prog, args) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let job = || a.job.clone();
+    let cmd = match command {
+        "list" => {
+            if a.job.is_some() {
+                return prog.usage_error("list takes no job name");
+            }
+            Command::List
+        }
+        _ => {
+            let Some(job) = job() else {
+                return prog.usage_error("missing job name");
+            };
+            let env = a.env.clone();
+            match command {
+                "start" => Command::Start {
+                    job,
+                    env,
+                    wait: a.wait,
+                },
+                "stop" => Command::Stop {
+                    job,
+                    env,
+                    wait: a.wait,
+                },
+                "restart" => Command::Restart {
+                    job,
+                    env,
+                    wait: a.wait,
+                },
+                "reload" => Command::Reload { job, env },
+                _ => Command::Status { job, env },
+            }
+        }
+    };
+    match client::call(&a.socket, cmd) {
+        Err(e) => {
+            prog.error(e);
+            1
+        }
+        Ok(Response::Error { message }) => {
+            prog.error(message);
+            1
+        }
+        Ok(Response::Ok { instances }) => {
+            if a.json {
+                let v: Vec<serde_json::Value> = instances.iter().map(status_json).collect();
+                let doc = if command == "list" {
+                    serde_json::Value::Array(v)
+                } else {
+                    v.into_iter().next().unwrap_or(serde_json::Value::Null)
+                };
+                out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&doc).unwrap_or_default()
+                ));
+            } else if command != "reload" {
+                let text: String = instances
+                    .iter()
+                    .map(InstanceStatus::upstart_lines)
+                    .collect();
+                out(&text);
+            }
+            0
+        }
+    }
+}
+
+fn status_json(s: &InstanceStatus) -> serde_json::Value {
+    serde_json::to_value(s).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,210 @@
+//! The control protocol: newline-delimited JSON over a Unix socket.
+//!
+//! One request per line, one response line per request. This room owns the
+//! message types (the only `Serialize`/`Deserialize` types of upkeep), the
+//! client, and the framing rules the server enforces.
+//!
+//! Version history (`v` in each request):
+//! * 1: start, stop, restart, reload, status, list.
+
+pub mod client;
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// A request line longer than this is refused and the client dropped.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// At most this many `KEY=VALUE` entries in one request.
+pub const MAX_ENV_ENTRIES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Command {
+    Start {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    Stop {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    Restart {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    Reload {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+    },
+    Status {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+    },
+    List,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// One live process of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    /// `main`, `pre-start`, `post-start`, `pre-stop`, `post-stop`.
+    pub process: String,
+    pub pid: i32,
+}
+
+/// An instance's status, or a job with no instance (`stop/waiting`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub job: String,
+    pub instance: String,
+    pub goal: String,
+    pub state: String,
+    /// In Upstart's order: main, pre-start, post-start, pre-stop, post-stop.
+    pub processes: Vec<ProcessStatus>,
+    /// When the main process last started (seconds since the epoch).
+    pub started_at: Option<u64>,
+    pub respawns: u64,
+    /// `EXIT_STATUS=N` / `EXIT_SIGNAL=NAME` of the last main process.
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    Ok { instances: Vec<InstanceStatus> },
+    Error { message: String },
+}
+
+impl InstanceStatus {
+    /// Upstart's status line(s): `web start/running, process 1234`, then a
+    /// tab-indented line for each further live process.
+    pub fn upstart_lines(&self) -> String {
+        let mut s = self.job.clone();
+        if !self.instance.is_empty() {
+            s.push_str(&format!(" ({})", self.instance));
+        }
+        s.push_str(&format!(" {}/{}", self.goal, self.state));
+        for (i, p) in self.processes.iter().enumerate() {
+            let plain = matches!(p.process.as_str(), "main" | "pre-start" | "post-stop");
+            if i == 0 {
+                if plain {
+                    s.push_str(&format!(", process {}", p.pid));
+                } else {
+                    s.push_str(&format!(", ({}) process {}", p.process, p.pid));
+                }
+            } else {
+                s.push_str(&format!("\n\t{} process {}", p.process, p.pid));
+            }
+        }
+        s.push('\n');
+        s
+    }
+}
+
+/// Decodes a request line; the error is the message for the client.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    let req: Request =
+        serde_json::from_slice(line).map_err(|e| format!("Malformed request: {e}"))?;
+    if req.v != PROTOCOL_VERSION {
+        return Err(format!(
+            "Unsupported protocol version {} (this daemon speaks {PROTOCOL_VERSION})",
+            req.v
+        ));
+    }
+    let env = match &req.command {
+        Command::Start { env, .. }
+        | Command::Stop { env, .. }
+        | Command::Restart { env, .. }
+        | Command::Reload { env, .. }
+        | Command::Status { env, .. } => env.as_slice(),
+        Command::List => &[],
+    };
+    if env.len() > MAX_ENV_ENTRIES {
+        return Err("Too many variables".into());
+    }
+    if let Some(bad) = env.iter().find(|e| !valid_assignment(e)) {
+        return Err(format!("Env must be KEY=VALUE pairs: {bad:?}"));
+    }
+    Ok(req)
+}
+
+/// `KEY=VALUE` with a non-empty key without `=` and no NUL anywhere.
+pub fn valid_assignment(e: &str) -> bool {
+    match e.split_once('=') {
+        Some((k, _)) => !k.is_empty() && !e.contains('\0'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(procs: &[(&str, i32)]) -> InstanceStatus {
+        InstanceStatus {
+            job: "myjob".into(),
+            instance: String::new(),
+            goal: "start".into(),
+            state: "post-start".into(),
+            processes: procs
+                .iter()
+                .map(|(p, pid)| ProcessStatus {
+                    process: p.to_string(),
+                    pid: *pid,
+                })
+                .collect(),
+            started_at: None,
+            respawns: 0,
+            last_exit: None,
+        }
+    }
+
+    #[test]
+    fn status_lines_follow_upstart() {
+        assert_eq!(
+            st(&[("main", 1234), ("post-start", 1357)]).upstart_lines(),
+            "myjob start/post-start, process 1234\n\tpost-start process 1357\n"
+        );
+        assert_eq!(
+            st(&[("post-start", 1357)]).upstart_lines(),
+            "myjob start/post-start, (post-start) process 1357\n"
+        );
+        let mut s = st(&[]);
+        s.instance = "tty1".into();
+        s.state = "running".into();
+        assert_eq!(s.upstart_lines(), "myjob (tty1) start/running\n");
+    }
+
+    #[test]
+    fn requests_are_validated() {
+        assert!(decode_request(br#"{"v":1,"cmd":"list"}"#).is_ok());
+        assert!(decode_request(br#"{"v":1,"cmd":"start","job":"x","env":["A=1"]}"#).is_ok());
+        assert!(decode_request(br#"{"v":1,"cmd":"start","job":"x","env":["A"]}"#).is_err());
+        assert!(decode_request(br#"{"v":2,"cmd":"list"}"#).is_err());
+        assert!(decode_request(b"\xff\xfe").is_err());
+        // Unknown fields (a forged "uid", say) are ignored: authority comes
+        // from the socket's peer credentials only.
+        assert!(decode_request(br#"{"v":1,"cmd":"start","job":"x","uid":0}"#).is_ok());
+    }
+}

@@ -1,0 +1,242 @@
+//! Control clients: accepting, reading request lines, writing answers,
+//! without ever blocking the loop. A client that sends too much, too long a
+//! line, or never reads its answers is dropped; others are not disturbed.
+
+use std::io::{self, Read, Write};
+
+use mio::{Interest, Token};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
+use super::Daemon;
+use crate::control::{self, Response, MAX_REQUEST_BYTES};
+
+/// More clients than this at once are refused.
+pub const MAX_CLIENTS: usize = 4096;
+/// A client whose unread answers pile up past this is dropped.
+const MAX_OUTPUT: usize = 4 << 20;
+
+pub(super) struct Client {
+    stream: mio::net::UnixStream,
+    /// Who the peer is, from SO_PEERCRED: the only source of authority.
+    pub uid: u32,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    /// A request of this client is waiting for a job; later lines wait.
+    pub busy: bool,
+    read_closed: bool,
+    close_after_flush: bool,
+    want_write: bool,
+}
+
+impl Daemon {
+    pub(super) fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    if self.clients.len() >= MAX_CLIENTS {
+                        drop(stream);
+                        continue;
+                    }
+                    let Ok(cred) = getsockopt(&stream, PeerCredentials) else {
+                        continue;
+                    };
+                    let token = self.next_client;
+                    self.next_client += 1;
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, Token(token), Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.clients.insert(
+                        token,
+                        Client {
+                            stream,
+                            uid: cred.uid(),
+                            inbuf: Vec::new(),
+                            outbuf: Vec::new(),
+                            busy: false,
+                            read_closed: false,
+                            close_after_flush: false,
+                            want_write: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: say so, and try again next time.
+                    self.log(&format!("accept: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_client(&mut self, token: usize, readable: bool, writable: bool) {
+        if readable {
+            self.read_client(token);
+        }
+        if writable {
+            self.flush(token);
+        }
+    }
+
+    fn read_client(&mut self, token: usize) {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    c.read_closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    if c.inbuf.len() > MAX_REQUEST_BYTES * 4 {
+                        break; // handle what we have before reading more
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    c.read_closed = true;
+                    break;
+                }
+            }
+        }
+        self.process_lines(token);
+    }
+
+    /// Handles the complete request lines of a client, one at a time.
+    fn process_lines(&mut self, token: usize) {
+        loop {
+            let Some(c) = self.clients.get_mut(&token) else {
+                return;
+            };
+            if c.busy || c.close_after_flush {
+                break;
+            }
+            let Some(nl) = c.inbuf.iter().position(|&b| b == b'\n') else {
+                if c.inbuf.len() > MAX_REQUEST_BYTES {
+                    c.inbuf.clear();
+                    c.close_after_flush = true;
+                    self.send(
+                        token,
+                        &Response::Error {
+                            message: format!(
+                                "Request too long (the limit is {MAX_REQUEST_BYTES} bytes)"
+                            ),
+                        },
+                    );
+                }
+                break;
+            };
+            let line: Vec<u8> = c.inbuf.drain(..=nl).collect();
+            let uid = c.uid;
+            if nl > MAX_REQUEST_BYTES {
+                c.close_after_flush = true;
+                self.send(
+                    token,
+                    &Response::Error {
+                        message: format!(
+                            "Request too long (the limit is {MAX_REQUEST_BYTES} bytes)"
+                        ),
+                    },
+                );
+                break;
+            }
+            let line = &line[..line.len() - 1];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match control::decode_request(line) {
+                Err(message) => self.send(token, &Response::Error { message }),
+                Ok(req) => {
+                    if let Some(resp) = self.handle(token, uid, req.command) {
+                        self.send(token, &resp);
+                    } else if let Some(c) = self.clients.get_mut(&token) {
+                        c.busy = true;
+                    }
+                }
+            }
+        }
+        self.flush(token);
+    }
+
+    /// Answers a request that was waiting, then goes on with the client's
+    /// next lines.
+    pub(super) fn reply(&mut self, token: usize, resp: &Response) {
+        if let Some(c) = self.clients.get_mut(&token) {
+            c.busy = false;
+        } else {
+            return;
+        }
+        self.send(token, resp);
+        self.process_lines(token);
+    }
+
+    fn send(&mut self, token: usize, resp: &Response) {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        match serde_json::to_vec(resp) {
+            Ok(mut v) => {
+                v.push(b'\n');
+                c.outbuf.extend_from_slice(&v);
+            }
+            Err(e) => self.log(&format!("unable to encode an answer: {e}")),
+        }
+        self.flush(token);
+    }
+
+    fn flush(&mut self, token: usize) {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        while !c.outbuf.is_empty() {
+            match c.stream.write(&c.outbuf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.close(token);
+                    return;
+                }
+            }
+        }
+        let done = c.outbuf.is_empty()
+            && (c.close_after_flush || (c.read_closed && !c.busy && !c.inbuf.contains(&b'\n')));
+        if done || c.outbuf.len() > MAX_OUTPUT {
+            self.close(token);
+            return;
+        }
+        let want_write = !c.outbuf.is_empty();
+        if want_write != c.want_write {
+            c.want_write = want_write;
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(token), interest);
+        }
+    }
+
+    fn close(&mut self, token: usize) {
+        if let Some(mut c) = self.clients.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        self.waiters.retain(|w| w.client != token);
+    }
+}

@@ -1,0 +1,395 @@
+//! What each control command does, with Upstart's error texts (reference
+//! section 9), and answering those who wait for a job.
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{Daemon, Key, WaitKind, Waiter};
+use crate::conf::{JobClass, ProcessType};
+use crate::control::{Command, InstanceStatus, ProcessStatus, Response};
+use crate::job::{expand, FailedProcess, Goal, Input, Instance, Refusal, State};
+use crate::process;
+
+fn err(message: impl Into<String>) -> Option<Response> {
+    Some(Response::Error {
+        message: message.into(),
+    })
+}
+
+/// `web` / `web (inst)`, as Upstart's messages name an instance.
+fn label(job: &str, instance: &str) -> String {
+    if instance.is_empty() {
+        job.to_string()
+    } else {
+        format!("{job} ({instance})")
+    }
+}
+
+/// The status of a job that has no instance.
+fn waiting_status(job: &str) -> InstanceStatus {
+    InstanceStatus {
+        job: job.to_string(),
+        instance: String::new(),
+        goal: "stop".into(),
+        state: "waiting".into(),
+        processes: Vec::new(),
+        started_at: None,
+        respawns: 0,
+        last_exit: None,
+    }
+}
+
+impl Daemon {
+    /// Handles one request. `None` means the answer comes later (the client
+    /// waits for a job).
+    pub(super) fn handle(&mut self, client: usize, uid: u32, cmd: Command) -> Option<Response> {
+        let may_modify = uid == 0 || uid == self.my_uid;
+        self.last_destroyed.clear();
+        match cmd {
+            Command::List => {
+                let mut all = Vec::new();
+                for name in self.classes.keys() {
+                    let mut any = false;
+                    for inst in self.instances.values().filter(|i| &i.job == name) {
+                        all.push(self.status_of(inst));
+                        any = true;
+                    }
+                    if !any {
+                        all.push(waiting_status(name));
+                    }
+                }
+                // Jobs whose file went away but still have instances.
+                for inst in self
+                    .instances
+                    .values()
+                    .filter(|i| !self.classes.contains_key(&i.job))
+                {
+                    all.push(self.status_of(inst));
+                }
+                Some(Response::Ok { instances: all })
+            }
+            Command::Status { job, env } => {
+                let (class, name) = match self.find(&job, &env) {
+                    Ok(x) => x,
+                    Err(e) => return err(e),
+                };
+                match self.instances.get(&(job.clone(), name.clone())) {
+                    Some(inst) => Some(Response::Ok {
+                        instances: vec![self.status_of(inst)],
+                    }),
+                    None if class.instance.is_empty() || name.is_empty() => Some(Response::Ok {
+                        instances: vec![waiting_status(&job)],
+                    }),
+                    None => err(format!("Unknown instance: {name}")),
+                }
+            }
+            Command::Start { job, env, wait } => {
+                if !may_modify {
+                    return err(format!("You do not have permission to modify job: {job}"));
+                }
+                if self.shutting_down {
+                    return err("The daemon is shutting down");
+                }
+                let (class, name) = match self.find(&job, &env) {
+                    Ok(x) => x,
+                    Err(e) => return err(e),
+                };
+                let key = (job.clone(), name.clone());
+                match self.instances.get_mut(&key) {
+                    Some(inst) if inst.goal != Goal::Stop => {
+                        return err(format!("Job is already running: {}", label(&job, &name)))
+                    }
+                    Some(inst) => inst.env = env,
+                    None => {
+                        self.instances
+                            .insert(key.clone(), Instance::new(&job, &name, class, env));
+                    }
+                }
+                if self.drive(&key, Input::Start).is_err() {
+                    return err(format!("Job is already running: {}", label(&job, &name)));
+                }
+                self.answer_or_wait(client, key, WaitKind::Start, wait)
+            }
+            Command::Stop { job, env, wait } => {
+                if !may_modify {
+                    return err(format!("You do not have permission to modify job: {job}"));
+                }
+                let (_, name) = match self.find(&job, &env) {
+                    Ok(x) => x,
+                    Err(e) => return err(e),
+                };
+                let key = (job.clone(), name.clone());
+                if !self.instances.contains_key(&key) {
+                    return err(format!("Unknown instance: {name}"));
+                }
+                match self.drive(&key, Input::Stop) {
+                    Err(Refusal::AlreadyStopped) => err(format!(
+                        "Job has already been stopped: {}",
+                        label(&job, &name)
+                    )),
+                    Err(Refusal::AlreadyRunning) => err("unexpected refusal"),
+                    Ok(()) => self.answer_or_wait(client, key, WaitKind::Stop, wait),
+                }
+            }
+            Command::Restart { job, env, wait } => {
+                if !may_modify {
+                    return err(format!("You do not have permission to modify job: {job}"));
+                }
+                if self.shutting_down {
+                    return err("The daemon is shutting down");
+                }
+                let (_, name) = match self.find(&job, &env) {
+                    Ok(x) => x,
+                    Err(e) => return err(e),
+                };
+                let key = (job.clone(), name.clone());
+                let Some(inst) = self.instances.get(&key) else {
+                    return err(format!("Unknown instance: {name}"));
+                };
+                let generation = inst.generation;
+                match self.drive(&key, Input::Restart) {
+                    Err(_) => err(format!(
+                        "Job has already been stopped: {}",
+                        label(&job, &name)
+                    )),
+                    Ok(()) => self.answer_or_wait(client, key, WaitKind::Restart(generation), wait),
+                }
+            }
+            Command::Reload { job, env } => {
+                if !may_modify {
+                    return err(format!("You do not have permission to modify job: {job}"));
+                }
+                let (_, name) = match self.find(&job, &env) {
+                    Ok(x) => x,
+                    Err(e) => return err(e),
+                };
+                let Some(inst) = self.instances.get(&(job.clone(), name.clone())) else {
+                    return err(format!("Unknown instance: {name}"));
+                };
+                match inst.pid(ProcessType::Main) {
+                    Some(pid) => {
+                        let sig = inst.class.reload_signal;
+                        match process::kill_pid(pid, sig) {
+                            Ok(()) => Some(Response::Ok {
+                                instances: Vec::new(),
+                            }),
+                            Err(e) => err(format!(
+                                "Unable to signal {}: {}",
+                                label(&job, &name),
+                                e.desc()
+                            )),
+                        }
+                    }
+                    None => err(format!("Job is not running: {}", label(&job, &name))),
+                }
+            }
+        }
+    }
+
+    /// The job's class and the instance name the variables give.
+    fn find(&self, job: &str, env: &[String]) -> Result<(Rc<JobClass>, String), String> {
+        let class = self.classes.get(job).cloned().or_else(|| {
+            // A job whose file was removed is still known while it runs.
+            self.instances
+                .values()
+                .find(|i| i.job == job)
+                .map(|i| i.class.clone())
+        });
+        let Some(class) = class else {
+            return Err(format!("Unknown job: {job}"));
+        };
+        if class.instance.is_empty() {
+            return Ok((class, String::new()));
+        }
+        let mut scope: Vec<String> = class
+            .env
+            .iter()
+            .filter(|e| e.contains('='))
+            .cloned()
+            .collect();
+        scope.extend(env.iter().cloned());
+        match expand::expand(&class.instance, &scope) {
+            Ok(name) => Ok((class, name)),
+            Err(e) => {
+                let mut msg = e.to_string();
+                if let Some(usage) = &class.usage {
+                    msg.push_str(&format!("\nUsage: {usage}"));
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    fn answer_or_wait(
+        &mut self,
+        client: usize,
+        key: Key,
+        kind: WaitKind,
+        wait: bool,
+    ) -> Option<Response> {
+        if !wait {
+            let status = self
+                .instances
+                .get(&key)
+                .map(|i| self.status_of(i))
+                .unwrap_or_else(|| waiting_status(&key.0));
+            return Some(Response::Ok {
+                instances: vec![status],
+            });
+        }
+        // The job may already be there (nothing to spawn, or it finished).
+        if let Some(inst) = self.instances.get(&key) {
+            if let Some(resp) = self.wait_outcome(inst, kind) {
+                return Some(resp);
+            }
+        } else {
+            return Some(self.destroyed_outcome(
+                &key,
+                kind,
+                self.last_destroyed.get(&key).cloned().flatten(),
+            ));
+        }
+        self.waiters.push(Waiter { client, key, kind });
+        None
+    }
+
+    /// Whether a waiter on a live instance can be answered now.
+    fn wait_outcome(&self, inst: &Instance, kind: WaitKind) -> Option<Response> {
+        match kind {
+            WaitKind::Start | WaitKind::Restart(_) => {
+                if let WaitKind::Restart(g) = kind {
+                    if inst.generation <= g {
+                        return None;
+                    }
+                }
+                if inst.failed.is_some() && inst.goal == Goal::Stop {
+                    let what = if kind == WaitKind::Start {
+                        "Job failed to start"
+                    } else {
+                        "Job failed to restart"
+                    };
+                    return err(what);
+                }
+                if !inst.class.task && inst.state == State::Running && inst.goal == Goal::Start {
+                    return Some(Response::Ok {
+                        instances: vec![self.status_of(inst)],
+                    });
+                }
+                None
+            }
+            WaitKind::Stop => {
+                if inst.goal != Goal::Stop {
+                    // Started again meanwhile: the stop is over.
+                    return Some(Response::Ok {
+                        instances: vec![self.status_of(inst)],
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    fn destroyed_outcome(
+        &self,
+        key: &Key,
+        kind: WaitKind,
+        failed: Option<FailedProcess>,
+    ) -> Response {
+        match (kind, failed) {
+            (WaitKind::Start, Some(_)) => Response::Error {
+                message: "Job failed to start".into(),
+            },
+            (WaitKind::Restart(_), Some(_)) => Response::Error {
+                message: "Job failed to restart".into(),
+            },
+            (WaitKind::Stop, Some(FailedProcess::Process(ProcessType::PostStop))) => {
+                Response::Error {
+                    message: "Job failed while stopping".into(),
+                }
+            }
+            _ => Response::Ok {
+                instances: vec![waiting_status(&key.0)],
+            },
+        }
+    }
+
+    /// After an instance moved: answer whoever it satisfied.
+    pub(super) fn check_waiters(&mut self, key: &Key) {
+        let Some(inst) = self.instances.get(key) else {
+            return;
+        };
+        let mut answers = Vec::new();
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            if &w.key == key {
+                if let Some(resp) = self.wait_outcome(inst, w.kind) {
+                    answers.push((w.client, resp));
+                    continue;
+                }
+            }
+            keep.push(w);
+        }
+        self.waiters = keep;
+        for (client, resp) in answers {
+            self.reply(client, &resp);
+        }
+    }
+
+    /// An instance reached waiting and is gone: answer everyone waiting on it.
+    pub(super) fn resolve_destroyed(&mut self, inst: &Instance) {
+        let key = (inst.job.clone(), inst.name.clone());
+        let failed = inst.failed.as_ref().map(|f| f.process);
+        self.last_destroyed.insert(key.clone(), failed);
+        let mut answers = Vec::new();
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            if w.key == key {
+                answers.push((w.client, self.destroyed_outcome(&key, w.kind, failed)));
+            } else {
+                keep.push(w);
+            }
+        }
+        self.waiters = keep;
+        for (client, resp) in answers {
+            self.reply(client, &resp);
+        }
+    }
+
+    pub(super) fn status_of(&self, inst: &Instance) -> InstanceStatus {
+        let order = [
+            ProcessType::Main,
+            ProcessType::PreStart,
+            ProcessType::PostStart,
+            ProcessType::PreStop,
+            ProcessType::PostStop,
+        ];
+        let processes = order
+            .iter()
+            .filter_map(|&p| {
+                inst.pid(p).map(|pid| ProcessStatus {
+                    process: p.name().to_string(),
+                    pid,
+                })
+            })
+            .collect();
+        let started_at = inst.main_started.and_then(|t| {
+            let ago = self.now().checked_sub(t)?;
+            let wall = SystemTime::now().checked_sub(ago)?;
+            Some(
+                wall.duration_since(UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO)
+                    .as_secs(),
+            )
+        });
+        InstanceStatus {
+            job: inst.job.clone(),
+            instance: inst.name.clone(),
+            goal: inst.goal.name().to_string(),
+            state: inst.state.name().to_string(),
+            processes,
+            started_at,
+            respawns: inst.respawns,
+            last_exit: inst.last_exit.map(|e| e.event_var()),
+        }
+    }
+}

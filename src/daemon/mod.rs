@@ -1,0 +1,530 @@
+//! The daemon: one single-threaded event loop over epoll (through mio).
+//!
+//! It owns the job table and turns what happens in the world (signals,
+//! child exits, control requests, timers) into inputs of each instance's
+//! state machine (`job`), then carries out the actions the machine returns
+//! (spawn, signal, arm a timer, log). It never sleeps and never polls: with
+//! nothing to do it waits in `epoll_wait` with no timeout (or until the
+//! nearest timer).
+
+mod clients;
+mod commands;
+pub mod setup;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signalfd::SignalFd;
+
+use crate::conf::{Console, JobClass, ProcessType};
+use crate::confdir;
+use crate::job::{self, Action, Input, Instance, JobEvent, Refusal};
+use crate::process::{self, spawn};
+
+use clients::Client;
+
+const SIGNALS: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_CLIENT: usize = 2;
+
+/// Where the daemon finds its jobs and puts its socket and logs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub conf_dirs: Vec<PathBuf>,
+    pub log_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+/// An instance's key: job name and instance name.
+pub type Key = (String, String);
+
+/// Someone waiting for an instance to get somewhere.
+#[derive(Debug, Clone)]
+struct Waiter {
+    client: usize,
+    key: Key,
+    kind: WaitKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitKind {
+    Start,
+    Stop,
+    /// A restart: done once the instance is running again in a newer
+    /// generation than this.
+    Restart(u64),
+}
+
+pub struct Daemon {
+    cfg: Config,
+    poll: Poll,
+    signals: SignalFd,
+    listener: mio::net::UnixListener,
+    _lock: setup::Lock,
+    my_uid: u32,
+    system: bool,
+    original_nofile: Option<(u64, u64)>,
+    epoch: Instant,
+
+    classes: BTreeMap<String, Rc<JobClass>>,
+    instances: BTreeMap<Key, Instance>,
+    pids: HashMap<i32, Key>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Key, u64)>>,
+    timer_seq: u64,
+    running_order: HashMap<Key, u64>,
+    running_seq: u64,
+
+    clients: HashMap<usize, Client>,
+    next_client: usize,
+    waiters: Vec<Waiter>,
+    /// How instances destroyed during the current request ended (for
+    /// answering a request whose job finished before it could wait).
+    last_destroyed: HashMap<Key, Option<crate::job::FailedProcess>>,
+
+    shutting_down: bool,
+}
+
+/// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
+/// exit code.
+pub fn run(cfg: Config) -> i32 {
+    match Daemon::new(cfg) {
+        Ok(mut d) => d.run(),
+        Err(msg) => {
+            eprintln!("upkeep: {msg}");
+            1
+        }
+    }
+}
+
+impl Daemon {
+    fn new(cfg: Config) -> Result<Daemon, String> {
+        let my_uid = process::euid();
+        let system = my_uid == 0;
+        let original_nofile = setup::raise_nofile();
+        setup::socket_dir(&cfg.socket, !system)?;
+        let lock = setup::take_lock(&cfg.socket)?;
+        let signals = setup::signals()?;
+        setup::subreaper()?;
+        let mut listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
+        let poll = Poll::new().map_err(|e| format!("unable to create epoll: {e}"))?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&setup::raw(&signals)),
+                SIGNALS,
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("unable to watch signals: {e}"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| format!("unable to watch the socket: {e}"))?;
+        if let Err(e) = std::fs::create_dir_all(&cfg.log_dir) {
+            eprintln!(
+                "upkeep: {}: unable to create log dir: {e}",
+                cfg.log_dir.display()
+            );
+        }
+        let mut d = Daemon {
+            cfg,
+            poll,
+            signals,
+            listener,
+            _lock: lock,
+            my_uid,
+            system,
+            original_nofile,
+            epoch: Instant::now(),
+            classes: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            pids: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            running_order: HashMap::new(),
+            running_seq: 0,
+            clients: HashMap::new(),
+            next_client: FIRST_CLIENT,
+            waiters: Vec::new(),
+            last_destroyed: HashMap::new(),
+            shutting_down: false,
+        };
+        d.load_jobs();
+        Ok(d)
+    }
+
+    fn log(&self, msg: &str) {
+        eprintln!("upkeep: {msg}");
+    }
+
+    /// Monotonic time since the daemon started.
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Loads every job of the conf dirs; a bad file is reported and skipped.
+    fn load_jobs(&mut self) {
+        let scan = confdir::scan(&self.cfg.conf_dirs);
+        for p in &scan.problems {
+            self.log(&p.to_string());
+        }
+        for files in scan.jobs.values() {
+            let loaded = confdir::load(files);
+            for d in &loaded.diagnostics {
+                self.log(&d.to_string());
+            }
+            if let Some(job) = loaded.job {
+                self.classes.insert(job.name.clone(), Rc::new(job));
+            }
+        }
+        self.log(&format!(
+            "loaded {} job{} from {}",
+            self.classes.len(),
+            if self.classes.len() == 1 { "" } else { "s" },
+            self.cfg
+                .conf_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    fn run(&mut self) -> i32 {
+        self.log(&format!("listening on {}", self.cfg.socket.display()));
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.log(&format!("epoll: {e}"));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SIGNALS => self.on_signals(),
+                    LISTENER => self.accept(),
+                    Token(t) => self.on_client(t, ev.is_readable(), ev.is_writable()),
+                }
+            }
+            self.fire_timers();
+            if self.shutting_down {
+                self.stop_next_for_shutdown();
+                if self.instances.is_empty() {
+                    break;
+                }
+            }
+        }
+        self.log("all jobs stopped; exiting");
+        let _ = std::fs::remove_file(&self.cfg.socket);
+        0
+    }
+
+    fn on_signals(&mut self) {
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => {
+                    let sig = info.ssi_signo as i32;
+                    match sig {
+                        libc::SIGCHLD => self.reap(),
+                        libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_shutdown(sig),
+                        libc::SIGHUP => self.log("SIGHUP: configuration reload is not built yet"),
+                        _ => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.log(&format!("signalfd: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Collects every ended child and tells the instances.
+    fn reap(&mut self) {
+        let exits = process::reap();
+        for (pid, status) in exits {
+            let Some(key) = self.pids.remove(&pid) else {
+                continue; // an orphan we adopted as subreaper
+            };
+            let is_main = self
+                .instances
+                .get(&key)
+                .is_some_and(|i| i.pid(ProcessType::Main) == Some(pid));
+            let group_empty = !is_main || process::group_is_empty(pid);
+            let _ = self.drive(
+                &key,
+                Input::Exited {
+                    pid,
+                    status,
+                    group_empty,
+                },
+            );
+        }
+        // Groups that outlived their main process.
+        let lingering: Vec<(Key, i32)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.pid(ProcessType::Main).is_none())
+            .filter_map(|(k, i)| i.group.map(|g| (k.clone(), g)))
+            .collect();
+        for (key, pgid) in lingering {
+            if process::group_is_empty(pgid) {
+                let _ = self.drive(&key, Input::GroupEmpty);
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _, _, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, _, key, gen))) = self.timers.pop() else {
+                break;
+            };
+            if self.instances.contains_key(&key) {
+                let _ = self.drive(&key, Input::Timer { gen });
+            }
+        }
+    }
+
+    /// Feeds `input` to an instance and carries out what it asks, until it
+    /// waits for the world again.
+    fn drive(&mut self, key: &Key, input: Input) -> Result<(), Refusal> {
+        let mut queue = VecDeque::from([input]);
+        let mut first = true;
+        while let Some(input) = queue.pop_front() {
+            let now = self.now();
+            let Some(inst) = self.instances.get_mut(key) else {
+                break;
+            };
+            let latest = self
+                .classes
+                .get(&inst.job)
+                .cloned()
+                .unwrap_or_else(|| inst.class.clone());
+            let actions = match inst.step(&latest, now, input) {
+                Ok(a) => a,
+                Err(r) if first => return Err(r),
+                Err(_) => continue,
+            };
+            first = false;
+            for action in actions {
+                self.execute(key, action, &mut queue);
+            }
+        }
+        self.check_waiters(key);
+        Ok(())
+    }
+
+    fn execute(&mut self, key: &Key, action: Action, queue: &mut VecDeque<Input>) {
+        match action {
+            Action::Spawn(process) => match self.spawn(key, process) {
+                Ok(pid) => {
+                    self.pids.insert(pid, key.clone());
+                    queue.push_back(Input::Spawned { process, pid });
+                }
+                Err(error) => queue.push_back(Input::SpawnFailed { process, error }),
+            },
+            Action::KillGroup { pgid, signal } => {
+                if process::kill_group(pgid, signal).is_err() {
+                    let _ = process::kill_pid(pgid, signal);
+                }
+            }
+            Action::ArmTimer { gen, after } => {
+                self.timer_seq += 1;
+                self.timers.push(Reverse((
+                    Instant::now() + after,
+                    self.timer_seq,
+                    key.clone(),
+                    gen,
+                )));
+            }
+            Action::Emit {
+                event, blocking, ..
+            } => {
+                if event == JobEvent::Started {
+                    self.running_seq += 1;
+                    self.running_order.insert(key.clone(), self.running_seq);
+                }
+                // No job waits on job events until the events work lands:
+                // a blocking event is finished as soon as it is emitted.
+                if blocking {
+                    queue.push_back(Input::EventDone);
+                }
+            }
+            Action::Log(msg) => self.log(&msg),
+            Action::Destroy => {
+                let inst = self.instances.remove(key);
+                self.running_order.remove(key);
+                if let Some(inst) = inst {
+                    self.resolve_destroyed(&inst);
+                }
+            }
+        }
+    }
+
+    /// The environment of a job's processes (reference 6.3).
+    fn job_env(&self, inst: &Instance) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        let set = |env: &mut Vec<(String, String)>, k: &str, v: &str| {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        };
+        if self.system {
+            set(
+                &mut env,
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            );
+            if let Ok(term) = std::env::var("TERM") {
+                set(&mut env, "TERM", &term);
+            }
+        } else {
+            for (k, v) in std::env::vars() {
+                if !k.starts_with("UPKEEP_")
+                    && k != "NOTIFY_SOCKET"
+                    && k != "LISTEN_FDS"
+                    && k != "LISTEN_PID"
+                {
+                    set(&mut env, &k, &v);
+                }
+            }
+            if !env.iter().any(|(k, _)| k == "PATH") {
+                set(&mut env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+            }
+        }
+        for e in &inst.class.env {
+            match e.split_once('=') {
+                Some((k, v)) => set(&mut env, k, v),
+                None => match std::env::var(e) {
+                    Ok(v) => set(&mut env, e, &v),
+                    Err(_) => env.retain(|(k, _)| k != e),
+                },
+            }
+        }
+        for e in &inst.env {
+            if let Some((k, v)) = e.split_once('=') {
+                set(&mut env, k, v);
+            }
+        }
+        set(&mut env, "UPSTART_JOB", &inst.job);
+        set(&mut env, "UPSTART_INSTANCE", &inst.name);
+        env
+    }
+
+    fn spawn(&mut self, key: &Key, process: ProcessType) -> Result<i32, String> {
+        let inst = self.instances.get(key).ok_or("no such instance")?;
+        let class = inst.class.clone();
+        let command = class.process(process).ok_or("no such process")?;
+        let env = self.job_env(inst);
+        let output = match class.console {
+            Console::None => spawn::Output::Null,
+            Console::Output | Console::Owner => spawn::Output::Inherit,
+            Console::Log => {
+                let path = self.cfg.log_dir.join(log_file_name(&inst.job, &inst.name));
+                match spawn::open_log(&path) {
+                    Ok(fd) => spawn::Output::File(fd),
+                    Err(e) => {
+                        self.log(&format!(
+                            "{}: unable to open log file: {e}; output discarded",
+                            path.display()
+                        ));
+                        spawn::Output::Null
+                    }
+                }
+            }
+        };
+        spawn::spawn(spawn::SpawnSpec {
+            class: &class,
+            command,
+            env: &env,
+            output,
+            default_dir: if self.system { Some("/") } else { None },
+            original_nofile: self.original_nofile,
+        })
+    }
+
+    fn begin_shutdown(&mut self, sig: i32) {
+        if self.shutting_down {
+            return;
+        }
+        let name = crate::conf::signal::display(sig);
+        self.log(&format!("SIG{name}: stopping every job"));
+        self.shutting_down = true;
+        self.stop_next_for_shutdown();
+    }
+
+    /// Stops jobs one at a time: first those that never reached running,
+    /// then the others in the reverse of the order they reached it.
+    fn stop_next_for_shutdown(&mut self) {
+        loop {
+            // Someone already on the way down: wait for it.
+            if self.instances.values().any(|i| i.goal == job::Goal::Stop) {
+                return;
+            }
+            let next = self
+                .instances
+                .keys()
+                .max_by_key(|k| self.running_order.get(*k).map_or(u64::MAX, |&s| s))
+                .cloned();
+            let Some(key) = next else { return };
+            if self.drive(&key, Input::Stop).is_err() {
+                // Cannot happen (its goal was start); avoid looping forever.
+                return;
+            }
+        }
+    }
+}
+
+/// `NAME.log` or `NAME-INSTANCE.log`, with `/` and anything unsafe made `_`,
+/// so that no job or instance name can reach outside the log dir.
+pub fn log_file_name(job: &str, instance: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric()
+                    || matches!(c, '.' | '_' | '-' | '@' | '+' | ',' | ':' | '=')
+                {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let mut name = clean(job);
+    if !instance.is_empty() {
+        name.push('-');
+        name.push_str(&clean(instance));
+    }
+    if name.starts_with('.') {
+        name.replace_range(0..1, "_");
+    }
+    format!("{name}.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_file_name;
+
+    #[test]
+    fn log_names_stay_in_the_dir() {
+        assert_eq!(log_file_name("web", ""), "web.log");
+        assert_eq!(log_file_name("foo/bar", "a/b"), "foo_bar-a_b.log");
+        assert_eq!(log_file_name("x", "../../etc/x"), "x-.._.._etc_x.log");
+        assert_eq!(log_file_name("..", ""), "_..log");
+        assert_eq!(log_file_name(".hidden", ""), "_hidden.log");
+        assert!(!log_file_name("a", "\n/\0").contains(['/', '\n', '\0']));
+    }
+}

@@ -1,0 +1,376 @@
+//! Spawning a job's process: the command line (Upstart's shell rule), the
+//! child's set-up in one `pre_exec` (session, limits, umask, nice, oom
+//! score, chroot, chdir, groups, gid, uid), and Upstart's error texts.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command as StdCommand, Stdio};
+
+use nix::errno::Errno;
+use nix::sys::resource::{setrlimit, Resource as Rlimit};
+use nix::unistd::{self, Gid, Group, Uid, User};
+
+use crate::conf::{Command, JobClass, Resource};
+
+/// Upstart sends `exec` lines with any of these through `/bin/sh -e -c`.
+const SHELL_CHARS: &[char] = &[
+    '~', '`', '!', '$', '^', '&', '*', '(', ')', '=', '|', '\\', '{', '}', '[', ']', ';', '"',
+    '\'', '<', '>', '?',
+];
+
+/// Longest script passed to the shell (one argument may not exceed 128 KiB).
+pub const MAX_SCRIPT_BYTES: usize = 128 * 1024 - 1;
+
+/// The argv for a job command, as Upstart builds it.
+pub fn argv(cmd: &Command) -> Result<Vec<String>, String> {
+    let sh = |script: String| {
+        vec![
+            "/bin/sh".into(),
+            "-e".into(),
+            "-c".into(),
+            script,
+            "/bin/sh".into(),
+        ]
+    };
+    match cmd {
+        Command::Exec(line) => {
+            if line.contains(SHELL_CHARS) {
+                Ok(sh(format!("exec {line}")))
+            } else {
+                let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+                if words.is_empty() {
+                    return Err("unable to execute: empty command".into());
+                }
+                Ok(words)
+            }
+        }
+        Command::Script(body) => {
+            if body.len() > MAX_SCRIPT_BYTES {
+                return Err(format!(
+                    "unable to execute: script longer than {} bytes",
+                    MAX_SCRIPT_BYTES
+                ));
+            }
+            Ok(sh(body.clone()))
+        }
+    }
+}
+
+/// Where the child's standard output and error go.
+pub enum Output {
+    Null,
+    Inherit,
+    File(OwnedFd),
+}
+
+/// Everything needed to spawn one process of a job.
+pub struct SpawnSpec<'a> {
+    pub class: &'a JobClass,
+    pub command: &'a Command,
+    /// The whole environment, `KEY=VALUE`.
+    pub env: &'a [(String, String)],
+    pub output: Output,
+    /// Working directory when the job sets none (`/` for a system daemon).
+    pub default_dir: Option<&'a str>,
+    /// The open-files limit the daemon started with, given back to jobs.
+    pub original_nofile: Option<(u64, u64)>,
+}
+
+/// Steps of the child's set-up, to name what failed.
+#[derive(Clone, Copy)]
+#[repr(i32)]
+enum Stage {
+    Setsid = 1,
+    Rlimit = 2,
+    Nice = 3,
+    Oom = 4,
+    Chroot = 5,
+    Chdir = 6,
+    Groups = 7,
+    Setgid = 8,
+    Setuid = 9,
+}
+
+/// `pre_exec` can only hand an errno back to the parent: the stage (and,
+/// for limits, which resource) ride in the high bits; Linux errno values
+/// are below 256.
+fn staged(stage: Stage, e: Errno) -> io::Error {
+    staged_with(stage, 0, e)
+}
+
+fn staged_with(stage: Stage, extra: u8, e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(
+        ((stage as i32) << 16) | (i32::from(extra) << 8) | ((e as i32) & 0xff),
+    )
+}
+
+fn describe(err: &io::Error) -> String {
+    let code = err.raw_os_error().unwrap_or(0);
+    let (stage, extra, errno) = (code >> 16, (code >> 8) & 0xff, Errno::from_raw(code & 0xff));
+    let resource = Resource::ALL.get(extra as usize).map_or("?", |r| r.name());
+    let why = errno.desc();
+    match stage {
+        1 => format!("unable to create session: {why}"),
+        2 => format!("unable to set \"{resource}\" resource limit: {why}"),
+        3 => format!("unable to set priority: {why}"),
+        4 => format!("unable to set oom adjustment: {why}"),
+        5 => format!("unable to change root directory: {why}"),
+        6 => format!("unable to change working directory: {why}"),
+        7 => format!("unable to set supplementary groups: {why}"),
+        8 => format!("unable to setgid: {why}"),
+        9 => format!("unable to setuid: {why}"),
+        _ => match err.raw_os_error() {
+            Some(_) => format!("unable to execute: {why}"),
+            None => format!("unable to execute: {err}"),
+        },
+    }
+}
+
+fn rlimit_of(r: Resource) -> Rlimit {
+    match r {
+        Resource::As => Rlimit::RLIMIT_AS,
+        Resource::Core => Rlimit::RLIMIT_CORE,
+        Resource::Cpu => Rlimit::RLIMIT_CPU,
+        Resource::Data => Rlimit::RLIMIT_DATA,
+        Resource::Fsize => Rlimit::RLIMIT_FSIZE,
+        Resource::Memlock => Rlimit::RLIMIT_MEMLOCK,
+        Resource::Msgqueue => Rlimit::RLIMIT_MSGQUEUE,
+        Resource::Nice => Rlimit::RLIMIT_NICE,
+        Resource::Nofile => Rlimit::RLIMIT_NOFILE,
+        Resource::Nproc => Rlimit::RLIMIT_NPROC,
+        Resource::Rss => Rlimit::RLIMIT_RSS,
+        Resource::Rtprio => Rlimit::RLIMIT_RTPRIO,
+        Resource::Sigpending => Rlimit::RLIMIT_SIGPENDING,
+        Resource::Stack => Rlimit::RLIMIT_STACK,
+    }
+}
+
+/// Spawns the process; returns its pid, or Upstart's description of what
+/// went wrong. Never waits for the child (the daemon's reaper does).
+pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
+    let class = spec.class;
+    let argv = argv(spec.command)?;
+
+    // Look users and groups up here, in the parent: after fork only
+    // system calls are made.
+    let user = match &class.setuid {
+        Some(name) => Some(
+            User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| "unable to find setuid user".to_string())?,
+        ),
+        None => None,
+    };
+    let gid: Option<Gid> = match &class.setgid {
+        Some(name) => Some(
+            Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| "unable to find setgid group".to_string())?
+                .gid,
+        ),
+        None => user.as_ref().map(|u| u.gid),
+    };
+    let uid: Option<Uid> = user.as_ref().map(|u| u.uid);
+    let running_as_root = unistd::geteuid().is_root();
+    // Supplementary groups: the target user's, when root can set them.
+    let groups: Option<Vec<Gid>> = match (&user, running_as_root) {
+        (Some(u), true) => {
+            let cname = CString::new(u.name.as_str())
+                .map_err(|_| "unable to find setuid user".to_string())?;
+            Some(
+                unistd::getgrouplist(&cname, gid.unwrap_or(u.gid))
+                    .map_err(|e| format!("unable to get groups: {}", e.desc()))?,
+            )
+        }
+        (None, true) if gid.is_some() => Some(vec![gid.unwrap_or(Gid::from_raw(0))]),
+        _ => None,
+    };
+
+    let mut limits: Vec<(Resource, u64, u64)> = Vec::new();
+    if let Some((soft, hard)) = spec.original_nofile {
+        if !class.limits.contains_key(&Resource::Nofile) {
+            limits.push((Resource::Nofile, soft, hard));
+        }
+    }
+    for (res, lim) in &class.limits {
+        let v = |x: Option<u64>| x.unwrap_or(libc::RLIM_INFINITY);
+        limits.push((*res, v(lim.soft), v(lim.hard)));
+    }
+
+    let chroot = class
+        .chroot
+        .as_ref()
+        .map(|d| CString::new(d.as_str()))
+        .transpose()
+        .map_err(|_| "unable to change root directory: invalid path".to_string())?;
+    let chdir = class
+        .chdir
+        .as_deref()
+        .or(spec.default_dir)
+        .map(CString::new)
+        .transpose()
+        .map_err(|_| "unable to change working directory: invalid path".to_string())?;
+    let umask = class.umask;
+    let nice = class.nice;
+    let oom = class.oom_score;
+
+    let mut cmd = StdCommand::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd.env_clear();
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    cmd.stdin(Stdio::null());
+    match spec.output {
+        Output::Null => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Output::Inherit => {
+            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        }
+        Output::File(fd) => {
+            let dup = fd
+                .try_clone()
+                .map_err(|e| format!("unable to open log: {e}"))?;
+            cmd.stdout(Stdio::from(fd)).stderr(Stdio::from(dup));
+        }
+    }
+    // The working directory is set in pre_exec (after chroot), not by std.
+
+    // SAFETY: the closure runs in the child between fork and exec. The
+    // daemon is single-threaded, so no lock can be held by another thread;
+    // the closure makes only system calls and touches data prepared above.
+    unsafe {
+        cmd.pre_exec(move || {
+            reset_signals();
+            unistd::setsid().map_err(|e| staged(Stage::Setsid, e))?;
+            for &(res, soft, hard) in &limits {
+                if let Err(e) = setrlimit(rlimit_of(res), soft, hard) {
+                    let idx = Resource::ALL.iter().position(|&r| r == res).unwrap_or(0);
+                    return Err(staged_with(Stage::Rlimit, idx as u8, e));
+                }
+            }
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+                umask as libc::mode_t,
+            ));
+            if let Some(n) = nice {
+                if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
+                    return Err(staged(Stage::Nice, Errno::last()));
+                }
+            }
+            if oom != 0 {
+                write_oom_score(oom).map_err(|e| staged(Stage::Oom, e))?;
+            }
+            if let Some(root) = &chroot {
+                unistd::chroot(root.as_c_str()).map_err(|e| staged(Stage::Chroot, e))?;
+                if chdir.is_none() {
+                    unistd::chdir("/").map_err(|e| staged(Stage::Chroot, e))?;
+                }
+            }
+            if let Some(dir) = &chdir {
+                unistd::chdir(dir.as_c_str()).map_err(|e| staged(Stage::Chdir, e))?;
+            }
+            if let Some(groups) = &groups {
+                unistd::setgroups(groups).map_err(|e| staged(Stage::Groups, e))?;
+            }
+            if let Some(g) = gid {
+                unistd::setgid(g).map_err(|e| staged(Stage::Setgid, e))?;
+            }
+            if let Some(u) = uid {
+                unistd::setuid(u).map_err(|e| staged(Stage::Setuid, e))?;
+            }
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(child) => Ok(child.id() as i32),
+        Err(e) => Err(describe(&e)),
+    }
+}
+
+/// Gives the child default signal dispositions and an empty mask: the
+/// daemon blocks the signals it reads from its signalfd, and whoever
+/// started the daemon may have ignored some (a shell's `&` ignores SIGINT
+/// and SIGQUIT); neither must leak into jobs.
+fn reset_signals() {
+    // SAFETY: called in the child between fork and exec; sigemptyset,
+    // sigprocmask and signal(2) only change this process's own signal state.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// Writes `/proc/self/oom_score_adj` with raw system calls.
+fn write_oom_score(score: i32) -> Result<(), Errno> {
+    let mut buf = [0u8; 16];
+    let s = {
+        use std::io::Write;
+        let mut cur = io::Cursor::new(&mut buf[..]);
+        let _ = write!(cur, "{score}");
+        let n = cur.position() as usize;
+        &buf[..n]
+    };
+    // SAFETY: a NUL-terminated literal path; the fd is closed below.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `s` is a valid buffer of s.len() bytes; fd is open.
+    let n = unsafe { libc::write(fd, s.as_ptr().cast(), s.len()) };
+    let err = Errno::last();
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Opens (creating) a job's log file for appending: mode 0640, never
+/// through a symlink at the last component.
+pub fn open_log(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    let _ = f.as_raw_fd();
+    Ok(OwnedFd::from(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstart_shell_rule() {
+        let e = |s: &str| argv(&Command::Exec(s.into())).unwrap();
+        assert_eq!(e("/bin/sleep  10"), ["/bin/sleep", "10"]);
+        assert_eq!(
+            e("foo --opt=1"),
+            ["/bin/sh", "-e", "-c", "exec foo --opt=1", "/bin/sh"]
+        );
+        assert_eq!(
+            e("echo $HOME"),
+            ["/bin/sh", "-e", "-c", "exec echo $HOME", "/bin/sh"]
+        );
+        let s = argv(&Command::Script("echo a\necho b\n".into())).unwrap();
+        assert_eq!(s, ["/bin/sh", "-e", "-c", "echo a\necho b\n", "/bin/sh"]);
+    }
+}
