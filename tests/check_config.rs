@@ -317,15 +317,28 @@ fn multi_call_names_and_unbuilt_commands() {
         stdout(&o)
     );
 
+    // Under the name `start`, the binary is the start command.
     let start = d.path().join("start");
     symlink(common::upkeep_bin(), &start).unwrap();
-    let o = Command::new(&start).arg("web").output().unwrap();
-    assert_ne!(
+    let sock = d.path().join("no-daemon.sock");
+    let o = Command::new(&start)
+        .args(["web", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("start: unable to connect to the upkeep daemon at"),
+        "{err}"
+    );
+
+    let o = upkeep(&["logs", "web"]);
+    assert_eq!(
         o.status.code(),
-        Some(0),
+        Some(2),
         "an unbuilt command must not pretend to work"
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
+    assert!(stderr(&o).contains("not built yet"), "{}", stderr(&o));
 
     let o = upkeep(&["--version"]);
     assert_eq!(
