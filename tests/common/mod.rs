@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::PathBuf;
 
 /// `shared/corpus/upstart`, beside the checkout. Other projects' files are

@@ -1,0 +1,352 @@
+//! A real `upkeep daemon` in a temp dir, and helpers that wait on what it
+//! does (its log lines, job status) with a deadline, never a fixed sleep.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::upkeep_bin;
+
+/// How long anything may take before a test gives up (a loaded 2-core
+/// machine is slow; a correct run is far quicker).
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn is_root() -> bool {
+    upkeep::process::euid() == 0
+}
+
+/// `nobody`'s uid and gid, for running unprivileged under a root test run.
+pub fn nobody() -> (u32, u32) {
+    let u = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody");
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+#[derive(Default)]
+struct LogBuf {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+    pub logs: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+    log: Arc<(Mutex<LogBuf>, Condvar)>,
+    /// The uid the daemon runs as.
+    pub uid: u32,
+}
+
+pub struct Builder {
+    jobs: Vec<(String, String)>,
+    as_root: bool,
+}
+
+impl Builder {
+    pub fn job(mut self, name: &str, text: &str) -> Self {
+        self.jobs.push((name.to_string(), text.to_string()));
+        self
+    }
+
+    /// Run the daemon as root (only when the tests run as root).
+    pub fn as_root(mut self) -> Self {
+        self.as_root = true;
+        self
+    }
+
+    pub fn start(self) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("conf");
+        let logs = dir.path().join("log");
+        fs::create_dir(&conf).unwrap();
+        fs::create_dir(&logs).unwrap();
+        let socket = dir.path().join("run/upkeep.sock");
+        for (name, text) in &self.jobs {
+            let p = conf.join(format!("{name}.conf"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        let mut cmd = Command::new(upkeep_bin());
+        cmd.args(["daemon", "--conf-dir"])
+            .arg(&conf)
+            .arg("--log-dir")
+            .arg(&logs)
+            .arg("--socket")
+            .arg(&socket)
+            .env_remove("UPKEEP_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut uid = upkeep::process::euid();
+        if is_root() && !self.as_root {
+            // Unprivileged, as an ordinary user would run it.
+            let (u, g) = nobody();
+            for p in [dir.path(), &conf, &logs] {
+                nix::unistd::chown(
+                    p,
+                    Some(nix::unistd::Uid::from_raw(u)),
+                    Some(nix::unistd::Gid::from_raw(g)),
+                )
+                .unwrap();
+            }
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            cmd.uid(u).gid(g).env("HOME", "/nonexistent");
+            uid = u;
+        }
+        let mut child = cmd.spawn().expect("spawn daemon");
+        let log = Arc::new((Mutex::new(LogBuf::default()), Condvar::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("UPKEEP_TEST_VERBOSE").is_some() {
+                    eprintln!("daemon: {line}");
+                }
+                let (m, cv) = &*sink;
+                m.lock().unwrap().lines.push(line);
+                cv.notify_all();
+            }
+            let (m, cv) = &*sink;
+            m.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        let d = Daemon {
+            dir,
+            conf,
+            logs,
+            socket,
+            child: Some(child),
+            log,
+            uid,
+        };
+        d.wait_log("listening on");
+        d
+    }
+}
+
+impl Daemon {
+    pub fn builder() -> Builder {
+        Builder {
+            jobs: Vec::new(),
+            as_root: false,
+        }
+    }
+
+    pub fn with_jobs(jobs: &[(&str, &str)]) -> Daemon {
+        let mut b = Daemon::builder();
+        for (n, t) in jobs {
+            b = b.job(n, t);
+        }
+        b.start()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Every line the daemon has printed so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().lines.clone()
+    }
+
+    /// Waits for a daemon log line containing `needle`; returns it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        self.wait_log_count(needle, 1)
+    }
+
+    /// Waits until `n` daemon log lines contain `needle`.
+    pub fn wait_log_count(&self, needle: &str, n: usize) -> String {
+        let (m, cv) = &*self.log;
+        let deadline = Instant::now() + DEADLINE;
+        let mut buf = m.lock().unwrap();
+        loop {
+            let hits: Vec<&String> = buf.lines.iter().filter(|l| l.contains(needle)).collect();
+            if hits.len() >= n {
+                return hits[n - 1].clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || buf.closed {
+                panic!(
+                    "no {n} daemon line(s) with {needle:?}; the daemon said:\n{}",
+                    buf.lines.join("\n")
+                );
+            }
+            buf = cv.wait_timeout(buf, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Runs `upkeep ARGS` against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(upkeep_bin())
+            .args(args)
+            .env("UPKEEP_SOCKET", &self.socket)
+            .output()
+            .expect("run upkeep")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "upkeep {args:?} failed ({:?}): {}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "upkeep {args:?} should fail: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    /// `status JOB --json`.
+    pub fn status(&self, job: &[&str]) -> serde_json::Value {
+        let mut args = vec!["status", "--json"];
+        args.extend_from_slice(job);
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    /// The main pid of a job, if it has one.
+    pub fn main_pid(&self, job: &str) -> Option<i32> {
+        let s = self.status(&[job]);
+        s["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["process"] == "main")
+            .map(|p| p["pid"].as_i64().unwrap() as i32)
+    }
+
+    /// Waits until `check` holds on the job's status.
+    pub fn wait_status(
+        &self,
+        job: &[&str],
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let s = self.status(job);
+            if check(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{job:?} never got to: {what}; last status {s}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn write_file(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, text).unwrap();
+        if is_root() {
+            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(0o777));
+        }
+        p
+    }
+
+    pub fn log_file(&self, name: &str) -> String {
+        fs::read_to_string(self.logs.join(name)).unwrap_or_default()
+    }
+
+    /// Waits until a job's log file contains `needle`.
+    pub fn wait_log_file(&self, name: &str, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let text = self.log_file(name);
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never showed {needle:?}; it has:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; returns its code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = child.wait().unwrap();
+        status.code()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            state != Some("Z") && state != Some("X")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits until a process is gone.
+pub fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + DEADLINE;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still alive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
