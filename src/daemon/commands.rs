@@ -147,6 +147,8 @@ impl Daemon {
                     return err(format!("Unknown instance: {name}"));
                 };
                 let generation = inst.generation;
+                // Restart applies the job file as it is now.
+                self.reload_job(&job);
                 match self.drive(&key, Input::Restart) {
                     Err(_) => err(format!(
                         "Job has already been stopped: {}",

@@ -73,6 +73,8 @@ pub struct Daemon {
     epoch: Instant,
 
     classes: BTreeMap<String, Rc<JobClass>>,
+    /// Where each job's definition came from.
+    files: BTreeMap<String, confdir::JobFiles>,
     instances: BTreeMap<Key, Instance>,
     pids: HashMap<i32, Key>,
     timers: BinaryHeap<Reverse<(Instant, u64, Key, u64)>>,
@@ -140,6 +142,7 @@ impl Daemon {
             original_nofile,
             epoch: Instant::now(),
             classes: BTreeMap::new(),
+            files: BTreeMap::new(),
             instances: BTreeMap::new(),
             pids: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -179,6 +182,7 @@ impl Daemon {
             if let Some(job) = loaded.job {
                 self.classes.insert(job.name.clone(), Rc::new(job));
             }
+            self.files.insert(files.name.clone(), files.clone());
         }
         self.log(&format!(
             "loaded {} job{} from {}",
@@ -191,6 +195,24 @@ impl Daemon {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+
+    /// Reads one job's files again (for `restart`). A file that now has
+    /// errors keeps the last good definition in force.
+    fn reload_job(&mut self, name: &str) {
+        let Some(files) = self.files.get(name) else {
+            return;
+        };
+        let loaded = confdir::load(files);
+        for d in &loaded.diagnostics {
+            self.log(&d.to_string());
+        }
+        match loaded.job {
+            Some(job) => {
+                self.classes.insert(name.to_string(), Rc::new(job));
+            }
+            None => self.log(&format!("{name}: keeping the last good definition")),
+        }
     }
 
     fn run(&mut self) -> i32 {

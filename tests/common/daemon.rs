@@ -72,6 +72,8 @@ impl Builder {
         fs::create_dir(&logs).unwrap();
         let socket = dir.path().join("run/upkeep.sock");
         for (name, text) in &self.jobs {
+            // `@DIR@` in a job stands for the test's temp dir.
+            let text = text.replace("@DIR@", dir.path().to_str().unwrap());
             let p = conf.join(format!("{name}.conf"));
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, text).unwrap();
