@@ -33,7 +33,7 @@ fn setuid_and_setgid_drop_privileges_with_supplementary_groups() {
     let d = Daemon::builder()
         .job("u", "setuid nobody\nexec sleep 1000\n")
         .job("g", "setuid nobody\nsetgid daemon\nexec sleep 1000\n")
-        .as_root()
+        .run_as_root()
         .start();
     d.ok(&["start", "u"]);
     d.ok(&["start", "g"]);
@@ -72,7 +72,7 @@ fn unknown_user_fails_the_spawn_and_the_daemon_goes_on() {
     let d = Daemon::builder()
         .job("ghost", "setuid no-such-user-here\nexec sleep 1000\n")
         .job("canary", "exec sleep 1000\n")
-        .as_root()
+        .run_as_root()
         .start();
     assert_eq!(
         d.fails(&["start", "ghost"]),
@@ -95,7 +95,7 @@ fn limits_are_applied_and_nofile_is_given_back() {
             "limit nofile 123 456\nlimit core unlimited unlimited\nexec sleep 1000\n",
         )
         .job("plain", "exec sleep 1000\n")
-        .as_root()
+        .run_as_root()
         .start();
     d.ok(&["start", "lim"]);
     d.ok(&["start", "plain"]);

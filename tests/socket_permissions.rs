@@ -27,7 +27,7 @@ fn root_daemon_lets_anyone_read_and_only_root_change() {
     }
     let d = Daemon::builder()
         .job("web", "exec sleep 1000\n")
-        .as_root()
+        .run_as_root()
         .start();
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let meta = std::fs::metadata(&d.socket).unwrap();

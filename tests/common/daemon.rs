@@ -59,7 +59,7 @@ impl Builder {
     }
 
     /// Run the daemon as root (only when the tests run as root).
-    pub fn as_root(mut self) -> Self {
+    pub fn run_as_root(mut self) -> Self {
         self.as_root = true;
         self
     }
