@@ -17,7 +17,7 @@ fn a_missing_binary_fails_the_job_not_the_daemon() {
     let canary = d.main_pid("canary");
     assert_eq!(
         d.fails(&["start", "nobin"]),
-        "upkeep: Job failed to start\n"
+        "upkeep: Job failed to start: main process failed to spawn: unable to execute: No such file or directory\n"
     );
     d.wait_log("Failed to spawn nobin main process: unable to execute: No such file or directory");
     assert_eq!(d.main_pid("canary"), canary, "the canary was disturbed");

@@ -36,6 +36,6 @@ fn a_missing_chdir_fails_the_spawn_with_upstarts_message() {
     let d = Daemon::builder()
         .job("c", "chdir /nonexistent/dir\nexec sleep 1000\n")
         .start();
-    assert_eq!(d.fails(&["start", "c"]), "upkeep: Job failed to start\n");
+    assert_eq!(d.fails(&["start", "c"]), "upkeep: Job failed to start: main process failed to spawn: unable to change working directory: No such file or directory\n");
     d.wait_log("Failed to spawn c main process: unable to change working directory: No such file or directory");
 }

@@ -35,7 +35,10 @@ fn failing_pre_start_fails_the_start_and_post_stop_still_runs() {
     let d = Daemon::with_jobs(&[("p", job)]);
     let log = d.write_file("p.log", "");
     let err = d.fails(&["start", "p", &format!("LOG={}", log.display())]);
-    assert_eq!(err, "upkeep: Job failed to start\n");
+    assert_eq!(
+        err,
+        "upkeep: Job failed to start: pre-start process terminated with status 3\n"
+    );
     d.wait_log("p pre-start process");
     assert!(d
         .log_lines()
@@ -53,7 +56,7 @@ fn failing_post_stop_fails_the_stop() {
     d.ok(&["start", "q"]);
     assert_eq!(
         d.fails(&["stop", "q"]),
-        "upkeep: Job failed while stopping\n"
+        "upkeep: Job failed while stopping: post-stop process terminated with status 1\n"
     );
 }
 

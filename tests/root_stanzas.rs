@@ -76,7 +76,7 @@ fn unknown_user_fails_the_spawn_and_the_daemon_goes_on() {
         .start();
     assert_eq!(
         d.fails(&["start", "ghost"]),
-        "upkeep: Job failed to start\n"
+        "upkeep: Job failed to start: main process failed to spawn: unable to find setuid user\n"
     );
     d.wait_log("Failed to spawn ghost main process: unable to find setuid user");
     assert!(d

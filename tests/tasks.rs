@@ -21,7 +21,10 @@ fn start_waits_for_a_task_to_finish() {
         "done\n",
         "start returned before the task ended"
     );
-    assert_eq!(d.fails(&["start", "bad"]), "upkeep: Job failed to start\n");
+    assert_eq!(
+        d.fails(&["start", "bad"]),
+        "upkeep: Job failed to start: main process terminated with status 4\n"
+    );
     d.wait_log("bad main process");
     assert!(d
         .log_lines()

@@ -10,6 +10,15 @@ use crate::control::{Command, InstanceStatus, ProcessStatus, Response};
 use crate::job::{expand, FailedProcess, Goal, Input, Instance, Refusal, State};
 use crate::process;
 
+/// Upstart's message, then upkeep's reason: `Job failed to start: main
+/// process terminated with status 1`.
+fn with_detail(what: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(d) => format!("{what}: {d}"),
+        None => what.to_string(),
+    }
+}
+
 fn err(message: impl Into<String>) -> Option<Response> {
     Some(Response::Error {
         message: message.into(),
@@ -245,11 +254,8 @@ impl Daemon {
                 return Some(resp);
             }
         } else {
-            return Some(self.destroyed_outcome(
-                &key,
-                kind,
-                self.last_destroyed.get(&key).cloned().flatten(),
-            ));
+            let failed = self.last_destroyed.get(&key).cloned().flatten();
+            return Some(self.destroyed_outcome(&key, kind, failed.as_ref()));
         }
         self.waiters.push(Waiter { client, key, kind });
         None
@@ -270,7 +276,7 @@ impl Daemon {
                     } else {
                         "Job failed to restart"
                     };
-                    return err(what);
+                    return err(with_detail(what, inst.failure_detail.as_deref()));
                 }
                 if !inst.class.task && inst.state == State::Running && inst.goal == Goal::Start {
                     return Some(Response::Ok {
@@ -295,19 +301,16 @@ impl Daemon {
         &self,
         key: &Key,
         kind: WaitKind,
-        failed: Option<FailedProcess>,
+        failed: Option<&(FailedProcess, Option<String>)>,
     ) -> Response {
+        let error = |what: &str, detail: &Option<String>| Response::Error {
+            message: with_detail(what, detail.as_deref()),
+        };
         match (kind, failed) {
-            (WaitKind::Start, Some(_)) => Response::Error {
-                message: "Job failed to start".into(),
-            },
-            (WaitKind::Restart(_), Some(_)) => Response::Error {
-                message: "Job failed to restart".into(),
-            },
-            (WaitKind::Stop, Some(FailedProcess::Process(ProcessType::PostStop))) => {
-                Response::Error {
-                    message: "Job failed while stopping".into(),
-                }
+            (WaitKind::Start, Some((_, d))) => error("Job failed to start", d),
+            (WaitKind::Restart(_), Some((_, d))) => error("Job failed to restart", d),
+            (WaitKind::Stop, Some((FailedProcess::Process(ProcessType::PostStop), d))) => {
+                error("Job failed while stopping", d)
             }
             _ => Response::Ok {
                 instances: vec![waiting_status(&key.0)],
@@ -340,13 +343,19 @@ impl Daemon {
     /// An instance reached waiting and is gone: answer everyone waiting on it.
     pub(super) fn resolve_destroyed(&mut self, inst: &Instance) {
         let key = (inst.job.clone(), inst.name.clone());
-        let failed = inst.failed.as_ref().map(|f| f.process);
-        self.last_destroyed.insert(key.clone(), failed);
+        let failed = inst
+            .failed
+            .as_ref()
+            .map(|f| (f.process, inst.failure_detail.clone()));
+        self.last_destroyed.insert(key.clone(), failed.clone());
         let mut answers = Vec::new();
         let mut keep = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
             if w.key == key {
-                answers.push((w.client, self.destroyed_outcome(&key, w.kind, failed)));
+                answers.push((
+                    w.client,
+                    self.destroyed_outcome(&key, w.kind, failed.as_ref()),
+                ));
             } else {
                 keep.push(w);
             }

@@ -87,7 +87,7 @@ pub struct Daemon {
     waiters: Vec<Waiter>,
     /// How instances destroyed during the current request ended (for
     /// answering a request whose job finished before it could wait).
-    last_destroyed: HashMap<Key, Option<crate::job::FailedProcess>>,
+    last_destroyed: HashMap<Key, Option<(crate::job::FailedProcess, Option<String>)>>,
 
     shutting_down: bool,
 }

@@ -249,6 +249,8 @@ pub struct Instance {
     /// The main process's group while anything in it may be alive.
     pub group: Option<Pid>,
     pub failed: Option<Failure>,
+    /// Why, in words (`main process terminated with status 1`).
+    pub failure_detail: Option<String>,
     /// The environment of the start (`KEY=VALUE`), for the processes.
     pub env: Vec<String>,
     /// When the main process was last spawned.
@@ -261,7 +263,7 @@ pub struct Instance {
     respawn_window: Option<(u64, u32)>,
     backoff: Duration,
     respawn_delay: Duration,
-    timer_gen: u64,
+    pub(crate) timer_gen: u64,
     restart_pending: bool,
     from_pre_stop: bool,
 }
@@ -278,6 +280,7 @@ impl Instance {
             pids: [None; 5],
             group: None,
             failed: None,
+            failure_detail: None,
             env,
             main_started: None,
             last_exit: None,
@@ -307,6 +310,11 @@ impl Instance {
 
     fn main_alive(&self) -> bool {
         self.pid(ProcessType::Main).is_some()
+    }
+
+    /// The job has a main process, but it is not running.
+    fn main_lost(&self) -> bool {
+        self.class.process(ProcessType::Main).is_some() && !self.main_alive()
     }
 
     /// Feeds one input. `latest` is the job's current good definition;
@@ -373,7 +381,7 @@ impl Instance {
                 )));
                 match process {
                     ProcessType::PreStart | ProcessType::Main | ProcessType::PostStop => {
-                        self.fail(FailedProcess::Process(process), None);
+                        self.fail_because(FailedProcess::Process(process), None, Some(&error));
                         self.goal = Goal::Stop;
                         self.restart_pending = false;
                     }
@@ -451,9 +459,29 @@ impl Instance {
     }
 
     fn fail(&mut self, process: FailedProcess, exit: Option<Exit>) {
-        if self.failed.is_none() {
-            self.failed = Some(Failure { process, exit });
+        self.fail_because(process, exit, None);
+    }
+
+    fn fail_because(
+        &mut self,
+        process: FailedProcess,
+        exit: Option<Exit>,
+        spawn_error: Option<&str>,
+    ) {
+        if self.failed.is_some() {
+            return;
         }
+        self.failed = Some(Failure { process, exit });
+        let p = process.name();
+        self.failure_detail = Some(match (process, exit, spawn_error) {
+            (FailedProcess::Respawn, ..) => "respawning too fast".to_string(),
+            (_, _, Some(e)) => format!("{p} process failed to spawn: {e}"),
+            (_, Some(Exit::Code(c)), _) => format!("{p} process terminated with status {c}"),
+            (_, Some(Exit::Signal(s)), _) => {
+                format!("{p} process killed by {} signal", signal::display(s))
+            }
+            (_, None, None) => format!("{p} process failed"),
+        });
     }
 
     /// Section 7: what the death of the main process means.
@@ -595,8 +623,11 @@ impl Instance {
             Starting => PreStart,
             PreStart => Spawned,
             Spawned => PostStart,
+            // A main process that died meanwhile (say, during post-start,
+            // with a `start` after it) cannot be "running": cycle through
+            // stopping, which then starts it again.
             PostStart => {
-                if self.goal == Goal::Stop {
+                if self.goal == Goal::Stop || self.main_lost() {
                     Stopping
                 } else {
                     Running
@@ -610,7 +641,7 @@ impl Instance {
                 }
             }
             PreStop => {
-                if self.goal == Goal::Stop {
+                if self.goal == Goal::Stop || self.main_lost() {
                     Stopping
                 } else {
                     self.from_pre_stop = true;
@@ -698,6 +729,7 @@ impl Instance {
                 self.class = latest.clone();
                 self.generation += 1;
                 self.failed = None;
+                self.failure_detail = None;
                 self.from_pre_stop = false;
                 out.push(Action::Emit {
                     event: JobEvent::Starting,

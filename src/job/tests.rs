@@ -457,3 +457,706 @@ fn spawn_failures() {
     );
     assert_eq!(s.at(), (Goal::Stop, State::Stopping));
 }
+
+// ------------------------------------------------------------------------
+// Every (state, input) pair, as a table.
+
+/// The inputs of the table, in column order.
+#[derive(Debug, Clone, Copy)]
+enum Col {
+    Start,
+    Stop,
+    Restart,
+    /// A `Spawned` nobody asked for.
+    StraySpawned,
+    /// A `SpawnFailed` nobody asked for.
+    StraySpawnFailed,
+    /// The main process exits with status 1 (its group empty).
+    ExitMain,
+    /// The hook of the current state (or an unknown pid) exits 0.
+    ExitHook,
+    GroupEmpty,
+    EventDone,
+    /// The instance's current timer fires.
+    Timer,
+}
+
+const COLS: [Col; 10] = [
+    Col::Start,
+    Col::Stop,
+    Col::Restart,
+    Col::StraySpawned,
+    Col::StraySpawnFailed,
+    Col::ExitMain,
+    Col::ExitHook,
+    Col::GroupEmpty,
+    Col::EventDone,
+    Col::Timer,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Refused(Refusal),
+    At(Goal, State),
+}
+
+/// Drives a job with every hook into `state`; events are answered by hand.
+fn into_state(state: State) -> Sim {
+    let mut s = Sim::new(HOOKS);
+    s.auto_events = false;
+    let s_ = &mut s;
+    let mut go = |s: &mut Sim, i: Input| {
+        s.ok(i);
+    };
+    if state == State::Waiting {
+        return s;
+    }
+    go(s_, Input::Start); // starting
+    if state == State::Starting {
+        return s;
+    }
+    if state == State::Spawned {
+        // Spawned is transient: stop answering spawns just before main's.
+        let class = s.class.clone();
+        s.inst.step(&class, s.now, Input::EventDone).unwrap();
+        s.inst
+            .step(
+                &class,
+                s.now,
+                Input::Spawned {
+                    process: ProcessType::PreStart,
+                    pid: 50,
+                },
+            )
+            .unwrap();
+        let a = s
+            .inst
+            .step(
+                &class,
+                s.now,
+                Input::Exited {
+                    pid: 50,
+                    status: Exit::Code(0),
+                    group_empty: true,
+                },
+            )
+            .unwrap();
+        assert_eq!(a.last(), Some(&Action::Spawn(ProcessType::Main)));
+        assert_eq!(s.at(), (Goal::Start, State::Spawned));
+        return s;
+    }
+    go(s_, Input::EventDone); // pre-start
+    if state == State::PreStart {
+        return s;
+    }
+    let pre = s.pid(ProcessType::PreStart);
+    go(
+        &mut s,
+        Input::Exited {
+            pid: pre,
+            status: Exit::Code(0),
+            group_empty: true,
+        },
+    ); // post-start
+    if state == State::PostStart {
+        return s;
+    }
+    let post = s.pid(ProcessType::PostStart);
+    go(
+        &mut s,
+        Input::Exited {
+            pid: post,
+            status: Exit::Code(0),
+            group_empty: true,
+        },
+    ); // running
+    if state == State::Running {
+        return s;
+    }
+    go(&mut s, Input::Stop); // pre-stop
+    if state == State::PreStop {
+        return s;
+    }
+    let ps = s.pid(ProcessType::PreStop);
+    go(
+        &mut s,
+        Input::Exited {
+            pid: ps,
+            status: Exit::Code(0),
+            group_empty: true,
+        },
+    ); // stopping
+    if state == State::Stopping {
+        return s;
+    }
+    go(&mut s, Input::EventDone); // killed
+    if state == State::Killed {
+        return s;
+    }
+    let main = s.pid(ProcessType::Main);
+    go(
+        &mut s,
+        Input::Exited {
+            pid: main,
+            status: Exit::Signal(15),
+            group_empty: true,
+        },
+    ); // post-stop
+    assert_eq!(s.at().1, State::PostStop);
+    s
+}
+
+fn hook_of(state: State) -> Option<ProcessType> {
+    match state {
+        State::PreStart => Some(ProcessType::PreStart),
+        State::PostStart => Some(ProcessType::PostStart),
+        State::PreStop => Some(ProcessType::PreStop),
+        State::PostStop => Some(ProcessType::PostStop),
+        _ => None,
+    }
+}
+
+fn apply(s: &mut Sim, col: Col) -> Result<Vec<Action>, Refusal> {
+    let state = s.inst.state;
+    let input = match col {
+        Col::Start => Input::Start,
+        Col::Stop => Input::Stop,
+        Col::Restart => Input::Restart,
+        Col::StraySpawned => Input::Spawned {
+            process: ProcessType::PreStop,
+            pid: 4242,
+        },
+        Col::StraySpawnFailed => Input::SpawnFailed {
+            process: ProcessType::PostStop,
+            error: "stray".into(),
+        },
+        Col::ExitMain => {
+            let pid = s.inst.pid(ProcessType::Main).unwrap_or(9999);
+            Input::Exited {
+                pid,
+                status: Exit::Code(1),
+                group_empty: true,
+            }
+        }
+        Col::ExitHook => {
+            let pid = hook_of(state).and_then(|h| s.inst.pid(h)).unwrap_or(9998);
+            Input::Exited {
+                pid,
+                status: Exit::Code(0),
+                group_empty: true,
+            }
+        }
+        Col::GroupEmpty => Input::GroupEmpty,
+        Col::EventDone => Input::EventDone,
+        Col::Timer => Input::Timer {
+            gen: s.inst.timer_gen,
+        },
+    };
+    s.feed(input)
+}
+
+#[test]
+fn every_state_and_input() {
+    use Goal::{Start as S, Stop as X};
+    use State::*;
+    use Want::{At, Refused};
+    let running = Refused(Refusal::AlreadyRunning);
+    let stopped = Refused(Refusal::AlreadyStopped);
+    // Columns: Start, Stop, Restart, StraySpawned, StraySpawnFailed,
+    //          ExitMain, ExitHook, GroupEmpty, EventDone, Timer.
+    let table: [(State, [Want; 10]); 10] = [
+        (
+            Waiting,
+            [
+                At(S, Starting),
+                stopped,
+                stopped,
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+            ],
+        ),
+        (
+            Starting,
+            [
+                running,
+                At(X, Starting),
+                At(X, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, PreStart),
+                At(S, Starting),
+            ],
+        ),
+        (
+            PreStart,
+            [
+                running,
+                At(X, PreStart),
+                At(X, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
+                At(S, PostStart),
+                At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
+            ],
+        ),
+        (
+            Spawned,
+            [
+                running,
+                At(X, Spawned),
+                At(X, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+            ],
+        ),
+        (
+            PostStart,
+            [
+                running,
+                At(X, PostStart),
+                At(X, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
+                At(X, PostStart),
+                At(S, Running),
+                At(S, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
+            ],
+        ),
+        (
+            Running,
+            [
+                running,
+                At(X, PreStop),
+                At(X, PreStop),
+                At(S, Running),
+                At(S, Running),
+                At(X, Stopping),
+                At(S, Running),
+                At(S, Running),
+                At(S, Running),
+                At(S, Running),
+            ],
+        ),
+        (
+            PreStop,
+            [
+                At(S, PreStop),
+                stopped,
+                stopped,
+                At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
+                At(X, Stopping),
+                At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
+            ],
+        ),
+        (
+            Stopping,
+            [
+                At(S, Stopping),
+                stopped,
+                stopped,
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Killed),
+                At(X, Stopping),
+            ],
+        ),
+        (
+            Killed,
+            [
+                At(S, Killed),
+                stopped,
+                stopped,
+                At(X, Killed),
+                At(X, Killed),
+                At(X, PostStop),
+                At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
+            ],
+        ),
+        (
+            PostStop,
+            [
+                At(S, PostStop),
+                stopped,
+                stopped,
+                At(X, PostStop),
+                At(X, PostStop),
+                At(X, PostStop),
+                At(X, Waiting),
+                At(X, PostStop),
+                At(X, PostStop),
+                At(X, PostStop),
+            ],
+        ),
+    ];
+    for (state, wants) in table {
+        for (col, want) in COLS.iter().zip(wants) {
+            let mut s = into_state(state);
+            assert_eq!(s.at().1, state, "setup of {state:?}");
+            let got = match apply(&mut s, *col) {
+                Err(r) => Refused(r),
+                Ok(_) => At(s.inst.goal, s.inst.state),
+            };
+            assert_eq!(got, want, "{state:?} + {col:?}");
+        }
+    }
+}
+
+#[test]
+fn spawned_answers_move_main_on() {
+    let mut s = into_state(State::Spawned);
+    s.ok(Input::Spawned {
+        process: ProcessType::Main,
+        pid: 77,
+    });
+    assert_eq!(s.at(), (Goal::Start, State::PostStart));
+    let mut s = into_state(State::Spawned);
+    s.ok(Input::SpawnFailed {
+        process: ProcessType::Main,
+        error: "x".into(),
+    });
+    assert_eq!(s.at(), (Goal::Stop, State::Stopping));
+    let mut s = into_state(State::Killed);
+    let a = apply(&mut s, Col::Timer).unwrap();
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, Action::KillGroup { signal: 9, .. })),
+        "{a:?}"
+    );
+}
+
+// ------------------------------------------------------------------------
+// Random input sequences keep the invariants.
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Start,
+        Stop,
+        Restart,
+        /// The main process dies with this status (its group with it, or not).
+        MainDies(i32, bool),
+        /// The running hook exits with this status.
+        HookExits(i32),
+        /// A lingering group empties.
+        GroupGone,
+        EventDone,
+        FireTimer,
+        /// Time passes (ms).
+        Wait(u64),
+        /// The next spawn fails.
+        FailNextSpawn,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            Just(Step::Start),
+            Just(Step::Stop),
+            Just(Step::Restart),
+            (prop_oneof![Just(0), Just(1), Just(137)], any::<bool>())
+                .prop_map(|(c, g)| Step::MainDies(c, g)),
+            prop_oneof![Just(0), Just(1)].prop_map(Step::HookExits),
+            Just(Step::GroupGone),
+            Just(Step::EventDone),
+            Just(Step::FireTimer),
+            (0u64..3000).prop_map(Step::Wait),
+            Just(Step::FailNextSpawn),
+        ]
+    }
+
+    fn job_file() -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![
+                Just(""),
+                Just("respawn limit unlimited\n"),
+                Just("respawn limit 2 10\n")
+            ],
+            any::<bool>(),
+        )
+            .prop_map(|(respawn, task, pre, post, limit, main)| {
+                let mut s = String::new();
+                if respawn {
+                    s.push_str("respawn\n");
+                }
+                if task {
+                    s.push_str("task\n");
+                }
+                s.push_str(limit);
+                if pre {
+                    s.push_str("pre-start exec /p\npost-stop exec /q\n");
+                }
+                if post {
+                    s.push_str("post-start exec /r\npre-stop exec /s\n");
+                }
+                if main {
+                    s.push_str("exec /main\n");
+                }
+                s
+            })
+    }
+
+    /// The world: live processes, pending timers, a failing-spawn switch.
+    struct World {
+        class: Rc<JobClass>,
+        inst: Instance,
+        now: Duration,
+        next_pid: Pid,
+        live_main: Option<Pid>,
+        lingering: bool,
+        timers: Vec<u64>,
+        fail_next: bool,
+        destroyed: bool,
+    }
+
+    impl World {
+        fn feed(&mut self, input: Input) -> Result<(), TestCaseError> {
+            let mut queue = vec![input];
+            while let Some(i) = queue.pop() {
+                if self.destroyed {
+                    return Ok(());
+                }
+                let Ok(actions) = self.inst.step(&self.class, self.now, i) else {
+                    continue;
+                };
+                let kills = actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::KillGroup { signal, .. } if *signal != 9))
+                    .count();
+                let timers = actions
+                    .iter()
+                    .filter(|a| matches!(a, Action::ArmTimer { .. }))
+                    .count();
+                prop_assert!(
+                    kills == 0 || timers > 0,
+                    "a kill signal without a timer: {actions:?}"
+                );
+                for a in actions {
+                    match a {
+                        Action::Spawn(p) => {
+                            if p == ProcessType::Main {
+                                prop_assert!(self.live_main.is_none(), "a second main process");
+                                prop_assert!(
+                                    !self.lingering,
+                                    "main respawned while its old group lives"
+                                );
+                            }
+                            if std::mem::take(&mut self.fail_next) {
+                                queue.push(Input::SpawnFailed {
+                                    process: p,
+                                    error: "test".into(),
+                                });
+                            } else {
+                                self.next_pid += 1;
+                                if p == ProcessType::Main {
+                                    self.live_main = Some(self.next_pid);
+                                }
+                                queue.push(Input::Spawned {
+                                    process: p,
+                                    pid: self.next_pid,
+                                });
+                            }
+                        }
+                        Action::ArmTimer { gen, .. } => self.timers.push(gen),
+                        Action::Destroy => self.destroyed = true,
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        fn run(&mut self, s: &Step) -> Result<(), TestCaseError> {
+            match s {
+                Step::Start => self.feed(Input::Start),
+                Step::Stop => self.feed(Input::Stop),
+                Step::Restart => self.feed(Input::Restart),
+                Step::MainDies(code, group) => {
+                    if let Some(pid) = self.live_main.take() {
+                        self.lingering = !group;
+                        let status = if *code == 137 {
+                            Exit::Signal(9)
+                        } else {
+                            Exit::Code(*code)
+                        };
+                        self.feed(Input::Exited {
+                            pid,
+                            status,
+                            group_empty: *group,
+                        })?;
+                    }
+                    Ok(())
+                }
+                Step::HookExits(code) => {
+                    for p in [
+                        ProcessType::PreStart,
+                        ProcessType::PostStart,
+                        ProcessType::PreStop,
+                        ProcessType::PostStop,
+                    ] {
+                        if let Some(pid) = self.inst.pid(p) {
+                            return self.feed(Input::Exited {
+                                pid,
+                                status: Exit::Code(*code),
+                                group_empty: true,
+                            });
+                        }
+                    }
+                    Ok(())
+                }
+                Step::GroupGone => {
+                    if self.lingering {
+                        self.lingering = false;
+                        self.feed(Input::GroupEmpty)?;
+                    }
+                    Ok(())
+                }
+                Step::EventDone => self.feed(Input::EventDone),
+                Step::FireTimer => match self.timers.pop() {
+                    Some(gen) => self.feed(Input::Timer { gen }),
+                    None => Ok(()),
+                },
+                Step::Wait(ms) => {
+                    self.now += Duration::from_millis(*ms);
+                    Ok(())
+                }
+                Step::FailNextSpawn => {
+                    self.fail_next = true;
+                    Ok(())
+                }
+            }
+        }
+
+        /// Lets the world answer everything (processes die when killed,
+        /// hooks finish, events finish, timers fire) until it is quiet.
+        fn settle(&mut self) -> Result<(), TestCaseError> {
+            for _ in 0..200 {
+                if self.destroyed {
+                    return Ok(());
+                }
+                let before = (self.inst.goal, self.inst.state, self.inst.waiting);
+                match self.inst.waiting {
+                    Waiting::Event => self.feed(Input::EventDone)?,
+                    Waiting::Exit(p) => {
+                        let pid = self.inst.pid(p).expect("waited-for process is live");
+                        self.feed(Input::Exited {
+                            pid,
+                            status: Exit::Code(0),
+                            group_empty: true,
+                        })?;
+                    }
+                    Waiting::Kill | Waiting::Delay => {
+                        if let Some(pid) = self.live_main.take() {
+                            self.feed(Input::Exited {
+                                pid,
+                                status: Exit::Signal(15),
+                                group_empty: true,
+                            })?;
+                        } else if self.lingering {
+                            self.lingering = false;
+                            self.feed(Input::GroupEmpty)?;
+                        } else if let Some(gen) = self.timers.pop() {
+                            self.feed(Input::Timer { gen })?;
+                        }
+                    }
+                    Waiting::Spawn(_) => prop_assert!(false, "a spawn left unanswered"),
+                    Waiting::Nothing => {
+                        if self.inst.state == State::Running && self.inst.goal == Goal::Start {
+                            return Ok(()); // at rest, running
+                        }
+                        if self.lingering && self.live_main.is_none() {
+                            self.lingering = false;
+                            self.feed(Input::GroupEmpty)?;
+                        }
+                    }
+                }
+                if (self.inst.goal, self.inst.state, self.inst.waiting) == before
+                    && self.timers.is_empty()
+                    && !self.lingering
+                {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_inputs_keep_the_invariants(file in job_file(), steps in proptest::collection::vec(step(), 0..40), end_with_stop in any::<bool>()) {
+            let class = Rc::new(parse_job("j", file.as_bytes()).unwrap());
+            let mut w = World {
+                inst: Instance::new("j", "", class.clone(), Vec::new()),
+                class,
+                now: Duration::from_secs(100),
+                next_pid: 10,
+                live_main: None,
+                lingering: false,
+                timers: Vec::new(),
+                fail_next: false,
+                destroyed: false,
+            };
+            for s in &steps {
+                w.run(s)?;
+                if w.destroyed {
+                    w.inst = Instance::new("j", "", w.class.clone(), Vec::new());
+                    w.destroyed = false;
+                    w.live_main = None;
+                    w.lingering = false;
+                    w.timers.clear();
+                }
+            }
+            if end_with_stop {
+                let _ = w.feed(Input::Stop);
+            }
+            w.settle()?;
+            // The goal is reached, or the job is back at rest with the
+            // failure recorded.
+            if w.destroyed {
+                prop_assert_eq!(w.inst.state, State::Waiting);
+            } else if w.inst.goal == Goal::Start {
+                prop_assert_eq!(w.inst.state, State::Running, "goal start but {:?}/{:?}", w.inst.state, w.inst.waiting);
+            } else {
+                prop_assert_eq!(w.inst.state, State::Waiting, "goal stop but {:?}/{:?}", w.inst.state, w.inst.waiting);
+            }
+            if w.inst.state == State::Running {
+                prop_assert!(w.inst.class.process(ProcessType::Main).is_none() || w.live_main.is_some() || w.inst.pid(ProcessType::Main).is_some());
+            }
+        }
+    }
+}
