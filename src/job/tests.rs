@@ -505,7 +505,7 @@ fn into_state(state: State) -> Sim {
     let mut s = Sim::new(HOOKS);
     s.auto_events = false;
     let s_ = &mut s;
-    let mut go = |s: &mut Sim, i: Input| {
+    let go = |s: &mut Sim, i: Input| {
         s.ok(i);
     };
     if state == State::Waiting {
