@@ -11,6 +11,8 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
     let mut conf_dirs: Vec<PathBuf> = Vec::new();
     let mut log_dir: Option<PathBuf> = None;
     let mut socket: Option<PathBuf> = None;
+    let mut runlevel = "2".to_string();
+    let mut verbose = false;
     let mut parser = lexopt::Parser::from_args(args);
     loop {
         use lexopt::prelude::*;
@@ -24,6 +26,18 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
             Long("conf-dir") => value(&mut parser).map(|v| conf_dirs.push(v)),
             Long("log-dir") => value(&mut parser).map(|v| log_dir = Some(v)),
             Long("socket") => value(&mut parser).map(|v| socket = Some(v)),
+            Long("runlevel") => match parser.value().map(|v| v.to_string_lossy().into_owned()) {
+                Ok(v) if v.len() == 1 && "0123456Ss".contains(v.as_str()) => {
+                    runlevel = v.to_uppercase();
+                    Ok(())
+                }
+                Ok(v) => return prog.usage_error(format!("--runlevel: not a runlevel: {v}")),
+                Err(e) => Err(e),
+            },
+            Short('v') | Long("verbose") => {
+                verbose = true;
+                Ok(())
+            }
             other => return prog.usage_error(other.unexpected()),
         };
         if let Err(e) = r {
@@ -38,6 +52,8 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
         },
         log_dir: log_dir.unwrap_or_else(paths::default_log_dir),
         socket: socket.unwrap_or_else(paths::default_socket),
+        runlevel,
+        verbose,
     };
     daemon::run(cfg)
 }

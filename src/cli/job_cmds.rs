@@ -62,11 +62,29 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
     };
     let job = || a.job.clone();
     let cmd = match command {
-        "list" => {
+        "list" | "reload-configuration" => {
             if a.job.is_some() {
-                return prog.usage_error("list takes no job name");
+                return prog.usage_error(format!("{command} takes no arguments"));
             }
-            Command::List
+            if command == "list" {
+                Command::List
+            } else {
+                Command::ReloadConfiguration
+            }
+        }
+        "emit" => {
+            let Some(event) = job() else {
+                return prog.usage_error("missing event name");
+            };
+            if let Err(e) = crate::control::check_event_name(&event) {
+                prog.error(e);
+                return 1;
+            }
+            Command::Emit {
+                event,
+                env: a.env.clone(),
+                wait: a.wait,
+            }
         }
         _ => {
             let Some(job) = job() else {
@@ -115,7 +133,7 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
                     "{}\n",
                     serde_json::to_string_pretty(&doc).unwrap_or_default()
                 ));
-            } else if command != "reload" {
+            } else if !matches!(command, "reload" | "emit" | "reload-configuration") {
                 let text: String = instances
                     .iter()
                     .map(InstanceStatus::upstart_lines)

@@ -35,55 +35,55 @@ struct CommandInfo {
 const COMMANDS: &[CommandInfo] = &[
     CommandInfo {
         name: "daemon",
-        built: false,
-        usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH]",
+        built: true,
+        usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH] [--runlevel N] [-v]",
         summary: "run the supervisor in the foreground",
     },
     CommandInfo {
         name: "start",
-        built: false,
+        built: true,
         usage: "start JOB [KEY=VALUE]... [--no-wait]",
         summary: "start a job and wait until it runs",
     },
     CommandInfo {
         name: "stop",
-        built: false,
+        built: true,
         usage: "stop JOB [KEY=VALUE]... [--no-wait]",
         summary: "stop a job and wait until it stopped",
     },
     CommandInfo {
         name: "restart",
-        built: false,
+        built: true,
         usage: "restart JOB [KEY=VALUE]...",
         summary: "restart a job with its job file as it is now",
     },
     CommandInfo {
         name: "reload",
-        built: false,
+        built: true,
         usage: "reload JOB [KEY=VALUE]...",
         summary: "send a job its reload signal (SIGHUP)",
     },
     CommandInfo {
         name: "status",
-        built: false,
+        built: true,
         usage: "status JOB [KEY=VALUE]... [--json]",
         summary: "show a job's goal, state and processes",
     },
     CommandInfo {
         name: "list",
-        built: false,
+        built: true,
         usage: "list [--json]",
         summary: "show every job",
     },
     CommandInfo {
         name: "emit",
-        built: false,
+        built: true,
         usage: "emit EVENT [KEY=VALUE]... [--no-wait]",
         summary: "emit an event",
     },
     CommandInfo {
         name: "reload-configuration",
-        built: false,
+        built: true,
         usage: "reload-configuration",
         summary: "rescan the conf dirs",
     },
@@ -187,9 +187,14 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
     match command {
         "check-config" => check_config::run(prog, args),
         "daemon" => daemon_cmd::run(prog, args),
-        "start" | "stop" | "restart" | "reload" | "status" | "list" => {
-            job_cmds::run(prog, command, args)
-        }
+        "start"
+        | "stop"
+        | "restart"
+        | "reload"
+        | "status"
+        | "list"
+        | "emit"
+        | "reload-configuration" => job_cmds::run(prog, command, args),
         "show-config" => show_config::run(prog, args),
         "version" => {
             if invoked == "initctl" {

@@ -5,7 +5,8 @@
 //! client, and the framing rules the server enforces.
 //!
 //! Version history (`v` in each request):
-//! * 1: start, stop, restart, reload, status, list.
+//! * 1: start, stop, restart, reload, status, list, emit,
+//!   reload-configuration.
 
 pub mod client;
 
@@ -52,6 +53,14 @@ pub enum Command {
         env: Vec<String>,
     },
     List,
+    Emit {
+        event: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    ReloadConfiguration,
 }
 
 fn yes() -> bool {
@@ -87,6 +96,9 @@ pub struct InstanceStatus {
     pub respawns: u64,
     /// `EXIT_STATUS=N` / `EXIT_SIGNAL=NAME` of the last main process.
     pub last_exit: Option<String>,
+    /// For a job at rest: what its `start on` still waits for.
+    #[serde(default)]
+    pub waiting_for: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +129,9 @@ impl InstanceStatus {
                 s.push_str(&format!("\n\t{} process {}", p.process, p.pid));
             }
         }
+        if let Some(w) = &self.waiting_for {
+            s.push_str(&format!("\n\twaiting for {w}"));
+        }
         s.push('\n');
         s
     }
@@ -137,9 +152,13 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::Stop { env, .. }
         | Command::Restart { env, .. }
         | Command::Reload { env, .. }
-        | Command::Status { env, .. } => env.as_slice(),
-        Command::List => &[],
+        | Command::Status { env, .. }
+        | Command::Emit { env, .. } => env.as_slice(),
+        Command::List | Command::ReloadConfiguration => &[],
     };
+    if let Command::Emit { event, .. } = &req.command {
+        check_event_name(event)?;
+    }
     if env.len() > MAX_ENV_ENTRIES {
         return Err("Too many variables".into());
     }
@@ -147,6 +166,29 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         return Err(format!("Env must be KEY=VALUE pairs: {bad:?}"));
     }
     Ok(req)
+}
+
+/// The longest event name `emit` takes.
+pub const MAX_EVENT_NAME: usize = 255;
+
+/// An event name: not empty, at most [`MAX_EVENT_NAME`] bytes, and no
+/// blank, `=`, NUL or control character.
+pub fn check_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Name may not be empty string".into());
+    }
+    if name.len() > MAX_EVENT_NAME {
+        return Err(format!(
+            "Event name too long (the limit is {MAX_EVENT_NAME} bytes)"
+        ));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '=')
+    {
+        return Err(format!("Invalid event name: {name:?}"));
+    }
+    Ok(())
 }
 
 /// `KEY=VALUE` with a non-empty key without `=` and no NUL anywhere.
@@ -177,6 +219,7 @@ mod tests {
             started_at: None,
             respawns: 0,
             last_exit: None,
+            waiting_for: None,
         }
     }
 

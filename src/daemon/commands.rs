@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{Daemon, Key, WaitKind, Waiter};
 use crate::conf::{JobClass, ProcessType};
 use crate::control::{Command, InstanceStatus, ProcessStatus, Response};
-use crate::job::{expand, FailedProcess, Goal, Input, Instance, Refusal, State};
+use crate::event::expand;
+use crate::job::{FailedProcess, Goal, Input, Instance, Refusal, State};
 use crate::process;
 
 /// Upstart's message, then upkeep's reason: `Job failed to start: main
@@ -45,6 +46,7 @@ fn waiting_status(job: &str) -> InstanceStatus {
         started_at: None,
         respawns: 0,
         last_exit: None,
+        waiting_for: None,
     }
 }
 
@@ -64,7 +66,9 @@ impl Daemon {
                         any = true;
                     }
                     if !any {
-                        all.push(waiting_status(name));
+                        let mut st = waiting_status(name);
+                        st.waiting_for = self.waiting_for(name);
+                        all.push(st);
                     }
                 }
                 // Jobs whose file went away but still have instances.
@@ -86,9 +90,13 @@ impl Daemon {
                     Some(inst) => Some(Response::Ok {
                         instances: vec![self.status_of(inst)],
                     }),
-                    None if class.instance.is_empty() || name.is_empty() => Some(Response::Ok {
-                        instances: vec![waiting_status(&job)],
-                    }),
+                    None if class.instance.is_empty() || name.is_empty() => {
+                        let mut st = waiting_status(&job);
+                        st.waiting_for = self.waiting_for(&job);
+                        Some(Response::Ok {
+                            instances: vec![st],
+                        })
+                    }
                     None => err(format!("Unknown instance: {name}")),
                 }
             }
@@ -110,8 +118,7 @@ impl Daemon {
                     }
                     Some(inst) => inst.env = env,
                     None => {
-                        self.instances
-                            .insert(key.clone(), Instance::new(&job, &name, class, env));
+                        self.add_instance(key.clone(), Instance::new(&job, &name, class, env));
                     }
                 }
                 if self.drive(&key, Input::Start).is_err() {
@@ -128,8 +135,10 @@ impl Daemon {
                     Err(e) => return err(e),
                 };
                 let key = (job.clone(), name.clone());
-                if !self.instances.contains_key(&key) {
-                    return err(format!("Unknown instance: {name}"));
+                match self.instances.get_mut(&key) {
+                    None => return err(format!("Unknown instance: {name}")),
+                    Some(inst) if inst.goal != Goal::Stop => inst.stop_env = env,
+                    Some(_) => {}
                 }
                 match self.drive(&key, Input::Stop) {
                     Err(Refusal::AlreadyStopped) => err(format!(
@@ -165,6 +174,30 @@ impl Daemon {
                     )),
                     Ok(()) => self.answer_or_wait(client, key, WaitKind::Restart(generation), wait),
                 }
+            }
+            Command::Emit { event, env, wait } => {
+                if !may_modify {
+                    return err("You do not have permission to emit events");
+                }
+                let id = self.emit(&event, env, None, wait.then_some(client));
+                if wait {
+                    // Answered when the event finishes (see events.rs).
+                    let _ = id;
+                    None
+                } else {
+                    Some(Response::Ok {
+                        instances: Vec::new(),
+                    })
+                }
+            }
+            Command::ReloadConfiguration => {
+                if !may_modify {
+                    return err("You do not have permission to reload configuration");
+                }
+                self.reload_configuration();
+                Some(Response::Ok {
+                    instances: Vec::new(),
+                })
             }
             Command::Reload { job, env } => {
                 if !may_modify {
@@ -401,6 +434,7 @@ impl Daemon {
             started_at,
             respawns: inst.respawns,
             last_exit: inst.last_exit.map(|e| e.event_var()),
+            waiting_for: None,
         }
     }
 }

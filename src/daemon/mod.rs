@@ -9,6 +9,7 @@
 
 mod clients;
 mod commands;
+mod events;
 pub mod setup;
 
 use std::cmp::Reverse;
@@ -39,6 +40,10 @@ pub struct Config {
     pub conf_dirs: Vec<PathBuf>,
     pub log_dir: PathBuf,
     pub socket: PathBuf,
+    /// The runlevel the boot sequence announces (`runlevel RUNLEVEL=2`).
+    pub runlevel: String,
+    /// Log every goal and state change, and every event.
+    pub verbose: bool,
 }
 
 /// An instance's key: job name and instance name.
@@ -90,6 +95,19 @@ pub struct Daemon {
     last_destroyed: HashMap<Key, Option<(crate::job::FailedProcess, Option<String>)>>,
 
     shutting_down: bool,
+    /// The `runlevel 0` event of a shutdown, while it is being handled.
+    shutdown_event: Option<u64>,
+    verbose: bool,
+
+    events: BTreeMap<u64, events::Event>,
+    next_event: u64,
+    event_queue: VecDeque<u64>,
+    /// Instances whose blocking job event finished (EventDone to deliver).
+    event_done: VecDeque<Key>,
+    start_matchers: BTreeMap<String, crate::event::matcher::Matcher>,
+    stop_matchers: BTreeMap<Key, crate::event::matcher::Matcher>,
+    /// Events an instance holds until it gets where they sent it.
+    blocking: HashMap<Key, Vec<(u64, events::Hold)>>,
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
@@ -154,8 +172,22 @@ impl Daemon {
             waiters: Vec::new(),
             last_destroyed: HashMap::new(),
             shutting_down: false,
+            shutdown_event: None,
+            verbose: false,
+            events: BTreeMap::new(),
+            next_event: 0,
+            event_queue: VecDeque::new(),
+            event_done: VecDeque::new(),
+            start_matchers: BTreeMap::new(),
+            stop_matchers: BTreeMap::new(),
+            blocking: HashMap::new(),
         };
+        d.verbose = d.cfg.verbose;
         d.load_jobs();
+        let runlevel = d.cfg.runlevel.clone();
+        for (name, env) in events::boot_events(&runlevel) {
+            d.emit(&name, env, None, None);
+        }
         Ok(d)
     }
 
@@ -180,6 +212,7 @@ impl Daemon {
                 self.log(&d.to_string());
             }
             if let Some(job) = loaded.job {
+                self.set_start_matcher(&job);
                 self.classes.insert(job.name.clone(), Rc::new(job));
             }
             self.files.insert(files.name.clone(), files.clone());
@@ -197,6 +230,52 @@ impl Daemon {
         ));
     }
 
+    /// Rescans every conf dir (SIGHUP, `reload-configuration`): new jobs
+    /// are defined, changed ones take effect at their next start, removed
+    /// ones go once they have stopped; a file with errors keeps the last
+    /// good definition. Starts and stops nothing.
+    pub(super) fn reload_configuration(&mut self) {
+        let scan = confdir::scan(&self.cfg.conf_dirs);
+        for p in &scan.problems {
+            self.log(&p.to_string());
+        }
+        for (name, files) in &scan.jobs {
+            let loaded = confdir::load(files);
+            for d in &loaded.diagnostics {
+                self.log(&d.to_string());
+            }
+            match loaded.job {
+                Some(job) => {
+                    if self.classes.get(name).map(|c| **c != job).unwrap_or(true) {
+                        self.set_start_matcher(&job);
+                        self.classes.insert(name.clone(), Rc::new(job));
+                    }
+                }
+                None if self.classes.contains_key(name) => {
+                    self.log(&format!("{name}: keeping the last good definition"));
+                }
+                None => {}
+            }
+            self.files.insert(name.clone(), files.clone());
+        }
+        let gone: Vec<String> = self
+            .classes
+            .keys()
+            .filter(|n| !scan.jobs.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.classes.remove(&name);
+            self.files.remove(&name);
+            if let Some(mut m) = self.start_matchers.remove(&name) {
+                for id in m.reset() {
+                    self.release(id, false);
+                }
+            }
+        }
+        self.process_events();
+    }
+
     /// Reads one job's files again (for `restart`). A file that now has
     /// errors keeps the last good definition in force.
     fn reload_job(&mut self, name: &str) {
@@ -209,6 +288,7 @@ impl Daemon {
         }
         match loaded.job {
             Some(job) => {
+                self.set_start_matcher(&job);
                 self.classes.insert(name.to_string(), Rc::new(job));
             }
             None => self.log(&format!("{name}: keeping the last good definition")),
@@ -218,6 +298,7 @@ impl Daemon {
     fn run(&mut self) -> i32 {
         self.log(&format!("listening on {}", self.cfg.socket.display()));
         let mut events = Events::with_capacity(256);
+        self.process_events();
         loop {
             let timeout = self
                 .timers
@@ -237,6 +318,7 @@ impl Daemon {
                 }
             }
             self.fire_timers();
+            self.process_events();
             if self.shutting_down {
                 self.stop_next_for_shutdown();
                 if self.instances.is_empty() {
@@ -257,7 +339,10 @@ impl Daemon {
                     match sig {
                         libc::SIGCHLD => self.reap(),
                         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_shutdown(sig),
-                        libc::SIGHUP => self.log("SIGHUP: configuration reload is not built yet"),
+                        libc::SIGHUP => {
+                            self.log("SIGHUP: reloading configuration");
+                            self.reload_configuration();
+                        }
                         _ => {}
                     }
                 }
@@ -335,16 +420,50 @@ impl Daemon {
                 .get(&inst.job)
                 .cloned()
                 .unwrap_or_else(|| inst.class.clone());
+            let before = (inst.goal, inst.state);
             let actions = match inst.step(&latest, now, input) {
                 Ok(a) => a,
                 Err(r) if first => return Err(r),
                 Err(_) => continue,
             };
             first = false;
+            // Changes are logged after what the step itself logs (the
+            // process exit that caused them, say).
+            let mut changes = Vec::new();
+            if self.verbose {
+                if let Some(inst) = self.instances.get(key) {
+                    let label = inst.label();
+                    if before.0.name() != inst.goal.name() {
+                        changes.push(format!(
+                            "{label} goal changed from {} to {}",
+                            before.0.name(),
+                            inst.goal.name()
+                        ));
+                    }
+                    if before.1 != inst.state {
+                        changes.push(format!(
+                            "{label} state changed from {} to {}",
+                            before.1.name(),
+                            inst.state.name()
+                        ));
+                    }
+                }
+            }
+            let (logs, rest): (Vec<Action>, Vec<Action>) = actions
+                .into_iter()
+                .partition(|a| matches!(a, Action::Log(_)));
+            for action in logs {
+                self.execute(key, action, &mut queue);
+            }
+            for line in changes {
+                self.log(&line);
+            }
+            let actions = rest;
             for action in actions {
                 self.execute(key, action, &mut queue);
             }
         }
+        self.check_blocked(key);
         self.check_waiters(key);
         Ok(())
     }
@@ -373,23 +492,24 @@ impl Daemon {
                 )));
             }
             Action::Emit {
-                event, blocking, ..
+                event,
+                blocking,
+                failure,
             } => {
                 if event == JobEvent::Started {
                     self.running_seq += 1;
                     self.running_order.insert(key.clone(), self.running_seq);
                 }
-                // No job waits on job events until the events work lands:
-                // a blocking event is finished as soon as it is emitted.
-                if blocking {
-                    queue.push_back(Input::EventDone);
-                }
+                // A blocking event (starting, stopping) is answered with
+                // EventDone once it has finished: see events.rs.
+                self.emit_job_event(key, event, blocking, failure);
             }
             Action::Log(msg) => self.log(&msg),
             Action::Destroy => {
                 let inst = self.instances.remove(key);
                 self.running_order.remove(key);
                 if let Some(inst) = inst {
+                    self.instance_gone(&inst);
                     self.resolve_destroyed(&inst);
                 }
             }
@@ -398,6 +518,12 @@ impl Daemon {
 
     /// The environment of a job's processes (reference 6.3).
     fn job_env(&self, inst: &Instance) -> Vec<(String, String)> {
+        self.process_env(inst, None)
+    }
+
+    /// The environment of one process; pre-stop and post-stop also get the
+    /// stop environment.
+    fn process_env(&self, inst: &Instance, process: Option<ProcessType>) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = Vec::new();
         let set = |env: &mut Vec<(String, String)>, k: &str, v: &str| {
             env.retain(|(ek, _)| ek != k);
@@ -440,6 +566,13 @@ impl Daemon {
                 set(&mut env, k, v);
             }
         }
+        if matches!(process, Some(ProcessType::PreStop | ProcessType::PostStop)) {
+            for e in &inst.stop_env {
+                if let Some((k, v)) = e.split_once('=') {
+                    set(&mut env, k, v);
+                }
+            }
+        }
         set(&mut env, "UPSTART_JOB", &inst.job);
         set(&mut env, "UPSTART_INSTANCE", &inst.name);
         env
@@ -449,7 +582,7 @@ impl Daemon {
         let inst = self.instances.get(key).ok_or("no such instance")?;
         let class = inst.class.clone();
         let command = class.process(process).ok_or("no such process")?;
-        let env = self.job_env(inst);
+        let env = self.process_env(inst, Some(process));
         let output = match class.console {
             Console::None => spawn::Output::Null,
             Console::Output | Console::Owner => spawn::Output::Inherit,
@@ -484,12 +617,29 @@ impl Daemon {
         let name = crate::conf::signal::display(sig);
         self.log(&format!("SIG{name}: stopping every job"));
         self.shutting_down = true;
+        // First the runlevel change, so that `stop on runlevel [016]` and
+        // the orderings written with `stop on stopping x` are honoured.
+        let prev = self.cfg.runlevel.clone();
+        let id = self.emit(
+            "runlevel",
+            vec!["RUNLEVEL=0".into(), format!("PREVLEVEL={prev}")],
+            None,
+            None,
+        );
+        self.shutdown_event = Some(id);
+        self.process_events();
         self.stop_next_for_shutdown();
     }
 
     /// Stops jobs one at a time: first those that never reached running,
     /// then the others in the reverse of the order they reached it.
     fn stop_next_for_shutdown(&mut self) {
+        if let Some(id) = self.shutdown_event {
+            if self.event_pending(id) {
+                return;
+            }
+            self.shutdown_event = None;
+        }
         loop {
             // Someone already on the way down: wait for it.
             if self.instances.values().any(|i| i.goal == job::Goal::Stop) {

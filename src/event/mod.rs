@@ -6,7 +6,9 @@
 //! operator state and matching against emitted events come with the events
 //! work.
 
+pub mod expand;
 pub mod glob;
+pub mod matcher;
 
 use std::fmt;
 

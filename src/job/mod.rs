@@ -24,8 +24,6 @@
 //! state the current step finishes first and the table then follows the new
 //! goal, as in Upstart.
 
-pub mod expand;
-
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -253,6 +251,9 @@ pub struct Instance {
     pub failure_detail: Option<String>,
     /// The environment of the start (`KEY=VALUE`), for the processes.
     pub env: Vec<String>,
+    /// The environment of the stop (the events that matched `stop on`, or
+    /// the `stop` command's variables), for pre-stop and post-stop only.
+    pub stop_env: Vec<String>,
     /// When the main process was last spawned.
     pub main_started: Option<Duration>,
     pub last_exit: Option<Exit>,
@@ -282,6 +283,7 @@ impl Instance {
             failed: None,
             failure_detail: None,
             env,
+            stop_env: Vec::new(),
             main_started: None,
             last_exit: None,
             respawns: 0,
@@ -730,6 +732,7 @@ impl Instance {
                 self.generation += 1;
                 self.failed = None;
                 self.failure_detail = None;
+                self.stop_env.clear();
                 self.from_pre_stop = false;
                 out.push(Action::Emit {
                     event: JobEvent::Starting,
