@@ -318,12 +318,20 @@ impl Daemon {
                 }
             }
             self.fire_timers();
-            self.process_events();
-            if self.shutting_down {
-                self.stop_next_for_shutdown();
-                if self.instances.is_empty() {
+            // Settle before waiting again: events queued by what happened
+            // above, and (when shutting down) the next job to stop, whose
+            // own stopping event must be handled too.
+            loop {
+                self.process_events();
+                if self.shutting_down {
+                    self.stop_next_for_shutdown();
+                }
+                if self.event_queue.is_empty() && self.event_done.is_empty() {
                     break;
                 }
+            }
+            if self.shutting_down && self.instances.is_empty() {
+                break;
             }
         }
         self.log("all jobs stopped; exiting");

@@ -79,7 +79,7 @@ impl Builder {
             fs::write(p, text).unwrap();
         }
         let mut cmd = Command::new(upkeep_bin());
-        cmd.args(["daemon", "--conf-dir"])
+        cmd.args(["daemon", "--verbose", "--conf-dir"])
             .arg(&conf)
             .arg("--log-dir")
             .arg(&logs)
