@@ -328,3 +328,34 @@ fn sighup_and_reload_configuration_rescan_the_conf_dir() {
     d.wait_log("SIGHUP: reloading configuration");
     d.wait_status(&["hup"], "known", |s| s["state"] == "waiting");
 }
+
+#[test]
+fn exported_variables_ride_on_job_events() {
+    let d = Daemon::builder()
+        .job("a", "env COLOR=blue\nexport COLOR\nexec sleep 1000\n")
+        .job("b", "start on started a COLOR=blue\nexec sleep 1000\n")
+        .start();
+    d.ok(&["start", "a"]);
+    let s = d.wait_status(&["b"], "running", |s| s["state"] == "running");
+    let pid = s["processes"][0]["pid"].as_i64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+    assert!(vars.contains(&&b"COLOR=blue"[..]));
+    assert!(vars.contains(&&b"JOB=a"[..]));
+}
+
+#[test]
+fn stop_on_expands_the_instance_variables() {
+    let d = Daemon::builder()
+        .job(
+            "w",
+            "instance $N\nstart on work-start\nstop on work-done N=$N\nexec sleep 1000\n",
+        )
+        .start();
+    d.ok(&["emit", "work-start", "N=1"]);
+    d.ok(&["emit", "work-start", "N=2"]);
+    d.ok(&["emit", "work-done", "N=1"]);
+    let list = d.ok(&["list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.starts_with("w (2) start/running"), "{list}");
+}

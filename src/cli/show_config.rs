@@ -12,6 +12,7 @@ use crate::paths;
 pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
     let mut conf_dirs: Vec<PathBuf> = Vec::new();
     let mut as_json = false;
+    let mut enumerate = false;
     let mut targets: Vec<OsString> = Vec::new();
     let mut parser = lexopt::Parser::from_args(args);
     loop {
@@ -23,10 +24,7 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
                 Err(e) => return prog.usage_error(e),
             },
             Ok(Some(Long("json"))) => as_json = true,
-            Ok(Some(Short('e') | Long("enumerate"))) => {
-                prog.error("show-config --enumerate is not built yet");
-                return super::EXIT_USAGE;
-            }
+            Ok(Some(Short('e') | Long("enumerate"))) => enumerate = true,
             Ok(Some(Value(v))) => targets.push(v),
             Ok(Some(other)) => return prog.usage_error(other.unexpected()),
             Err(e) => return prog.usage_error(e),
@@ -56,6 +54,8 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
         let Some(job) = &loaded.job else { continue };
         if as_json {
             jobs.push(json::job(job, &loaded.files));
+        } else if enumerate {
+            text.push_str(&enumerated(job));
         } else {
             if !text.is_empty() {
                 text.push('\n');
@@ -77,4 +77,48 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
         out(&text);
     }
     i32::from(failed)
+}
+
+/// Upstart's `show-config -e`: the job's name, then one line per event it
+/// emits, and one per event its `start on` and `stop on` need:
+///
+/// ```text
+/// web
+///   emits web-ready
+///   start on started (job: db, env:)
+///   stop on runlevel (job:, env: [016])
+/// ```
+fn enumerated(job: &crate::conf::JobClass) -> String {
+    let mut s = format!("{}\n", job.name);
+    for e in &job.emits {
+        s.push_str(&format!("  emits {e}\n"));
+    }
+    for (label, expr) in [("start on", &job.start_on), ("stop on", &job.stop_on)] {
+        let Some(expr) = expr else { continue };
+        for m in expr.matches() {
+            let job_name = m.job_name();
+            let mut named = false;
+            let env: Vec<&str> = m
+                .args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| {
+                    // The argument that names the job is shown as `job:`.
+                    let names_job = !named
+                        && job_name.is_some()
+                        && (Some(*a) == job_name || a.strip_prefix("JOB=") == job_name);
+                    named |= names_job;
+                    !names_job
+                })
+                .collect();
+            let job = job_name.map(|j| format!(" {j}")).unwrap_or_default();
+            let env = if env.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", env.join(" "))
+            };
+            s.push_str(&format!("  {label} {} (job:{job}, env:{env})\n", m.name));
+        }
+    }
+    s
 }

@@ -245,12 +245,11 @@ impl Daemon {
                 self.log(&d.to_string());
             }
             match loaded.job {
-                Some(job) => {
-                    if self.classes.get(name).map(|c| **c != job).unwrap_or(true) {
-                        self.set_start_matcher(&job);
-                        self.classes.insert(name.clone(), Rc::new(job));
-                    }
+                Some(job) if self.classes.get(name).is_none_or(|c| **c != job) => {
+                    self.set_start_matcher(&job);
+                    self.classes.insert(name.clone(), Rc::new(job));
                 }
+                Some(_) => {}
                 None if self.classes.contains_key(name) => {
                     self.log(&format!("{name}: keeping the last good definition"));
                 }

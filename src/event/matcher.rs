@@ -248,9 +248,18 @@ mod tests {
         )
     }
 
+    /// (expression, event name, event variables, job variables, matches?)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        bool,
+    );
+
     #[test]
     fn matching_one_event() {
-        let table: &[(&str, &str, &[&str], &[&str], bool)] = &[
+        let table: &[Case] = &[
             ("startup", "startup", &[], &[], true),
             ("startup", "starting", &[], &[], false),
             (
@@ -402,7 +411,7 @@ mod tests {
         offer(&mut m, 7, "started", &["JOB=b"]);
         assert!(m.is_true());
         assert_eq!(m.contributing(), vec![7]);
-        let mut m = Matcher::new(&expr("x and (y or z)"));
+        let m = Matcher::new(&expr("x and (y or z)"));
         assert_eq!(m.pending().as_deref(), Some("x and (y or z)"));
     }
 }
