@@ -242,16 +242,7 @@ fn the_daemon_starts_them_at_boot() {
     // machine.
     // Jobs that need an interface besides lo are expected only where one
     // is up (the daemon announces the interfaces it finds).
-    let other_iface = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .any(|e| {
-            e.file_name() != "lo"
-                && std::fs::read_to_string(e.path().join("operstate"))
-                    .unwrap_or_default()
-                    .trim()
-                    == "up"
-        });
+    let other_iface = common::daemon::other_interface_up();
     let mut b = common::daemon::Daemon::builder();
     let mut names = Vec::new();
     for (n, path) in &files {

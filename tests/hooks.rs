@@ -64,7 +64,10 @@ fn failing_post_stop_fails_the_stop() {
 fn status_shows_a_running_hook() {
     let d = Daemon::with_jobs(&[("slow", "post-start exec sleep 1000\nexec sleep 1000\n")]);
     // --no-wait answers at once, before the starting event is handled.
-    assert_eq!(d.ok(&["start", "slow", "--no-wait"]), "slow start/starting\n");
+    assert_eq!(
+        d.ok(&["start", "slow", "--no-wait"]),
+        "slow start/starting\n"
+    );
     d.wait_status(&["slow"], "in post-start", |s| s["state"] == "post-start");
     let text = d.ok(&["status", "slow"]);
     let lines: Vec<&str> = text.lines().collect();

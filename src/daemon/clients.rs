@@ -28,6 +28,12 @@ pub(super) struct Client {
     want_write: bool,
 }
 
+fn too_long() -> Response {
+    Response::Error {
+        message: format!("Request too long (the limit is {MAX_REQUEST_BYTES} bytes)"),
+    }
+}
+
 impl Daemon {
     pub(super) fn accept(&mut self) {
         loop {
@@ -125,14 +131,7 @@ impl Daemon {
                 if c.inbuf.len() > MAX_REQUEST_BYTES {
                     c.inbuf.clear();
                     c.close_after_flush = true;
-                    self.send(
-                        token,
-                        &Response::Error {
-                            message: format!(
-                                "Request too long (the limit is {MAX_REQUEST_BYTES} bytes)"
-                            ),
-                        },
-                    );
+                    self.send(token, &too_long());
                 }
                 break;
             };
@@ -140,14 +139,7 @@ impl Daemon {
             let uid = c.uid;
             if nl > MAX_REQUEST_BYTES {
                 c.close_after_flush = true;
-                self.send(
-                    token,
-                    &Response::Error {
-                        message: format!(
-                            "Request too long (the limit is {MAX_REQUEST_BYTES} bytes)"
-                        ),
-                    },
-                );
+                self.send(token, &too_long());
                 break;
             }
             let line = &line[..line.len() - 1];

@@ -352,3 +352,18 @@ pub fn wait_gone(pid: i32) {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Whether a network interface besides lo is up (the daemon announces each
+/// with `net-device-up`).
+pub fn other_interface_up() -> bool {
+    let Ok(dir) = fs::read_dir("/sys/class/net") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        e.file_name() != "lo"
+            && fs::read_to_string(e.path().join("operstate"))
+                .unwrap_or_default()
+                .trim()
+                == "up"
+    })
+}
