@@ -14,7 +14,7 @@
 //! * when two dirs define a job, the first dir wins; an override is looked
 //!   for in the dirs in order, up to and including the dir of the `.conf`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
@@ -81,6 +81,10 @@ pub struct Scan {
     pub jobs: BTreeMap<String, JobFiles>,
     /// Files and dirs that could not be looked at.
     pub problems: Vec<Diagnostic>,
+    /// What to watch for changes: every dir walked, and for each job file
+    /// that is a symlink, its target and the target's dir (editors save by
+    /// renaming a new file over the old one).
+    pub watch: BTreeSet<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -135,7 +139,10 @@ type DirFiles = BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)>;
 /// Walks every conf dir and pairs the files into jobs.
 pub fn scan(dirs: &[PathBuf]) -> Scan {
     let mut scan = Scan::default();
-    let per_dir: Vec<DirFiles> = dirs.iter().map(|d| walk(d, &mut scan.problems)).collect();
+    let per_dir: Vec<DirFiles> = dirs
+        .iter()
+        .map(|d| walk(d, &mut scan.problems, &mut scan.watch))
+        .collect();
     for (i, files) in per_dir.iter().enumerate() {
         for (name, (conf, _)) in files {
             let Some(conf) = conf else { continue };
@@ -159,7 +166,7 @@ pub fn scan(dirs: &[PathBuf]) -> Scan {
     scan
 }
 
-fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
+fn walk(root: &Path, problems: &mut Vec<Diagnostic>, watch: &mut BTreeSet<PathBuf>) -> DirFiles {
     let mut files = DirFiles::new();
     let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     match fs::metadata(root) {
@@ -178,6 +185,7 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
     // (dir, its name prefix relative to root, depth)
     let mut stack: Vec<(PathBuf, String, usize)> = vec![(root.to_path_buf(), String::new(), 0)];
     while let Some((dir, prefix, depth)) = stack.pop() {
+        watch.insert(dir.clone());
         let entries = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
@@ -208,6 +216,9 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
             let kind = job_file_kind(&name);
             if kind.is_none() && is_ignored(&name) {
                 continue;
+            }
+            if kind.is_some() {
+                watch_link_target(&path, watch);
             }
             let meta = match fs::metadata(&path) {
                 Ok(m) => m,
@@ -252,6 +263,35 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>) -> DirFiles {
         }
     }
     files
+}
+
+/// For a job file that is a symlink: its target and the target's dir, so
+/// that an edit on either side is noticed (for a dangling link, the dir its
+/// target would be in, for when the target appears).
+fn watch_link_target(path: &Path, watch: &mut BTreeSet<PathBuf>) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if !meta.file_type().is_symlink() {
+        return;
+    }
+    match fs::canonicalize(path) {
+        Ok(target) => {
+            if let Some(dir) = target.parent() {
+                watch.insert(dir.to_path_buf());
+            }
+            watch.insert(target);
+        }
+        Err(_) => {
+            let target_dir = fs::read_link(path)
+                .ok()
+                .and_then(|link| path.parent().map(|d| d.join(link)))
+                .and_then(|t| t.parent().map(Path::to_path_buf));
+            if let Some(dir) = target_dir.filter(|d| d.is_dir()) {
+                watch.insert(dir);
+            }
+        }
+    }
 }
 
 pub fn io_message(e: &io::Error) -> String {

@@ -99,6 +99,16 @@ pub struct InstanceStatus {
     /// For a job at rest: what its `start on` still waits for.
     #[serde(default)]
     pub waiting_for: Option<String>,
+    /// The job file changed since this instance started (the next start
+    /// uses the new definition).
+    #[serde(default)]
+    pub file_changed: bool,
+    /// The job file is gone (the job goes once it has stopped).
+    #[serde(default)]
+    pub file_deleted: bool,
+    /// Problems of the job's files now; the last good definition stays.
+    #[serde(default)]
+    pub file_errors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +141,17 @@ impl InstanceStatus {
         }
         if let Some(w) = &self.waiting_for {
             s.push_str(&format!("\n\twaiting for {w}"));
+        }
+        if self.file_changed {
+            s.push_str("\n\tjob file changed since it started; the next start uses the new one");
+        }
+        if self.file_deleted {
+            s.push_str("\n\tjob file deleted; the job goes once it has stopped");
+        }
+        for e in &self.file_errors {
+            s.push_str(&format!(
+                "\n\tjob file has errors, the last good definition stays in force: {e}"
+            ));
         }
         s.push('\n');
         s
@@ -220,6 +241,9 @@ mod tests {
             respawns: 0,
             last_exit: None,
             waiting_for: None,
+            file_changed: false,
+            file_deleted: false,
+            file_errors: Vec::new(),
         }
     }
 

@@ -47,6 +47,9 @@ fn waiting_status(job: &str) -> InstanceStatus {
         respawns: 0,
         last_exit: None,
         waiting_for: None,
+        file_changed: false,
+        file_deleted: false,
+        file_errors: Vec::new(),
     }
 }
 
@@ -68,6 +71,7 @@ impl Daemon {
                     if !any {
                         let mut st = waiting_status(name);
                         st.waiting_for = self.waiting_for(name);
+                        st.file_errors = self.conf_errors.get(name).cloned().unwrap_or_default();
                         all.push(st);
                     }
                 }
@@ -93,6 +97,7 @@ impl Daemon {
                     None if class.instance.is_empty() || name.is_empty() => {
                         let mut st = waiting_status(&job);
                         st.waiting_for = self.waiting_for(&job);
+                        st.file_errors = self.conf_errors.get(&job).cloned().unwrap_or_default();
                         Some(Response::Ok {
                             instances: vec![st],
                         })
@@ -435,6 +440,12 @@ impl Daemon {
             respawns: inst.respawns,
             last_exit: inst.last_exit.map(|e| e.event_var()),
             waiting_for: None,
+            file_changed: self
+                .classes
+                .get(&inst.job)
+                .is_some_and(|c| !Rc::ptr_eq(c, &inst.class) && **c != *inst.class),
+            file_deleted: !self.classes.contains_key(&inst.job),
+            file_errors: self.conf_errors.get(&inst.job).cloned().unwrap_or_default(),
         }
     }
 }

@@ -11,6 +11,7 @@ mod clients;
 mod commands;
 mod events;
 pub mod setup;
+mod watch;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
@@ -32,7 +33,20 @@ use clients::Client;
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_CLIENT: usize = 2;
+const INOTIFY: Token = Token(2);
+const FIRST_CLIENT: usize = 3;
+
+/// How long a burst of conf-dir changes may go on before one rescan.
+const RESCAN_DELAY: Duration = Duration::from_millis(100);
+
+/// What a timer is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// An instance's timer, valid while its generation is `gen`.
+    Instance(Key, u64),
+    /// Rescan the conf dirs after a burst of changes.
+    Rescan,
+}
 
 /// Where the daemon finds its jobs and puts its socket and logs.
 #[derive(Debug, Clone)]
@@ -82,7 +96,11 @@ pub struct Daemon {
     files: BTreeMap<String, confdir::JobFiles>,
     instances: BTreeMap<Key, Instance>,
     pids: HashMap<i32, Key>,
-    timers: BinaryHeap<Reverse<(Instant, u64, Key, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    watcher: Option<watch::Watcher>,
+    rescan_armed: bool,
+    /// The current problems of each job's files (shown by `status`).
+    conf_errors: BTreeMap<String, Vec<String>>,
     timer_seq: u64,
     running_order: HashMap<Key, u64>,
     running_seq: u64,
@@ -164,6 +182,9 @@ impl Daemon {
             instances: BTreeMap::new(),
             pids: HashMap::new(),
             timers: BinaryHeap::new(),
+            watcher: None,
+            rescan_armed: false,
+            conf_errors: BTreeMap::new(),
             timer_seq: 0,
             running_order: HashMap::new(),
             running_seq: 0,
@@ -183,6 +204,20 @@ impl Daemon {
             blocking: HashMap::new(),
         };
         d.verbose = d.cfg.verbose;
+        match watch::Watcher::new() {
+            Ok(w) => {
+                let fd = w.fd();
+                match d
+                    .poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE)
+                {
+                    Ok(()) => d.watcher = Some(w),
+                    Err(e) => d.log(&format!("unable to watch configuration directories: {e}")),
+                }
+            }
+            Err(msg) => d.log(&msg),
+        }
         d.load_jobs();
         let runlevel = d.cfg.runlevel.clone();
         for (name, env) in events::boot_events(&runlevel) {
@@ -202,21 +237,7 @@ impl Daemon {
 
     /// Loads every job of the conf dirs; a bad file is reported and skipped.
     fn load_jobs(&mut self) {
-        let scan = confdir::scan(&self.cfg.conf_dirs);
-        for p in &scan.problems {
-            self.log(&p.to_string());
-        }
-        for files in scan.jobs.values() {
-            let loaded = confdir::load(files);
-            for d in &loaded.diagnostics {
-                self.log(&d.to_string());
-            }
-            if let Some(job) = loaded.job {
-                self.set_start_matcher(&job);
-                self.classes.insert(job.name.clone(), Rc::new(job));
-            }
-            self.files.insert(files.name.clone(), files.clone());
-        }
+        self.reload_configuration();
         self.log(&format!(
             "loaded {} job{} from {}",
             self.classes.len(),
@@ -239,10 +260,20 @@ impl Daemon {
         for p in &scan.problems {
             self.log(&p.to_string());
         }
+        if let Some(w) = &mut self.watcher {
+            for msg in w.update(&scan.watch) {
+                eprintln!("upkeep: {msg}");
+            }
+        }
+        self.conf_errors.clear();
         for (name, files) in &scan.jobs {
             let loaded = confdir::load(files);
             for d in &loaded.diagnostics {
                 self.log(&d.to_string());
+            }
+            if !loaded.diagnostics.is_empty() {
+                let errors = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+                self.conf_errors.insert(name.clone(), errors);
             }
             match loaded.job {
                 Some(job) if self.classes.get(name).is_none_or(|c| **c != job) => {
@@ -285,6 +316,12 @@ impl Daemon {
         for d in &loaded.diagnostics {
             self.log(&d.to_string());
         }
+        if loaded.diagnostics.is_empty() {
+            self.conf_errors.remove(name);
+        } else {
+            let errors = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+            self.conf_errors.insert(name.to_string(), errors);
+        }
         match loaded.job {
             Some(job) => {
                 self.set_start_matcher(&job);
@@ -313,6 +350,7 @@ impl Daemon {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
                     LISTENER => self.accept(),
+                    INOTIFY => self.on_conf_change(),
                     Token(t) => self.on_client(t, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -397,17 +435,43 @@ impl Daemon {
         }
     }
 
+    fn arm(&mut self, after: Duration, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers
+            .push(Reverse((Instant::now() + after, self.timer_seq, timer)));
+    }
+
+    /// Something changed in a conf dir: rescan once the burst is over.
+    fn on_conf_change(&mut self) {
+        let changed = self.watcher.as_mut().is_some_and(|w| w.drain());
+        if changed && !self.rescan_armed {
+            self.rescan_armed = true;
+            self.arm(RESCAN_DELAY, Timer::Rescan);
+        }
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((at, _, _, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, _, key, gen))) = self.timers.pop() else {
+            let Some(Reverse((_, _, timer))) = self.timers.pop() else {
                 break;
             };
-            if self.instances.contains_key(&key) {
-                let _ = self.drive(&key, Input::Timer { gen });
+            match timer {
+                Timer::Instance(key, gen) => {
+                    if self.instances.contains_key(&key) {
+                        let _ = self.drive(&key, Input::Timer { gen });
+                    }
+                }
+                Timer::Rescan => {
+                    self.rescan_armed = false;
+                    if self.verbose {
+                        self.log("conf dirs changed: rescanning");
+                    }
+                    self.reload_configuration();
+                }
             }
         }
     }
@@ -489,15 +553,7 @@ impl Daemon {
                     let _ = process::kill_pid(pgid, signal);
                 }
             }
-            Action::ArmTimer { gen, after } => {
-                self.timer_seq += 1;
-                self.timers.push(Reverse((
-                    Instant::now() + after,
-                    self.timer_seq,
-                    key.clone(),
-                    gen,
-                )));
-            }
+            Action::ArmTimer { gen, after } => self.arm(after, Timer::Instance(key.clone(), gen)),
             Action::Emit {
                 event,
                 blocking,

@@ -367,3 +367,53 @@ pub fn other_interface_up() -> bool {
                 == "up"
     })
 }
+
+impl Daemon {
+    /// Waits until `list` satisfies `check`; returns the list.
+    pub fn wait_list(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let list = self.ok(&["list"]);
+            if check(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "list never showed {what}; last:\n{list}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until `status JOB` (text) satisfies `check`.
+    pub fn wait_status_text(&self, job: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let o = self.ctl(&["status", job]);
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "status {job} never showed {what}; last:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The command line of a job's main process, words joined by spaces.
+    pub fn cmdline(&self, job: &str) -> String {
+        let pid = self.main_pid(job).expect("a main process");
+        let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        raw.split(|&b| b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
