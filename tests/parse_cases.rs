@@ -720,3 +720,40 @@ fn every_error_is_reported_in_file_order() {
         ]
     );
 }
+
+// ------------------------------------------- upkeep's `log` extension
+
+#[test]
+fn log_extension_stanzas() {
+    use upkeep::conf::{LogCapture, LogPeriod};
+    ok("log pipe\n", |j| j.log.capture = Some(LogCapture::Pipe));
+    ok("log pty\n", |j| j.log.capture = Some(LogCapture::Pty));
+    ok("log size 100M\n", |j| j.log.size = Some(100 << 20));
+    ok("log size 512k\n", |j| j.log.size = Some(512 << 10));
+    ok("log size 123\n", |j| j.log.size = Some(123));
+    ok("log size unlimited\n", |j| j.log.size = Some(0));
+    ok("log keep 30\n", |j| j.log.keep = Some(30));
+    ok("log rotate daily\n", |j| {
+        j.log.rotate = Some(LogPeriod::Daily)
+    });
+    ok("log rotate never\n", |j| {
+        j.log.rotate = Some(LogPeriod::Never)
+    });
+    ok("log compress no\n", |j| j.log.compress = Some(false));
+    ok("log keep 3\nlog keep 4\n", |j| j.log.keep = Some(4));
+    let illegal = "1: Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never or compress yes|no";
+    for t in [
+        "log size lots\n",
+        "log size -1M\n",
+        "log keep x\n",
+        "log rotate hourly\n",
+        "log compress maybe\n",
+        "log size 99999999999999G\n",
+    ] {
+        err(t, illegal);
+    }
+    err("log\n", "1: Expected token");
+    err("log files\n", "1: Unknown stanza");
+    err("log pipe now\n", "1: Unexpected token");
+    err("log size\n", "1: Expected token");
+}

@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use upkeep::conf::{
-    parse_job, print::to_job_file, Cgroup, Command, Console, Expect, JobClass, Limit, NormalExit,
-    Resource, RespawnLimit,
+    parse_job, print::to_job_file, Cgroup, Command, Console, Expect, JobClass, Limit, LogCapture,
+    LogPeriod, NormalExit, Resource, RespawnLimit,
 };
 use upkeep::event::{EventExpr, EventMatch};
 
@@ -103,6 +103,13 @@ prop_compose! {
         console in prop_oneof![Just(Console::None), Just(Console::Log), Just(Console::Output), Just(Console::Owner)],
         signals in (0i32..70, 0u32..100_000, 0i32..70),
         apparmor in (opt_word(), opt_word()),
+                log in (
+            proptest::option::of(prop_oneof![Just(LogCapture::Pty), Just(LogCapture::Pipe)]),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(0u32..100_000),
+            proptest::option::of(prop_oneof![Just(LogPeriod::Daily), Just(LogPeriod::Never)]),
+            proptest::option::of(any::<bool>()),
+        ),
         cgroups in proptest::collection::vec(("[a-z]{1,6}", prop_oneof![Just("$UPSTART_CGROUP".to_string()), word()],
             proptest::collection::btree_map("[a-z_.]{1,6}", word(), 0..3)), 0..3),
     ) -> JobClass {
@@ -126,7 +133,8 @@ prop_compose! {
         j.limits = limits;
         j.console = console;
         (j.kill_signal, j.kill_timeout_secs, j.reload_signal) = signals;
-        (j.apparmor_load, j.apparmor_switch) = apparmor;
+                (j.apparmor_load, j.apparmor_switch) = apparmor;
+        (j.log.capture, j.log.size, j.log.keep, j.log.rotate, j.log.compress) = log;
         // Distinct controller/name pairs, as the parser's merging makes them.
         let mut seen = std::collections::HashSet::new();
         j.cgroups = cgroups

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::conf::{signal, Command, JobClass, NormalExit, ProcessType};
+use crate::conf::{signal, Command, JobClass, LogCapture, LogPeriod, NormalExit, ProcessType};
 use crate::confdir::JobFiles;
 use crate::event::EventExpr;
 
@@ -100,6 +100,19 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
         "chdir": job.chdir,
         "apparmor": { "load": job.apparmor_load, "switch": job.apparmor_switch },
         "cgroups": cgroups,
-        "debug": job.debug,
+                "debug": job.debug,
+        "log": {
+            "capture": job.log.capture.map(|c| match c {
+                LogCapture::Pty => "pty",
+                LogCapture::Pipe => "pipe",
+            }),
+            "size": job.log.size,
+            "keep": job.log.keep,
+            "rotate": job.log.rotate.map(|r| match r {
+                LogPeriod::Daily => "daily",
+                LogPeriod::Never => "never",
+            }),
+            "compress": job.log.compress,
+        },
     })
 }

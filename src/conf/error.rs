@@ -48,6 +48,7 @@ pub enum ErrorKind {
     TooDeep { limit: usize },
     TooManyEvents { limit: usize },
     TooManyErrors { limit: usize },
+    IllegalLogValue,
 }
 
 impl fmt::Display for ErrorKind {
@@ -80,7 +81,10 @@ impl fmt::Display for ErrorKind {
             TooManyEvents { limit } => {
                 write!(f, "Expression too long (the limit is {limit} events)")
             }
-            TooManyErrors { limit } => write!(f, "Too many errors (stopped after {limit})"),
+                        TooManyErrors { limit } => write!(f, "Too many errors (stopped after {limit})"),
+            IllegalLogValue => f.write_str(
+                "Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never or compress yes|no",
+            ),
         }
     }
 }

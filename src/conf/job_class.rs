@@ -237,6 +237,37 @@ pub struct JobClass {
     pub apparmor_switch: Option<String>,
     pub cgroups: Vec<Cgroup>,
     pub debug: bool,
+
+    /// upkeep's `log` extension stanzas (unset: the daemon's defaults).
+    pub log: LogSettings,
+}
+
+/// How a job's output is captured: a terminal (as Upstart) or a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogCapture {
+    Pty,
+    Pipe,
+}
+
+/// When a log file is rotated by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogPeriod {
+    Daily,
+    Never,
+}
+
+/// The `log` extension: `log pty|pipe`, `log size SIZE`, `log keep N`,
+/// `log rotate daily|never`, `log compress yes|no`. Each unset field takes
+/// the daemon's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    pub capture: Option<LogCapture>,
+    /// Rotate when the file reaches this many bytes; 0: no size cap.
+    pub size: Option<u64>,
+    /// Rotated files kept.
+    pub keep: Option<u32>,
+    pub rotate: Option<LogPeriod>,
+    pub compress: Option<bool>,
 }
 
 pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit {
@@ -283,6 +314,7 @@ impl JobClass {
             apparmor_switch: None,
             cgroups: Vec::new(),
             debug: false,
+            log: LogSettings::default(),
         }
     }
 

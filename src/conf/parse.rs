@@ -7,8 +7,8 @@
 
 use super::error::{ErrorKind, ParseError};
 use super::job_class::{
-    Cgroup, Command, Console, Expect, JobClass, Limit, NormalExit, ProcessType, Resource,
-    RespawnLimit, DEFAULT_CGROUP_NAME,
+    Cgroup, Command, Console, Expect, JobClass, Limit, LogCapture, LogPeriod, NormalExit,
+    ProcessType, Resource, RespawnLimit, DEFAULT_CGROUP_NAME,
 };
 use super::lexer::{Lexer, Result, Token};
 use super::on::parse_on;
@@ -127,6 +127,7 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
             job.start_on = None;
         }
         "debug" => job.debug = true,
+        "log" => log_stanza(job, lx)?,
         "exec" => job.processes[ProcessType::Main.index()] = Some(exec(lx)?),
         "script" => job.processes[ProcessType::Main.index()] = Some(script(lx)?),
         "pre-start" => process(job, lx, ProcessType::PreStart)?,
@@ -404,6 +405,59 @@ fn limit_value(lx: &mut Lexer) -> Result<Option<u64>> {
     parse_unsigned(&v.text)
         .map(Some)
         .ok_or(ParseError::new(v.start, ErrorKind::IllegalLimit))
+}
+
+/// upkeep's `log` extension (see [`LogSettings`]).
+fn log_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
+    let which = lx.next_word()?;
+    let bad = |t: &Token| ParseError::new(t.start, ErrorKind::IllegalLogValue);
+    match which.text.as_str() {
+        "pty" => job.log.capture = Some(LogCapture::Pty),
+        "pipe" => job.log.capture = Some(LogCapture::Pipe),
+        "size" => {
+            let v = lx.next_arg()?;
+            job.log.size = Some(parse_size(&v.text).ok_or_else(|| bad(&v))?);
+        }
+        "keep" => {
+            let v = lx.next_arg()?;
+            let n = parse_unsigned(&v.text)
+                .filter(|&n| n <= 100_000)
+                .ok_or_else(|| bad(&v))?;
+            job.log.keep = Some(n as u32);
+        }
+        "rotate" => {
+            let v = lx.next_arg()?;
+            job.log.rotate = Some(match v.text.as_str() {
+                "daily" => LogPeriod::Daily,
+                "never" => LogPeriod::Never,
+                _ => return Err(bad(&v)),
+            });
+        }
+        "compress" => {
+            let v = lx.next_arg()?;
+            job.log.compress = Some(match v.text.as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(bad(&v)),
+            });
+        }
+        _ => return Err(ParseError::new(which.start, ErrorKind::UnknownStanza)),
+    }
+    lx.end_of_stanza()
+}
+
+/// `1048576`, `512K`, `100M`, `2G` (powers of 1024), or `unlimited` (0).
+pub fn parse_size(s: &str) -> Option<u64> {
+    if s == "unlimited" {
+        return Some(0);
+    }
+    let (digits, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1u64 << 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    parse_unsigned(digits)?.checked_mul(mult)
 }
 
 /// Upstart's cgroup merging: an identical line adds nothing, a new key is

@@ -4,7 +4,9 @@
 
 use std::fmt::Write;
 
-use super::job_class::{Command, JobClass, NormalExit, ProcessType, DEFAULT_CGROUP_NAME};
+use super::job_class::{
+    Command, JobClass, LogCapture, LogPeriod, NormalExit, ProcessType, DEFAULT_CGROUP_NAME,
+};
 use super::signal;
 use crate::event::quote_arg;
 
@@ -100,6 +102,28 @@ pub fn to_job_file(job: &JobClass) -> String {
     }
     if job.debug {
         o.push_str("debug\n");
+    }
+    let l = &job.log;
+    if let Some(c) = l.capture {
+        o.push_str(match c {
+            LogCapture::Pty => "log pty\n",
+            LogCapture::Pipe => "log pipe\n",
+        });
+    }
+    if let Some(size) = l.size {
+        let _ = writeln!(o, "log size {size}");
+    }
+    if let Some(keep) = l.keep {
+        let _ = writeln!(o, "log keep {keep}");
+    }
+    if let Some(r) = l.rotate {
+        o.push_str(match r {
+            LogPeriod::Daily => "log rotate daily\n",
+            LogPeriod::Never => "log rotate never\n",
+        });
+    }
+    if let Some(c) = l.compress {
+        let _ = writeln!(o, "log compress {}", if c { "yes" } else { "no" });
     }
     for t in [
         ProcessType::PreStart,
