@@ -75,7 +75,9 @@ fn command() -> impl Strategy<Value = Command> {
 }
 
 prop_compose! {
-    fn job_class()(
+    /// The first half of a job (split in two: one strategy for every field
+    /// makes a type whose frames overflow a test thread's stack).
+    fn job_head()(
         texts in (opt_word(), opt_word(), opt_word(), opt_word()),
         instance in prop_oneof![Just(String::new()), word()],
         start_on in proptest::option::of(event_expr()),
@@ -91,27 +93,6 @@ prop_compose! {
         expect in prop_oneof![Just(Expect::None), Just(Expect::Fork), Just(Expect::Daemon), Just(Expect::Stop)],
         env in proptest::collection::vec(word(), 0..4),
         export in proptest::collection::vec("[A-Z_]{1,6}", 0..3),
-        ids in (opt_word(), opt_word(), opt_word(), opt_word()),
-        umask in 0u32..0o1000,
-        nice in proptest::option::of(-20i32..20),
-        oom_score in -1000i32..1001,
-        limits in proptest::collection::btree_map(
-            proptest::sample::select(Resource::ALL.to_vec()),
-            (proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()))
-                .prop_map(|(soft, hard)| Limit { soft, hard }),
-            0..3),
-        console in prop_oneof![Just(Console::None), Just(Console::Log), Just(Console::Output), Just(Console::Owner)],
-        signals in (0i32..70, 0u32..100_000, 0i32..70),
-        apparmor in (opt_word(), opt_word()),
-                log in (
-            proptest::option::of(prop_oneof![Just(LogCapture::Pty), Just(LogCapture::Pipe)]),
-            proptest::option::of(any::<u64>()),
-            proptest::option::of(0u32..100_000),
-            proptest::option::of(prop_oneof![Just(LogPeriod::Daily), Just(LogPeriod::Never)]),
-            proptest::option::of(any::<bool>()),
-        ),
-        cgroups in proptest::collection::vec(("[a-z]{1,6}", prop_oneof![Just("$UPSTART_CGROUP".to_string()), word()],
-            proptest::collection::btree_map("[a-z_.]{1,6}", word(), 0..3)), 0..3),
     ) -> JobClass {
         let mut j = JobClass::new("t");
         (j.description, j.author, j.version, j.usage) = texts;
@@ -126,6 +107,36 @@ prop_compose! {
         j.expect = expect;
         j.env = env;
         j.export = export;
+        j
+    }
+}
+
+prop_compose! {
+    fn job_class()(
+        head in job_head().boxed(),
+        ids in (opt_word(), opt_word(), opt_word(), opt_word()),
+        umask in 0u32..0o1000,
+        nice in proptest::option::of(-20i32..20),
+        oom_score in -1000i32..1001,
+        limits in proptest::collection::btree_map(
+            proptest::sample::select(Resource::ALL.to_vec()),
+            (proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()))
+                .prop_map(|(soft, hard)| Limit { soft, hard }),
+            0..3),
+        console in prop_oneof![Just(Console::None), Just(Console::Log), Just(Console::Output), Just(Console::Owner)],
+        signals in (0i32..70, 0u32..100_000, 0i32..70),
+        apparmor in (opt_word(), opt_word()),
+        log in (
+            proptest::option::of(prop_oneof![Just(LogCapture::Pty), Just(LogCapture::Pipe)]),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(0u32..100_000),
+            proptest::option::of(prop_oneof![Just(LogPeriod::Daily), Just(LogPeriod::Never)]),
+            proptest::option::of(any::<bool>()),
+        ),
+        cgroups in proptest::collection::vec(("[a-z]{1,6}", prop_oneof![Just("$UPSTART_CGROUP".to_string()), word()],
+            proptest::collection::btree_map("[a-z_.]{1,6}", word(), 0..3)), 0..3),
+    ) -> JobClass {
+        let mut j = head;
         (j.setuid, j.setgid, j.chroot, j.chdir) = ids;
         j.umask = umask;
         j.nice = nice;
@@ -133,7 +144,7 @@ prop_compose! {
         j.limits = limits;
         j.console = console;
         (j.kill_signal, j.kill_timeout_secs, j.reload_signal) = signals;
-                (j.apparmor_load, j.apparmor_switch) = apparmor;
+        (j.apparmor_load, j.apparmor_switch) = apparmor;
         (j.log.capture, j.log.size, j.log.keep, j.log.rotate, j.log.compress) = log;
         // Distinct controller/name pairs, as the parser's merging makes them.
         let mut seen = std::collections::HashSet::new();
