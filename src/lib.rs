@@ -8,5 +8,6 @@ pub mod control;
 pub mod daemon;
 pub mod event;
 pub mod job;
+pub mod log;
 pub mod paths;
 pub mod process;
