@@ -13,6 +13,8 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
     let mut socket: Option<PathBuf> = None;
     let mut runlevel = "2".to_string();
     let mut verbose = false;
+    let mut log_policy = crate::log::DEFAULT_POLICY;
+    let mut log_to_stdout = false;
     let mut parser = lexopt::Parser::from_args(args);
     loop {
         use lexopt::prelude::*;
@@ -38,6 +40,30 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
                 verbose = true;
                 Ok(())
             }
+            Long("log-to-stdout") => {
+                log_to_stdout = true;
+                Ok(())
+            }
+            Long("log-size") | Long("log-keep") | Long("log-rotate") | Long("log-compress") => {
+                let name = match &arg {
+                    Long(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                let v = match parser.value() {
+                    Ok(v) => v.to_string_lossy().into_owned(),
+                    Err(e) => return prog.usage_error(e),
+                };
+                // The same words as the `log` stanza, so one parser says
+                // what is valid.
+                let stanza = format!("log {} {v}\n", name.trim_start_matches("log-"));
+                match crate::conf::parse_job("flags", stanza.as_bytes()) {
+                    Ok(j) => {
+                        log_policy = log_policy.with(&j.log);
+                        Ok(())
+                    }
+                    Err(_) => return prog.usage_error(format!("--{name}: not a valid value: {v}")),
+                }
+            }
             other => return prog.usage_error(other.unexpected()),
         };
         if let Err(e) = r {
@@ -54,6 +80,8 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
         socket: socket.unwrap_or_else(paths::default_socket),
         runlevel,
         verbose,
+        log_policy,
+        log_to_stdout: log_to_stdout || std::process::id() == 1,
     };
     daemon::run(cfg)
 }

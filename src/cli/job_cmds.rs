@@ -62,14 +62,14 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
     };
     let job = || a.job.clone();
     let cmd = match command {
-        "list" | "reload-configuration" => {
+        "list" | "reload-configuration" | "reopen-logs" => {
             if a.job.is_some() {
                 return prog.usage_error(format!("{command} takes no arguments"));
             }
-            if command == "list" {
-                Command::List
-            } else {
-                Command::ReloadConfiguration
+            match command {
+                "list" => Command::List,
+                "reopen-logs" => Command::ReopenLogs,
+                _ => Command::ReloadConfiguration,
             }
         }
         "emit" => {
@@ -117,6 +117,10 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
             prog.error(e);
             1
         }
+        Ok(Response::Path { path }) => {
+            out(&format!("{path}\n"));
+            0
+        }
         Ok(Response::Error { message }) => {
             prog.error(message);
             1
@@ -133,7 +137,10 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
                     "{}\n",
                     serde_json::to_string_pretty(&doc).unwrap_or_default()
                 ));
-            } else if !matches!(command, "reload" | "emit" | "reload-configuration") {
+            } else if !matches!(
+                command,
+                "reload" | "emit" | "reload-configuration" | "reopen-logs"
+            ) {
                 let text: String = instances
                     .iter()
                     .map(InstanceStatus::upstart_lines)

@@ -12,6 +12,7 @@ mod check_config;
 mod daemon_cmd;
 mod job_cmds;
 mod json;
+mod logs_cmd;
 mod select;
 mod show_config;
 
@@ -88,8 +89,14 @@ const COMMANDS: &[CommandInfo] = &[
         summary: "rescan the conf dirs",
     },
     CommandInfo {
+        name: "reopen-logs",
+        built: true,
+        usage: "reopen-logs",
+        summary: "open every log file again (after an external logrotate; as SIGUSR1)",
+    },
+    CommandInfo {
         name: "logs",
-        built: false,
+        built: true,
         usage: "logs JOB [-n N] [-f]",
         summary: "show a job's log",
     },
@@ -168,6 +175,20 @@ pub fn main() -> i32 {
             0
         }
         Some("-V") | Some("--version") => run(&prog, &invoked, "version", Vec::new()),
+        // The daemon's compression helper (not a user command).
+        Some("__gzip") => match rest.next() {
+            Some(path) => match crate::log::gzip::compress_file(std::path::Path::new(&path)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    prog.error(format!(
+                        "{}: unable to compress: {e}",
+                        path.to_string_lossy()
+                    ));
+                    1
+                }
+            },
+            None => EXIT_USAGE,
+        },
         Some(cmd) => run(&prog, &invoked, cmd, rest.collect()),
         None => prog.usage_error(format!("unknown command: {}", first.to_string_lossy())),
     }
@@ -194,7 +215,9 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
         | "status"
         | "list"
         | "emit"
-        | "reload-configuration" => job_cmds::run(prog, command, args),
+        | "reload-configuration"
+        | "reopen-logs" => job_cmds::run(prog, command, args),
+        "logs" => logs_cmd::run(prog, args),
         "show-config" => show_config::run(prog, args),
         "version" => {
             if invoked == "initctl" {

@@ -6,7 +6,7 @@
 //!
 //! Version history (`v` in each request):
 //! * 1: start, stop, restart, reload, status, list, emit,
-//!   reload-configuration.
+//!   reload-configuration, reopen-logs, log-path.
 
 pub mod client;
 
@@ -61,6 +61,13 @@ pub enum Command {
         wait: bool,
     },
     ReloadConfiguration,
+    ReopenLogs,
+    /// Where a job's log file is.
+    LogPath {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -115,6 +122,7 @@ pub struct InstanceStatus {
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
     Ok { instances: Vec<InstanceStatus> },
+    Path { path: String },
     Error { message: String },
 }
 
@@ -174,8 +182,9 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::Restart { env, .. }
         | Command::Reload { env, .. }
         | Command::Status { env, .. }
-        | Command::Emit { env, .. } => env.as_slice(),
-        Command::List | Command::ReloadConfiguration => &[],
+        | Command::Emit { env, .. }
+        | Command::LogPath { env, .. } => env.as_slice(),
+        Command::List | Command::ReloadConfiguration | Command::ReopenLogs => &[],
     };
     if let Command::Emit { event, .. } = &req.command {
         check_event_name(event)?;

@@ -46,8 +46,8 @@ impl Daemon {
                     let Ok(cred) = getsockopt(&stream, PeerCredentials) else {
                         continue;
                     };
-                    let token = self.next_client;
-                    self.next_client += 1;
+                    let token = self.next_token;
+                    self.next_token += 1;
                     if self
                         .poll
                         .registry()

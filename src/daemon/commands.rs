@@ -195,6 +195,25 @@ impl Daemon {
                     })
                 }
             }
+            Command::ReopenLogs => {
+                if !may_modify {
+                    return err("You do not have permission to reopen log files");
+                }
+                self.reopen_logs();
+                Some(Response::Ok {
+                    instances: Vec::new(),
+                })
+            }
+            Command::LogPath { job, env } => {
+                let (_, name) = match self.find(&job, &env) {
+                    Ok(x) => x,
+                    Err(e) => return err(e),
+                };
+                let file = super::log_file_name(&job, &name);
+                Some(Response::Path {
+                    path: self.cfg.log_dir.join(file).display().to_string(),
+                })
+            }
             Command::ReloadConfiguration => {
                 if !may_modify {
                     return err("You do not have permission to reload configuration");

@@ -10,6 +10,7 @@
 mod clients;
 mod commands;
 mod events;
+mod output;
 pub mod setup;
 mod watch;
 
@@ -24,7 +25,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signalfd::SignalFd;
 
-use crate::conf::{Console, JobClass, ProcessType};
+use crate::conf::{JobClass, ProcessType};
 use crate::confdir;
 use crate::job::{self, Action, Input, Instance, JobEvent, Refusal};
 use crate::process::{self, spawn};
@@ -46,6 +47,8 @@ enum Timer {
     Instance(Key, u64),
     /// Rescan the conf dirs after a burst of changes.
     Rescan,
+    /// Rotate the logs that rotate daily (local midnight).
+    Daily,
 }
 
 /// Where the daemon finds its jobs and puts its socket and logs.
@@ -58,7 +61,15 @@ pub struct Config {
     pub runlevel: String,
     /// Log every goal and state change, and every event.
     pub verbose: bool,
+    /// How job logs are rotated unless a job says otherwise.
+    pub log_policy: crate::log::Policy,
+    /// Copy every job's output to the daemon's stdout, prefixed with its name.
+    pub log_to_stdout: bool,
 }
+
+/// The daemon's own log file in LOGDIR. Job log names never contain `@`,
+/// so no job's log can take this name.
+pub const DAEMON_LOG: &str = "upkeep@daemon.log";
 
 /// An instance's key: job name and instance name.
 pub type Key = (String, String);
@@ -106,7 +117,17 @@ pub struct Daemon {
     running_seq: u64,
 
     clients: HashMap<usize, Client>,
-    next_client: usize,
+    /// Tokens for clients and output readers, never reused.
+    next_token: usize,
+    logs: HashMap<String, crate::log::LogFile>,
+    readers: output::Readers,
+    /// Compression helpers running, by pid: which log they work for.
+    compressors: HashMap<i32, String>,
+    log_policy: crate::log::Policy,
+    log_to_stdout: bool,
+    /// Readers that used up their budget with more to read.
+    more_output: Vec<usize>,
+    daemon_log: std::cell::RefCell<crate::log::LogFile>,
     waiters: Vec<Waiter>,
     /// How instances destroyed during the current request ended (for
     /// answering a request whose job finished before it could wait).
@@ -167,6 +188,8 @@ impl Daemon {
                 cfg.log_dir.display()
             );
         }
+        let daemon_log = crate::log::LogFile::new(cfg.log_dir.join(DAEMON_LOG), cfg.log_policy);
+        let (log_policy, log_to_stdout) = (cfg.log_policy, cfg.log_to_stdout);
         let mut d = Daemon {
             cfg,
             poll,
@@ -189,7 +212,14 @@ impl Daemon {
             running_order: HashMap::new(),
             running_seq: 0,
             clients: HashMap::new(),
-            next_client: FIRST_CLIENT,
+            next_token: FIRST_CLIENT,
+            logs: HashMap::new(),
+            readers: HashMap::new(),
+            compressors: HashMap::new(),
+            log_policy,
+            log_to_stdout,
+            more_output: Vec::new(),
+            daemon_log: std::cell::RefCell::new(daemon_log),
             waiters: Vec::new(),
             last_destroyed: HashMap::new(),
             shutting_down: false,
@@ -218,7 +248,9 @@ impl Daemon {
             }
             Err(msg) => d.log(&msg),
         }
+        crate::process::time::ignore_sigxfsz();
         d.load_jobs();
+        d.arm_daily();
         let runlevel = d.cfg.runlevel.clone();
         for (name, env) in events::boot_events(&runlevel) {
             d.emit(&name, env, None, None);
@@ -226,8 +258,22 @@ impl Daemon {
         Ok(d)
     }
 
+    /// The daemon's own messages: to its stderr, and to its log file in
+    /// LOGDIR with a time stamp.
     fn log(&self, msg: &str) {
         eprintln!("upkeep: {msg}");
+        let line = format!(
+            "{} {msg}\n",
+            crate::process::time::timestamp(std::time::SystemTime::now())
+        );
+        // (A size rotation of the daemon's own log is left uncompressed:
+        // this function cannot start a helper; the daily one is compressed.)
+        if let Ok(mut l) = self.daemon_log.try_borrow_mut() {
+            if let Some(c) = l.write(line.as_bytes()) {
+                l.compressing = false;
+                let _ = c;
+            }
+        }
     }
 
     /// Monotonic time since the daemon started.
@@ -336,21 +382,28 @@ impl Daemon {
         let mut events = Events::with_capacity(256);
         self.process_events();
         loop {
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.more_output.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO) // output is waiting to be read
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     self.log(&format!("epoll: {e}"));
                 }
                 continue;
             }
+            for t in std::mem::take(&mut self.more_output) {
+                self.on_output(t);
+            }
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
                     LISTENER => self.accept(),
                     INOTIFY => self.on_conf_change(),
+                    Token(t) if self.readers.contains_key(&t) => self.on_output(t),
                     Token(t) => self.on_client(t, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -384,6 +437,10 @@ impl Daemon {
                     match sig {
                         libc::SIGCHLD => self.reap(),
                         libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_shutdown(sig),
+                        libc::SIGUSR1 => {
+                            self.log("SIGUSR1: reopening log files");
+                            self.reopen_logs();
+                        }
                         libc::SIGHUP => {
                             self.log("SIGHUP: reloading configuration");
                             self.reload_configuration();
@@ -404,6 +461,9 @@ impl Daemon {
     fn reap(&mut self) {
         let exits = process::reap();
         for (pid, status) in exits {
+            if self.compression_finished(pid) {
+                continue;
+            }
             let Some(key) = self.pids.remove(&pid) else {
                 continue; // an orphan we adopted as subreaper
             };
@@ -435,6 +495,15 @@ impl Daemon {
         }
     }
 
+    fn arm_daily(&mut self) {
+        let now = std::time::SystemTime::now();
+        let next = crate::process::time::next_local_midnight(now);
+        let after = next
+            .duration_since(now)
+            .unwrap_or(Duration::from_secs(86_400));
+        self.arm(after, Timer::Daily);
+    }
+
     fn arm(&mut self, after: Duration, timer: Timer) {
         self.timer_seq += 1;
         self.timers
@@ -464,6 +533,10 @@ impl Daemon {
                     if self.instances.contains_key(&key) {
                         let _ = self.drive(&key, Input::Timer { gen });
                     }
+                }
+                Timer::Daily => {
+                    self.rotate_daily();
+                    self.arm_daily();
                 }
                 Timer::Rescan => {
                     self.rescan_armed = false;
@@ -646,31 +719,21 @@ impl Daemon {
         let class = inst.class.clone();
         let command = class.process(process).ok_or("no such process")?;
         let env = self.process_env(inst, Some(process));
-        let output = match class.console {
-            Console::None => spawn::Output::Null,
-            Console::Output | Console::Owner => spawn::Output::Inherit,
-            Console::Log => {
-                let path = self.cfg.log_dir.join(log_file_name(&inst.job, &inst.name));
-                match spawn::open_log(&path) {
-                    Ok(fd) => spawn::Output::File(fd),
-                    Err(e) => {
-                        self.log(&format!(
-                            "{}: unable to open log file: {e}; output discarded",
-                            path.display()
-                        ));
-                        spawn::Output::Null
-                    }
-                }
-            }
-        };
-        spawn::spawn(spawn::SpawnSpec {
+        let log_name = log_file_name(&inst.job, &inst.name);
+        let label = inst.label();
+        let capture = self.capture_for(&class, log_name, label);
+        let pid = spawn::spawn(spawn::SpawnSpec {
             class: &class,
             command,
             env: &env,
-            output,
+            output: capture.output,
             default_dir: if self.system { Some("/") } else { None },
             original_nofile: self.original_nofile,
-        })
+        })?;
+        if let Some((fd, log, label)) = capture.reader {
+            self.add_reader(fd, log, label);
+        }
+        Ok(pid)
     }
 
     fn begin_shutdown(&mut self, sig: i32) {
@@ -728,8 +791,7 @@ pub fn log_file_name(job: &str, instance: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {
-                if c.is_ascii_alphanumeric()
-                    || matches!(c, '.' | '_' | '-' | '@' | '+' | ',' | ':' | '=')
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | ',' | ':' | '=')
                 {
                     c
                 } else {

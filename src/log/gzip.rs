@@ -17,7 +17,9 @@ pub fn compress_file(path: &Path) -> io::Result<()> {
     let mut tmp = gz.clone();
     tmp.push(".tmp");
     let mut input = File::open(path)?;
+    let mode = input.metadata()?.permissions();
     let out = File::create(&tmp)?;
+    out.set_permissions(mode)?;
     let mut enc = GzEncoder::new(BufWriter::new(out), Compression::default());
     io::copy(&mut input, &mut enc)?;
     let mut w = enc.finish()?;

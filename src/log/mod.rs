@@ -157,7 +157,9 @@ impl LogFile {
     fn still_ours(&self) -> bool {
         let Some(f) = &self.file else { return false };
         match (f.metadata(), fs::symlink_metadata(&self.path)) {
-            (Ok(open), Ok(at_path)) => open.nlink() > 0 && (at_path.dev(), at_path.ino()) == self.ident,
+            (Ok(open), Ok(at_path)) => {
+                open.nlink() > 0 && (at_path.dev(), at_path.ino()) == self.ident
+            }
             _ => false,
         }
     }
@@ -167,7 +169,7 @@ impl LogFile {
     pub fn write(&mut self, mut data: &[u8]) -> Option<Compress> {
         let mut compress = None;
         while !data.is_empty() {
-                        let cap = self.policy.size;
+            let cap = self.policy.size;
             let over = cap > 0 && self.size >= cap;
             if over && self.compressing {
                 self.rotate_due = true;
@@ -206,7 +208,10 @@ impl LogFile {
         }
         if self.dropped > 0 {
             let why = self.why_dropped.take().unwrap_or_default();
-            let line = format!("[upkeep: {} bytes of output were lost: {why}]\n", self.dropped);
+            let line = format!(
+                "[upkeep: {} bytes of output were lost: {why}]\n",
+                self.dropped
+            );
             self.dropped = 0;
             if let Err(e) = self.raw_write(line.as_bytes()) {
                 self.dropped += data.len() as u64;
@@ -224,7 +229,10 @@ impl LogFile {
     }
 
     fn raw_write(&mut self, data: &[u8]) -> io::Result<()> {
-        let f = self.file.as_mut().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         f.write_all(data)?;
         self.size += data.len() as u64;
         Ok(())
@@ -287,7 +295,10 @@ mod tests {
     fn the_rotation_plan_shifts_oldest_first() {
         let (remove, renames) = rotation_plan(Path::new("/l/web.log"), 3);
         let s = |p: &PathBuf| p.display().to_string();
-        assert_eq!(remove.iter().map(s).collect::<Vec<_>>(), ["/l/web.log.3", "/l/web.log.3.gz"]);
+        assert_eq!(
+            remove.iter().map(s).collect::<Vec<_>>(),
+            ["/l/web.log.3", "/l/web.log.3.gz"]
+        );
         let r: Vec<(String, String)> = renames.iter().map(|(a, b)| (s(a), s(b))).collect();
         assert_eq!(
             r,
@@ -308,11 +319,22 @@ mod tests {
     fn writes_rotate_at_line_boundaries_and_count_what_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.log");
-        let mut log = LogFile::new(path.clone(), Policy { size: 10, keep: 5, daily: false, compress: false });
+        let mut log = LogFile::new(
+            path.clone(),
+            Policy {
+                size: 10,
+                keep: 5,
+                daily: false,
+                compress: false,
+            },
+        );
         assert!(log.write(b"0123456789").is_none());
         log.write(b"abc\ndef\n");
         assert_eq!(fs::read_to_string(&path).unwrap(), "def\n");
-        assert_eq!(fs::read_to_string(numbered(&path, 1, false)).unwrap(), "0123456789abc\n");
+        assert_eq!(
+            fs::read_to_string(numbered(&path, 1, false)).unwrap(),
+            "0123456789abc\n"
+        );
         // Deleted under our feet: recreated.
         fs::remove_file(&path).unwrap();
         log.write(b"after\n");
@@ -324,25 +346,48 @@ mod tests {
         fs::create_dir_all(dir.path().join("no/such/dir")).unwrap();
         bad.write(b"kept\n");
         let text = fs::read_to_string(dir.path().join("no/such/dir/x.log")).unwrap();
-        assert_eq!(text, "[upkeep: 5 bytes of output were lost: No such file or directory]\nkept\n");
+        assert_eq!(
+            text,
+            "[upkeep: 5 bytes of output were lost: No such file or directory]\nkept\n"
+        );
     }
 
     #[test]
     fn compression_defers_the_next_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
-        let mut log = LogFile::new(path.clone(), Policy { size: 4, keep: 9, daily: false, compress: true });
+        let mut log = LogFile::new(
+            path.clone(),
+            Policy {
+                size: 4,
+                keep: 9,
+                daily: false,
+                compress: true,
+            },
+        );
         log.write(b"aaaa\n");
-        assert_eq!(log.write(b"x\n"), None, "the first rotation has no .2 to compress");
+        assert_eq!(
+            log.write(b"x\n"),
+            None,
+            "the first rotation has no .2 to compress"
+        );
         log.write(b"bbbb\n");
-        let c = log.write(b"y\n").expect("the old .1 becomes .2, to compress");
+        let c = log
+            .write(b"y\n")
+            .expect("the old .1 becomes .2, to compress");
         assert_eq!(c.path, numbered(&path, 2, false));
         log.write(b"cccc\n");
         assert_eq!(log.write(b"z\n"), None, "deferred while compressing");
         assert_eq!(fs::read_to_string(&path).unwrap(), "cccc\nz\n");
         let c = log.compression_done().expect("the deferred rotation runs");
         assert_eq!(c.path, numbered(&path, 2, false));
-        assert_eq!(fs::read_to_string(numbered(&path, 1, false)).unwrap(), "cccc\nz\n");
-        assert_eq!(fs::read_to_string(numbered(&path, 3, false)).unwrap(), "aaaa\nx\n");
+        assert_eq!(
+            fs::read_to_string(numbered(&path, 1, false)).unwrap(),
+            "cccc\nz\n"
+        );
+        assert_eq!(
+            fs::read_to_string(numbered(&path, 3, false)).unwrap(),
+            "aaaa\nx\n"
+        );
     }
 }

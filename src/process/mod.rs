@@ -5,7 +5,9 @@
 //! * [`reap`]: collecting every child that ended (`waitpid(-1)`);
 //! * signalling process groups and checking whether one is empty.
 
+pub mod capture;
 pub mod spawn;
+pub mod time;
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;

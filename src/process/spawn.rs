@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command as StdCommand, Stdio};
 
@@ -338,20 +338,6 @@ fn write_oom_score(score: i32) -> Result<(), Errno> {
         return Err(err);
     }
     Ok(())
-}
-
-/// Opens (creating) a job's log file for appending: mode 0640, never
-/// through a symlink at the last component.
-pub fn open_log(path: &std::path::Path) -> io::Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)?;
-    let _ = f.as_raw_fd();
-    Ok(OwnedFd::from(f))
 }
 
 #[cfg(test)]
