@@ -335,6 +335,14 @@ fn multi_call_names_and_unbuilt_commands() {
     let o = upkeep(&["logs", "web", "--socket", sock.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "no daemon: an error, not silence");
 
+    let o = upkeep(&["re-exec"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an unbuilt command must not pretend to work"
+    );
+    assert!(stderr(&o).contains("not built yet"), "{}", stderr(&o));
+
     let o = upkeep(&["--version"]);
     assert_eq!(
         stdout(&o),

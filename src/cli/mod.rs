@@ -89,6 +89,12 @@ const COMMANDS: &[CommandInfo] = &[
         summary: "rescan the conf dirs",
     },
     CommandInfo {
+        name: "re-exec",
+        built: false,
+        usage: "re-exec",
+        summary: "replace the daemon's binary in place, keeping every job running",
+    },
+    CommandInfo {
         name: "reopen-logs",
         built: true,
         usage: "reopen-logs",
