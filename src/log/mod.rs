@@ -190,6 +190,21 @@ impl LogFile {
                     None => {}
                 }
             }
+            // Not over yet, but this write would take the file over the
+            // cap: fill it to the first line end past the cap, rotate, and
+            // go on with the rest, so that files stay near the cap however
+            // large the writes are.
+            if cap > 0 && !self.compressing && self.size + data.len() as u64 > cap {
+                let room = cap.saturating_sub(self.size) as usize;
+                let from = room.saturating_sub(1).min(data.len());
+                if let Some(off) = data[from..].iter().position(|&b| b == b'\n') {
+                    let nl = from + off;
+                    self.append(&data[..=nl]);
+                    data = &data[nl + 1..];
+                    compress = compress.or(self.rotate());
+                    continue;
+                }
+            }
             self.append(data);
             break;
         }
@@ -258,9 +273,23 @@ impl LogFile {
         if fs::symlink_metadata(&self.path).is_err() {
             return None; // nothing written since the last rotation
         }
-        let (remove, renames) = rotation_plan(&self.path, self.policy.keep);
-        for p in remove {
-            let _ = fs::remove_file(p);
+        // Only the files that exist are shifted: find how far they go
+        // (they are numbered without gaps), so that a large `keep` costs
+        // nothing.
+        let exists = |n: u32| {
+            fs::symlink_metadata(numbered(&self.path, n, false)).is_ok()
+                || fs::symlink_metadata(numbered(&self.path, n, true)).is_ok()
+        };
+        let mut highest = 0;
+        while highest < self.policy.keep && exists(highest + 1) {
+            highest += 1;
+        }
+        let keep = self.policy.keep.min(highest + 1);
+        let (remove, renames) = rotation_plan(&self.path, keep);
+        if keep == self.policy.keep {
+            for p in remove {
+                let _ = fs::remove_file(p);
+            }
         }
         for (from, to) in renames {
             if fs::symlink_metadata(&from).is_ok() {
@@ -365,18 +394,17 @@ mod tests {
                 compress: true,
             },
         );
-        log.write(b"aaaa\n");
         assert_eq!(
-            log.write(b"x\n"),
+            log.write(b"aaaa\n"),
             None,
             "the first rotation has no .2 to compress"
         );
-        log.write(b"bbbb\n");
+        assert_eq!(log.write(b"x\n"), None);
         let c = log
-            .write(b"y\n")
+            .write(b"bbbb\n")
             .expect("the old .1 becomes .2, to compress");
         assert_eq!(c.path, numbered(&path, 2, false));
-        log.write(b"cccc\n");
+        assert_eq!(log.write(b"cccc\n"), None, "no rotation while compressing");
         assert_eq!(log.write(b"z\n"), None, "deferred while compressing");
         assert_eq!(fs::read_to_string(&path).unwrap(), "cccc\nz\n");
         let c = log.compression_done().expect("the deferred rotation runs");
@@ -386,8 +414,43 @@ mod tests {
             "cccc\nz\n"
         );
         assert_eq!(
+            fs::read_to_string(numbered(&path, 2, false)).unwrap(),
+            "x\nbbbb\n"
+        );
+        assert_eq!(
             fs::read_to_string(numbered(&path, 3, false)).unwrap(),
-            "aaaa\nx\n"
+            "aaaa\n"
+        );
+    }
+
+    #[test]
+    fn keep_limits_the_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.log");
+        let mut log = LogFile::new(
+            path.clone(),
+            Policy {
+                size: 2,
+                keep: 2,
+                daily: false,
+                compress: false,
+            },
+        );
+        for i in 0..6 {
+            log.write(format!("{i}\n").as_bytes());
+        }
+        // Each file reaches the cap, then takes the next line and rotates.
+        assert_eq!(
+            fs::read_to_string(numbered(&path, 1, false)).unwrap(),
+            "4\n5\n"
+        );
+        assert_eq!(
+            fs::read_to_string(numbered(&path, 2, false)).unwrap(),
+            "2\n3\n"
+        );
+        assert!(
+            !numbered(&path, 3, false).exists(),
+            "keep 2: the oldest went"
         );
     }
 }

@@ -45,16 +45,39 @@ pub struct Daemon {
     log: Arc<(Mutex<LogBuf>, Condvar)>,
     /// The uid the daemon runs as.
     pub uid: u32,
+    stdout: Arc<Mutex<Vec<u8>>>,
 }
 
 pub struct Builder {
     jobs: Vec<(String, String)>,
     as_root: bool,
+    /// A file-size limit for the daemon (bytes), through prlimit(1).
+    fsize: Option<u64>,
+    extra: Vec<String>,
+    stdout: bool,
 }
 
 impl Builder {
     pub fn job(mut self, name: &str, text: &str) -> Self {
         self.jobs.push((name.to_string(), text.to_string()));
+        self
+    }
+
+    /// Limits the size of files the daemon writes (a full disk, cheaply).
+    pub fn fsize_limit(mut self, bytes: u64) -> Self {
+        self.fsize = Some(bytes);
+        self
+    }
+
+    /// More daemon flags.
+    pub fn flag(mut self, f: &str) -> Self {
+        self.extra.push(f.to_string());
+        self
+    }
+
+    /// Keep the daemon's stdout (see [`Daemon::stdout_lines`]).
+    pub fn capture_stdout(mut self) -> Self {
+        self.stdout = true;
         self
     }
 
@@ -78,16 +101,28 @@ impl Builder {
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, text).unwrap();
         }
-        let mut cmd = Command::new(upkeep_bin());
+        let mut cmd = match self.fsize {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--fsize={n}:{n}")).arg(upkeep_bin());
+                c
+            }
+            None => Command::new(upkeep_bin()),
+        };
         cmd.args(["daemon", "--verbose", "--conf-dir"])
             .arg(&conf)
             .arg("--log-dir")
             .arg(&logs)
             .arg("--socket")
             .arg(&socket)
+            .args(&self.extra)
             .env_remove("UPKEEP_SOCKET")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if self.stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped());
         let mut uid = upkeep::process::euid();
         if is_root() && !self.as_root {
@@ -106,6 +141,19 @@ impl Builder {
             uid = u;
         }
         let mut child = cmd.spawn().expect("spawn daemon");
+        let stdout_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        if let Some(mut out) = child.stdout.take() {
+            let sink = stdout_buf.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
         let log = Arc::new((Mutex::new(LogBuf::default()), Condvar::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -131,6 +179,7 @@ impl Builder {
             child: Some(child),
             log,
             uid,
+            stdout: stdout_buf,
         };
         d.wait_log("listening on");
         d
@@ -142,6 +191,9 @@ impl Daemon {
         Builder {
             jobs: Vec::new(),
             as_root: false,
+            fsize: None,
+            extra: Vec::new(),
+            stdout: false,
         }
     }
 
@@ -415,5 +467,12 @@ impl Daemon {
             .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+impl Daemon {
+    /// What the daemon wrote to its stdout so far.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
 }
