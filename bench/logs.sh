@@ -38,12 +38,18 @@ pty_limit() { "$WORK/ptycopy" "$WORK/pty.out" bash -c writer; }
 upkeep_run() { # $1: pty|pipe
     rm -f "$WORK/log/w.log"
     UPKEEP_SOCKET=$WORK/sock "$UPKEEP" start w >/dev/null
-    until [ "$(stat -c %s "$WORK/log/w.log" 2>/dev/null || echo 0)" -ge "$BYTES" ]; do sleep 0.001; done
+    local deadline=$((SECONDS + 120))
+    until [ "$(stat -c %s "$WORK/log/w.log" 2>/dev/null || echo 0)" -ge "$BYTES" ]; do
+        [ $SECONDS -lt $deadline ] || { echo "upkeep captured only $(stat -c %s "$WORK/log/w.log" 2>/dev/null) bytes" >&2; exit 1; }
+        sleep 0.001
+    done
 }
 
 upkeep_mode() { # $1: pty|pipe → "MiB/s cpu-s-per-GiB"
     rm -rf "$WORK/conf" "$WORK/log"; mkdir -p "$WORK/conf"
-    printf 'task\nlog %s\nlog size unlimited\nlog rotate never\nexec bash -c writer\n' "$1" > "$WORK/conf/w.conf"
+    # The job writes what `writer` writes (the daemon gives jobs a clean
+    # environment, so the shell function is spelled out).
+    printf 'task\nlog %s\nlog size unlimited\nlog rotate never\nexec sh -c "yes %s | head -c %s"\n' "$1" "$LINE" "$BYTES" > "$WORK/conf/w.conf"
     "$UPKEEP" daemon --conf-dir "$WORK/conf" --log-dir "$WORK/log" --socket "$WORK/sock" 2>/dev/null &
     echo $! > "$WORK/daemon.pid"
     until [ -S "$WORK/sock" ]; do sleep 0.01; done
