@@ -291,3 +291,65 @@ fn log_to_stdout_prefixes_each_line_with_the_job() {
     }
     assert!(d.stdout_text().contains("say: one\nsay: two\n"));
 }
+
+#[test]
+fn logs_follow_goes_on_across_rotations() {
+    let job = "log size 2K\nlog compress no\nscript\n  i=0\n  while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.01; done\nend script\n";
+    let d = Daemon::with_jobs(&[("f", job)]);
+    d.ok(&["start", "f"]);
+    d.wait_log_file("f.log", "tick 1\n");
+    let mut follower = std::process::Command::new(common::upkeep_bin())
+        .args(["logs", "f", "-f", "-n", "1"])
+        .env("UPKEEP_SOCKET", &d.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    // Two kilobytes hold about 250 ticks: tick 600 is in a later file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("logs -f went quiet");
+        let n: u64 = line.trim_start_matches("tick ").parse().unwrap_or(0);
+        seen.push(n);
+        if n >= 600 {
+            break;
+        }
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(d.logs.join("f.log.2").exists(), "rotated twice or more");
+    // Consecutive, with nothing missed at the rotations.
+    for w in seen.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap in what logs -f printed: {w:?}");
+    }
+}
+
+#[test]
+fn daemon_flags_set_the_log_defaults() {
+    let job = "task\nexec seq 1 2000\n";
+    let d = Daemon::builder()
+        .job("s", job)
+        .flag("--log-size")
+        .flag("1K")
+        .flag("--log-compress")
+        .flag("no")
+        .flag("--log-keep")
+        .flag("3")
+        .start();
+    d.ok(&["start", "s"]);
+    d.wait_log_file("s.log", "2000\n");
+    assert!(d.logs.join("s.log.3").exists());
+    assert!(!d.logs.join("s.log.4").exists(), "keep 3");
+    assert!(!d.logs.join("s.log.2.gz").exists(), "compress no");
+}
