@@ -15,6 +15,8 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
     let mut verbose = false;
     let mut log_policy = crate::log::DEFAULT_POLICY;
     let mut log_to_stdout = false;
+    let mut init = false;
+    let mut exit_with: Option<String> = None;
     let mut parser = lexopt::Parser::from_args(args);
     loop {
         use lexopt::prelude::*;
@@ -44,6 +46,13 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
                 log_to_stdout = true;
                 Ok(())
             }
+            Long("init") => {
+                init = true;
+                Ok(())
+            }
+            Long("exit-with") => parser
+                .value()
+                .map(|v| exit_with = Some(v.to_string_lossy().into_owned())),
             Long("log-size") | Long("log-keep") | Long("log-rotate") | Long("log-compress") => {
                 let name = match &arg {
                     Long(n) => n.to_string(),
@@ -81,7 +90,10 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
         runlevel,
         verbose,
         log_policy,
-        log_to_stdout: log_to_stdout || std::process::id() == 1,
+        // As a container's PID 1, job output also goes to stdout, for
+        // `docker logs`.
+        log_to_stdout: log_to_stdout || init || std::process::id() == 1,
+        exit_with,
     };
     daemon::run(cfg)
 }

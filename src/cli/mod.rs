@@ -37,7 +37,7 @@ const COMMANDS: &[CommandInfo] = &[
     CommandInfo {
         name: "daemon",
         built: true,
-        usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH] [--runlevel N] [-v]",
+        usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH] [--runlevel N] [--init] [--exit-with JOB] [--log-*] [-v]",
         summary: "run the supervisor in the foreground",
     },
     CommandInfo {

@@ -65,6 +65,9 @@ pub struct Config {
     pub log_policy: crate::log::Policy,
     /// Copy every job's output to the daemon's stdout, prefixed with its name.
     pub log_to_stdout: bool,
+    /// When this job fails (or hits its respawn limit), stop everything and
+    /// exit with its exit status (a container's main job).
+    pub exit_with: Option<String>,
 }
 
 /// The daemon's own log file in LOGDIR. Job log names never contain `@`,
@@ -134,6 +137,8 @@ pub struct Daemon {
     last_destroyed: HashMap<Key, Option<(crate::job::FailedProcess, Option<String>)>>,
 
     shutting_down: bool,
+    /// What the daemon exits with (0, or the `--exit-with` job's status).
+    exit_code: i32,
     /// The `runlevel 0` event of a shutdown, while it is being handled.
     shutdown_event: Option<u64>,
     verbose: bool,
@@ -223,6 +228,7 @@ impl Daemon {
             waiters: Vec::new(),
             last_destroyed: HashMap::new(),
             shutting_down: false,
+            exit_code: 0,
             shutdown_event: None,
             verbose: false,
             events: BTreeMap::new(),
@@ -426,7 +432,7 @@ impl Daemon {
         }
         self.log("all jobs stopped; exiting");
         let _ = std::fs::remove_file(&self.cfg.socket);
-        0
+        self.exit_code
     }
 
     fn on_signals(&mut self) {
@@ -645,11 +651,34 @@ impl Daemon {
                 let inst = self.instances.remove(key);
                 self.running_order.remove(key);
                 if let Some(inst) = inst {
+                    self.check_exit_with(&inst);
                     self.instance_gone(&inst);
                     self.resolve_destroyed(&inst);
                 }
             }
         }
+    }
+
+    /// `--exit-with JOB`: the job failed, so the whole run ends, with its
+    /// exit status (128+N for death by signal N).
+    fn check_exit_with(&mut self, inst: &Instance) {
+        if self.cfg.exit_with.as_deref() != Some(inst.job.as_str()) || inst.failed.is_none() {
+            return;
+        }
+        self.exit_code = match inst.last_exit {
+            Some(crate::job::Exit::Code(c)) if c != 0 => c,
+            Some(crate::job::Exit::Signal(n)) => 128 + n,
+            _ => 1,
+        };
+        let why = inst
+            .failure_detail
+            .clone()
+            .unwrap_or_else(|| "failed".into());
+        self.shutdown(&format!(
+            "{} failed ({why}): stopping everything (--exit-with), exit status {}",
+            inst.label(),
+            self.exit_code
+        ));
     }
 
     /// The environment of a job's processes (reference 6.3).
@@ -737,11 +766,17 @@ impl Daemon {
     }
 
     fn begin_shutdown(&mut self, sig: i32) {
+        let name = crate::conf::signal::display(sig);
+        self.shutdown(&format!("SIG{name}: stopping every job"));
+    }
+
+    /// An orderly shutdown: the runlevel 0 event, then every job stopped in
+    /// the reverse of the order in which they reached running.
+    fn shutdown(&mut self, why: &str) {
         if self.shutting_down {
             return;
         }
-        let name = crate::conf::signal::display(sig);
-        self.log(&format!("SIG{name}: stopping every job"));
+        self.log(why);
         self.shutting_down = true;
         // First the runlevel change, so that `stop on runlevel [016]` and
         // the orderings written with `stop on stopping x` are honoured.
