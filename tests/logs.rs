@@ -10,8 +10,19 @@ use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
 
-/// The log and its rotated files, oldest first, decompressed.
+/// The log and its rotated files, oldest first, decompressed. (While a
+/// compression helper works, a file may go between listing and reading:
+/// then try again.)
 fn all_output(dir: &Path, name: &str) -> Vec<u8> {
+    loop {
+        if let Some(out) = try_all_output(dir, name) {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn try_all_output(dir: &Path, name: &str) -> Option<Vec<u8>> {
     let mut numbered: Vec<(u32, std::path::PathBuf)> = Vec::new();
     for e in fs::read_dir(dir).unwrap().flatten() {
         let f = e.file_name().to_string_lossy().into_owned();
@@ -25,16 +36,16 @@ fn all_output(dir: &Path, name: &str) -> Vec<u8> {
     numbered.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut out = Vec::new();
     for (_, p) in numbered {
-        let raw = fs::read(&p).unwrap();
+        let raw = fs::read(&p).ok()?;
         if p.extension().is_some_and(|e| e == "gz") {
             let mut d = flate2::read::GzDecoder::new(&raw[..]);
-            d.read_to_end(&mut out).unwrap();
+            d.read_to_end(&mut out).ok()?;
         } else {
             out.extend_from_slice(&raw);
         }
     }
     out.extend_from_slice(&fs::read(dir.join(name)).unwrap_or_default());
-    out
+    Some(out)
 }
 
 /// Waits until the log and its plain rotated files hold `n` bytes.
