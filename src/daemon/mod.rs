@@ -113,6 +113,9 @@ pub struct Daemon {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     watcher: Option<watch::Watcher>,
     rescan_armed: bool,
+    /// Main processes of `expect fork/daemon` jobs that exited with no
+    /// child to follow yet: (pid, status), decided on later.
+    pending_exit: HashMap<Key, (i32, crate::job::Exit)>,
     /// The current problems of each job's files (shown by `status`).
     conf_errors: BTreeMap<String, Vec<String>>,
     timer_seq: u64,
@@ -213,6 +216,7 @@ impl Daemon {
             watcher: None,
             rescan_armed: false,
             conf_errors: BTreeMap::new(),
+            pending_exit: HashMap::new(),
             timer_seq: 0,
             running_order: HashMap::new(),
             running_seq: 0,
@@ -477,7 +481,27 @@ impl Daemon {
                 .instances
                 .get(&key)
                 .is_some_and(|i| i.pid(ProcessType::Main) == Some(pid));
-            let group_empty = !is_main || process::group_is_empty(pid);
+            // A daemonizing program: follow its re-parented child.
+            if is_main
+                && self
+                    .instances
+                    .get(&key)
+                    .is_some_and(|i| matches!(i.waiting, job::Waiting::Fork(_)))
+            {
+                if !self.follow_fork(&key, pid) {
+                    // Nothing to follow yet: the child may be half-way
+                    // through its own exit. Decide on the next reap, or
+                    // when the fork timer runs out.
+                    self.pending_exit.insert(key.clone(), (pid, status));
+                }
+                continue;
+            }
+            let pgid = self
+                .instances
+                .get(&key)
+                .and_then(|i| i.group)
+                .unwrap_or(pid);
+            let group_empty = !is_main || process::group_is_empty(pgid);
             let _ = self.drive(
                 &key,
                 Input::Exited {
@@ -486,6 +510,17 @@ impl Daemon {
                     group_empty,
                 },
             );
+        }
+        // Daemonizing programs whose child was not there yet.
+        let pending: Vec<(Key, i32)> = self
+            .pending_exit
+            .iter()
+            .map(|(k, (p, _))| (k.clone(), *p))
+            .collect();
+        for (key, pid) in pending {
+            if self.follow_fork(&key, pid) {
+                self.pending_exit.remove(&key);
+            }
         }
         // Groups that outlived their main process.
         let lingering: Vec<(Key, i32)> = self
@@ -525,6 +560,30 @@ impl Daemon {
         }
     }
 
+    /// Looks for the child a daemonizing main process (`exited`) left, and
+    /// hands the job over to it. False if there is none.
+    fn follow_fork(&mut self, key: &Key, exited: i32) -> bool {
+        let me = std::process::id() as i32;
+        let known = |p: i32| self.pids.contains_key(&p);
+        let Some(o) = crate::process::tree::orphans_of_job(me, &key.0, &key.1, &known)
+            .first()
+            .copied()
+        else {
+            return false;
+        };
+        self.pids.insert(o.pid, key.clone());
+        let hops = o.hops_from(exited);
+        let _ = self.drive(
+            key,
+            Input::Forked {
+                pid: o.pid,
+                pgid: o.pgid,
+                hops,
+            },
+        );
+        true
+    }
+
     fn fire_timers(&mut self) {
         let now = Instant::now();
         while let Some(Reverse((at, _, _))) = self.timers.peek() {
@@ -536,6 +595,18 @@ impl Daemon {
             };
             match timer {
                 Timer::Instance(key, gen) => {
+                    // A daemonizing program that exited and left nothing
+                    // to follow: it was a real exit after all.
+                    if let Some((pid, status)) = self.pending_exit.remove(&key) {
+                        let _ = self.drive(
+                            &key,
+                            Input::Exited {
+                                pid,
+                                status,
+                                group_empty: true,
+                            },
+                        );
+                    }
                     if self.instances.contains_key(&key) {
                         let _ = self.drive(&key, Input::Timer { gen });
                     }
@@ -650,6 +721,7 @@ impl Daemon {
             Action::Destroy => {
                 let inst = self.instances.remove(key);
                 self.running_order.remove(key);
+                self.pending_exit.remove(key);
                 if let Some(inst) = inst {
                     self.check_exit_with(&inst);
                     self.instance_gone(&inst);

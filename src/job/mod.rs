@@ -27,7 +27,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::conf::{signal, Command, JobClass, NormalExit, ProcessType};
+use crate::conf::{signal, Command, Expect, JobClass, NormalExit, ProcessType};
 
 pub type Pid = i32;
 
@@ -198,6 +198,16 @@ pub enum Input {
     GroupEmpty,
     /// A blocking event emitted by this instance has finished.
     EventDone,
+    /// `expect fork` / `expect daemon`: the tracked main process exited
+    /// and left this re-parented child (in process group `pgid`) to carry
+    /// on as the main process.
+    Forked {
+        pid: Pid,
+        pgid: Pid,
+        /// How many forks the hand-over stands for (a double fork seen at
+        /// once is two).
+        hops: u8,
+    },
     Timer {
         gen: u64,
     },
@@ -221,6 +231,9 @@ pub enum Waiting {
     Kill,
     /// The respawn back-off delay.
     Delay,
+    /// `expect fork` / `expect daemon`: the main process to hand over to
+    /// the child that will be the real one (this many hand-overs left).
+    Fork(u8),
 }
 
 /// The back-off under `respawn limit unlimited`: a main process that lived
@@ -363,10 +376,28 @@ impl Instance {
                 if process == ProcessType::Main {
                     self.group = Some(pid);
                     self.main_started = Some(now);
-                    // `expect none`: the spawned process is the main one and
-                    // the job moves on at once.
-                    self.waiting = Waiting::Nothing;
-                    self.advance(latest, now, &mut out);
+                    let forks = match self.class.expect {
+                        Expect::Fork => 1,
+                        Expect::Daemon => 2,
+                        Expect::None | Expect::Stop => 0,
+                    };
+                    if forks > 0 {
+                        // Wait for the program to daemonize, but never
+                        // longer than the kill timeout.
+                        self.waiting = Waiting::Fork(forks);
+                        self.timer_gen += 1;
+                        out.push(Action::ArmTimer {
+                            gen: self.timer_gen,
+                            after: Duration::from_secs(u64::from(
+                                self.class.kill_timeout_secs.max(1),
+                            )),
+                        });
+                    } else {
+                        // `expect none`: the spawned process is the main
+                        // one and the job moves on at once.
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
+                    }
                 } else {
                     self.waiting = Waiting::Exit(process);
                 }
@@ -418,6 +449,25 @@ impl Instance {
                     self.hook_exited(process, status, latest, now, &mut out);
                 }
             }
+            Input::Forked { pid, pgid, hops } => {
+                let Waiting::Fork(left) = self.waiting else {
+                    return Ok(out);
+                };
+                let old = self.pid(ProcessType::Main).unwrap_or(0);
+                out.push(Action::Log(format!(
+                    "{} main process ({old}) forked; following it to {pid}",
+                    self.label()
+                )));
+                self.pids[ProcessType::Main.index()] = Some(pid);
+                self.group = Some(pgid);
+                if left > hops {
+                    self.waiting = Waiting::Fork(left - hops);
+                } else {
+                    self.timer_gen += 1;
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, &mut out);
+                }
+            }
             Input::GroupEmpty => {
                 self.group = None;
                 if self.state == State::Killed
@@ -448,6 +498,20 @@ impl Instance {
                             )));
                             out.push(Action::KillGroup { pgid, signal: 9 });
                         }
+                    }
+                    (State::Spawned, Waiting::Fork(_)) => {
+                        // The program did not fork as many times as its job
+                        // file says: take what runs as the main process.
+                        if let Some(pid) = self.pid(ProcessType::Main) {
+                            out.push(Action::Log(format!(
+                                "{} main process ({pid}) did not fork as `expect {}` says within {} s; taking it as the main process",
+                                self.label(),
+                                self.class.expect.name(),
+                                self.class.kill_timeout_secs.max(1)
+                            )));
+                        }
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
                     }
                     (State::PostStop, Waiting::Delay) => {
                         self.waiting = Waiting::Nothing;
@@ -507,6 +571,11 @@ impl Instance {
             }
             State::Stopping => return,
             _ => {}
+        }
+        if let Waiting::Fork(_) = self.waiting {
+            // Exited without leaving a child to follow.
+            self.timer_gen += 1;
+            self.waiting = Waiting::Nothing;
         }
         let class = &self.class;
         let abnormal =

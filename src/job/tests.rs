@@ -1092,6 +1092,12 @@ mod properties {
                             self.feed(Input::Timer { gen })?;
                         }
                     }
+                    Waiting::Fork(_) => {
+                        // The program never forks: the fork timer runs out.
+                        if let Some(gen) = self.timers.pop() {
+                            self.feed(Input::Timer { gen })?;
+                        }
+                    }
                     Waiting::Spawn(_) => prop_assert!(false, "a spawn left unanswered"),
                     Waiting::Nothing => {
                         if self.inst.state == State::Running && self.inst.goal == Goal::Start {

@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod spawn;
 pub mod time;
+pub mod tree;
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;

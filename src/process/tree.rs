@@ -1,0 +1,98 @@
+//! Finding a job's re-parented processes in /proc: as child subreaper (or
+//! PID 1) the daemon inherits what a job's forking program leaves behind,
+//! and tells whose it is by the `UPSTART_JOB` / `UPSTART_INSTANCE` every
+//! job process carries in its environment. This is how `expect fork` and
+//! `expect daemon` work without ptrace.
+
+use std::fs;
+
+/// A process of ours that a job's program left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orphan {
+    pub pid: i32,
+    pub pgid: i32,
+    /// Session id.
+    pub sid: i32,
+    /// Start time (clock ticks since boot), to take the oldest first.
+    pub start: u64,
+}
+
+/// (ppid, pgid, sid, start time) from /proc/PID/stat.
+fn stat(pid: i32) -> Option<(i32, i32, i32, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is the state (field 3); ppid is field 4, pgrp 5, starttime 22.
+    if f.first() == Some(&"Z") {
+        return None;
+    }
+    Some((
+        f.get(1)?.parse().ok()?,
+        f.get(2)?.parse().ok()?,
+        f.get(3)?.parse().ok()?,
+        f.get(19)?.parse().ok()?,
+    ))
+}
+
+fn environ_has(pid: i32, wanted: &[String]) -> bool {
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    wanted
+        .iter()
+        .all(|w| env.split(|&b| b == 0).any(|e| e == w.as_bytes()))
+}
+
+/// Live children of `parent` (the daemon) that carry the job's identity,
+/// except the pids in `known`; oldest first.
+pub fn orphans_of_job(
+    parent: i32,
+    job: &str,
+    instance: &str,
+    known: &dyn Fn(i32) -> bool,
+) -> Vec<Orphan> {
+    let wanted = [
+        format!("UPSTART_JOB={job}"),
+        format!("UPSTART_INSTANCE={instance}"),
+    ];
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if known(pid) {
+            continue;
+        }
+        let Some((ppid, pgid, sid, start)) = stat(pid) else {
+            continue;
+        };
+        if ppid == parent && environ_has(pid, &wanted) {
+            out.push(Orphan {
+                pid,
+                pgid,
+                sid,
+                start,
+            });
+        }
+    }
+    out.sort_by_key(|o| (o.start, o.pid));
+    out
+}
+
+impl Orphan {
+    /// How many forks away from `exited` (the process it outlived) this
+    /// one is: in `exited`'s session or leading its own, one; in a session
+    /// led by someone else (the classic double fork's grandchild), two.
+    pub fn hops_from(&self, exited: i32) -> u8 {
+        if self.sid == exited || self.sid == self.pid {
+            1
+        } else {
+            2
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `expect fork` and `expect daemon` without ptrace: the daemon, as child
+//! subreaper, follows a daemonizing program to its real main process.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::{alive, Daemon};
+
+fn fixture() -> String {
+    format!("{}/tests/fixtures/daemonize.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(p) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn expect_fork_and_daemon_follow_the_program_to_its_real_main_process() {
+    let f = fixture();
+    let d = Daemon::builder()
+        .job(
+            "one",
+            &format!("expect fork\nexec python3 {f} 1 @DIR@/one.pid\n"),
+        )
+        .job(
+            "two",
+            &format!("expect daemon\nexec python3 {f} 2 @DIR@/two.pid\n"),
+        )
+        .start();
+    for job in ["one", "two"] {
+        let out = d.ok(&["start", job]);
+        let real = read_pid(&d.dir.path().join(format!("{job}.pid")));
+        assert_eq!(
+            out,
+            format!("{job} start/running, process {real}\n"),
+            "status names the daemonized process"
+        );
+        d.wait_log(&format!("forked; following it to {real}"));
+        assert_eq!(d.ok(&["stop", job]), format!("{job} stop/waiting\n"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(real) {
+            assert!(Instant::now() < deadline, "{job}'s daemon survived stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn a_daemonized_main_process_is_respawned_when_it_dies() {
+    let f = fixture();
+    let d = Daemon::builder()
+        .job(
+            "r",
+            &format!("expect fork\nrespawn\nexec python3 {f} 1 @DIR@/r.pid\n"),
+        )
+        .start();
+    d.ok(&["start", "r"]);
+    let first = read_pid(&d.dir.path().join("r.pid"));
+    std::fs::remove_file(d.dir.path().join("r.pid")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    d.wait_log("r main process ended, respawning");
+    let second = read_pid(&d.dir.path().join("r.pid"));
+    assert_ne!(first, second);
+    d.wait_status(&["r"], "running with the new process", |s| {
+        s["processes"][0]["pid"].as_i64() == Some(second as i64)
+    });
+}
+
+#[test]
+fn a_wrong_fork_count_never_leaves_the_job_stuck() {
+    let f = fixture();
+    // Declares a fork but never forks: taken as it is, after the timeout.
+    let d = Daemon::builder()
+        .job("fg", "expect fork\nkill timeout 1\nexec sleep 1000\n")
+        .job(
+            "more",
+            &format!("expect fork\nkill timeout 1\nexec python3 {f} 2 @DIR@/more.pid\n"),
+        )
+        .start();
+    let t0 = Instant::now();
+    assert!(d
+        .ok(&["start", "fg"])
+        .starts_with("fg start/running, process "));
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+    d.wait_log("did not fork as `expect fork` says within 1 s; taking it as the main process");
+    // Forks twice where once was declared: the job still ends up running
+    // (following the first child); nothing is left behind at stop.
+    d.ok(&["start", "more"]);
+    let real = read_pid(&d.dir.path().join("more.pid"));
+    d.ok(&["stop", "more"]);
+    d.ok(&["stop", "fg"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(real) {
+        assert!(Instant::now() < deadline, "the second child survived");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
