@@ -114,3 +114,40 @@ fn a_wrong_fork_count_never_leaves_the_job_stuck() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn expect_stop_waits_for_the_job_to_stop_itself_then_continues_it() {
+    let job = "expect stop\npost-start exec sh -c 'echo post-start >> @DIR@/order'\nscript\n  sleep 0.3\n  echo ready >> @DIR@/order\n  kill -STOP $$\n  echo continued >> @DIR@/order\n  exec sleep 1000\nend script\n";
+    let d = Daemon::builder()
+        .job("s", job)
+        .job("never", "expect stop\nkill timeout 1\nexec sleep 1000\n")
+        .start();
+    let t0 = Instant::now();
+    let out = d.ok(&["start", "s"]);
+    assert!(out.starts_with("s start/running, process "), "{out}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "start returned before the job was ready"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let order = loop {
+        let text = std::fs::read_to_string(d.dir.path().join("order")).unwrap_or_default();
+        if text.lines().count() >= 3 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        order.lines().next(),
+        Some("ready"),
+        "post-start ran only once the job was ready: {order}"
+    );
+    assert!(
+        order.contains("continued"),
+        "the job was continued: {order}"
+    );
+    // A job that never stops itself is taken as ready after its kill timeout.
+    assert!(d.ok(&["start", "never"]).starts_with("never start/running"));
+    d.wait_log("did not stop itself as `expect stop` says within 1 s; taking it as ready");
+}

@@ -469,7 +469,13 @@ impl Daemon {
 
     /// Collects every ended child and tells the instances.
     fn reap(&mut self) {
-        let exits = process::reap();
+        let (exits, stopped) = process::reap_and_stops();
+        // `expect stop`: a main process that stopped itself is ready.
+        for pid in stopped {
+            if let Some(key) = self.pids.get(&pid).cloned() {
+                let _ = self.drive(&key, Input::StoppedItself { pid });
+            }
+        }
         for (pid, status) in exits {
             if self.compression_finished(pid) {
                 continue;
@@ -698,6 +704,9 @@ impl Daemon {
                 }
                 Err(error) => queue.push_back(Input::SpawnFailed { process, error }),
             },
+            Action::Continue { pid } => {
+                let _ = process::kill_pid(pid, libc::SIGCONT);
+            }
             Action::KillGroup { pgid, signal } => {
                 if process::kill_group(pgid, signal).is_err() {
                     let _ = process::kill_pid(pgid, signal);

@@ -156,6 +156,8 @@ pub enum Action {
     Spawn(ProcessType),
     /// Send `signal` to the process group `pgid` (the main process's).
     KillGroup { pgid: Pid, signal: i32 },
+    /// Let a stopped process go on (SIGCONT).
+    Continue { pid: Pid },
     /// Answer with `Timer { gen }` after `after`, unless the instance has
     /// moved on (a newer `gen` makes this one stale).
     ArmTimer { gen: u64, after: Duration },
@@ -198,6 +200,10 @@ pub enum Input {
     GroupEmpty,
     /// A blocking event emitted by this instance has finished.
     EventDone,
+    /// A process of the job stopped itself (SIGSTOP).
+    StoppedItself {
+        pid: Pid,
+    },
     /// `expect fork` / `expect daemon`: the tracked main process exited
     /// and left this re-parented child (in process group `pgid`) to carry
     /// on as the main process.
@@ -234,6 +240,9 @@ pub enum Waiting {
     /// `expect fork` / `expect daemon`: the main process to hand over to
     /// the child that will be the real one (this many hand-overs left).
     Fork(u8),
+    /// `expect stop`: the main process to stop itself with SIGSTOP (its way
+    /// of saying it is ready).
+    Stop,
 }
 
 /// The back-off under `respawn limit unlimited`: a main process that lived
@@ -381,7 +390,16 @@ impl Instance {
                         Expect::Daemon => 2,
                         Expect::None | Expect::Stop => 0,
                     };
-                    if forks > 0 {
+                    if self.class.expect == Expect::Stop {
+                        self.waiting = Waiting::Stop;
+                        self.timer_gen += 1;
+                        out.push(Action::ArmTimer {
+                            gen: self.timer_gen,
+                            after: Duration::from_secs(u64::from(
+                                self.class.kill_timeout_secs.max(1),
+                            )),
+                        });
+                    } else if forks > 0 {
                         // Wait for the program to daemonize, but never
                         // longer than the kill timeout.
                         self.waiting = Waiting::Fork(forks);
@@ -468,6 +486,14 @@ impl Instance {
                     self.advance(latest, now, &mut out);
                 }
             }
+            Input::StoppedItself { pid } => {
+                if self.waiting == Waiting::Stop && self.pid(ProcessType::Main) == Some(pid) {
+                    self.timer_gen += 1;
+                    out.push(Action::Continue { pid });
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, &mut out);
+                }
+            }
             Input::GroupEmpty => {
                 self.group = None;
                 if self.state == State::Killed
@@ -498,6 +524,17 @@ impl Instance {
                             )));
                             out.push(Action::KillGroup { pgid, signal: 9 });
                         }
+                    }
+                    (State::Spawned, Waiting::Stop) => {
+                        if let Some(pid) = self.pid(ProcessType::Main) {
+                            out.push(Action::Log(format!(
+                                "{} main process ({pid}) did not stop itself as `expect stop` says within {} s; taking it as ready",
+                                self.label(),
+                                self.class.kill_timeout_secs.max(1)
+                            )));
+                        }
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
                     }
                     (State::Spawned, Waiting::Fork(_)) => {
                         // The program did not fork as many times as its job
@@ -572,8 +609,9 @@ impl Instance {
             State::Stopping => return,
             _ => {}
         }
-        if let Waiting::Fork(_) = self.waiting {
-            // Exited without leaving a child to follow.
+        if matches!(self.waiting, Waiting::Fork(_) | Waiting::Stop) {
+            // Exited without leaving a child to follow, or before it
+            // stopped itself.
             self.timer_gen += 1;
             self.waiting = Waiting::Nothing;
         }

@@ -29,20 +29,31 @@ pub fn uid() -> u32 {
 
 /// Every child that has ended, without blocking.
 pub fn reap() -> Vec<(i32, Exit)> {
+    reap_and_stops().0
+}
+
+/// Every child that has ended, and (for `expect stop`) every child that
+/// stopped itself with a signal since the last call, without blocking.
+pub fn reap_and_stops() -> (Vec<(i32, Exit)>, Vec<i32>) {
     let mut out = Vec::new();
+    let mut stopped = Vec::new();
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(
+            Pid::from_raw(-1),
+            Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
+        ) {
+            Ok(WaitStatus::Stopped(pid, _)) => stopped.push(pid.as_raw()),
             Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), Exit::Code(code))),
             Ok(WaitStatus::Signaled(pid, sig, _)) => {
                 out.push((pid.as_raw(), Exit::Signal(sig as i32)))
             }
             Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-            Ok(_) => continue, // stopped/continued: not an end
+            Ok(_) => continue, // continued: not an end
             Err(Errno::EINTR) => continue,
             Err(_) => break,
         }
     }
-    out
+    (out, stopped)
 }
 
 /// Sends a signal (by number) to a whole process group.
