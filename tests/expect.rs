@@ -151,3 +151,32 @@ fn expect_stop_waits_for_the_job_to_stop_itself_then_continues_it() {
     assert!(d.ok(&["start", "never"]).starts_with("never start/running"));
     d.wait_log("did not stop itself as `expect stop` says within 1 s; taking it as ready");
 }
+
+#[test]
+fn stop_reaches_processes_that_left_the_group_and_the_session() {
+    let f = fixture();
+    let job = format!("kill timeout 2\nexec python3 {f} 0 @DIR@/main.pid --grandchild\n");
+    let d = Daemon::builder().job("tree", &job).start();
+    d.ok(&["start", "tree"]);
+    let main = read_pid(&d.dir.path().join("main.pid"));
+    let escaped = read_pid(&d.dir.path().join("main.pid.escaped"));
+    let sid = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .unwrap()
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(
+        sid(escaped),
+        sid(main),
+        "the grandchild is in another session"
+    );
+    assert_eq!(d.ok(&["stop", "tree"]), "tree stop/waiting\n");
+    assert!(!alive(main));
+    assert!(!alive(escaped), "a process of the job survived its stop");
+}

@@ -507,7 +507,7 @@ impl Daemon {
                 .get(&key)
                 .and_then(|i| i.group)
                 .unwrap_or(pid);
-            let group_empty = !is_main || process::group_is_empty(pgid);
+            let group_empty = !is_main || self.job_processes_gone(&key, pgid);
             let _ = self.drive(
                 &key,
                 Input::Exited {
@@ -536,9 +536,42 @@ impl Daemon {
             .filter_map(|(k, i)| i.group.map(|g| (k.clone(), g)))
             .collect();
         for (key, pgid) in lingering {
-            if process::group_is_empty(pgid) {
+            if self.job_processes_gone(&key, pgid) {
                 let _ = self.drive(&key, Input::GroupEmpty);
+            } else if self
+                .instances
+                .get(&key)
+                .is_some_and(|i| i.state == job::State::Killed)
+            {
+                // Processes that left the group (a new session) and were
+                // re-parented to us when their parent died go the same way.
+                let sig = self
+                    .instances
+                    .get(&key)
+                    .map_or(libc::SIGTERM, |i| i.class.kill_signal);
+                self.signal_escaped(&key, sig);
             }
+        }
+    }
+
+    /// Whether nothing of a job's main process is left: its process group
+    /// is empty, and no process that escaped the group (re-parented to us,
+    /// carrying the job's identity) lives.
+    fn job_processes_gone(&self, key: &Key, pgid: i32) -> bool {
+        if !process::group_is_empty(pgid) {
+            return false;
+        }
+        let me = std::process::id() as i32;
+        let known = |p: i32| self.pids.contains_key(&p);
+        crate::process::tree::orphans_of_job(me, &key.0, &key.1, &known).is_empty()
+    }
+
+    /// Sends a signal to the processes of a job that escaped its group.
+    fn signal_escaped(&self, key: &Key, signal: i32) {
+        let me = std::process::id() as i32;
+        let known = |p: i32| self.pids.contains_key(&p);
+        for o in crate::process::tree::orphans_of_job(me, &key.0, &key.1, &known) {
+            let _ = process::kill_pid(o.pid, signal);
         }
     }
 
@@ -711,6 +744,7 @@ impl Daemon {
                 if process::kill_group(pgid, signal).is_err() {
                     let _ = process::kill_pid(pgid, signal);
                 }
+                self.signal_escaped(key, signal);
             }
             Action::ArmTimer { gen, after } => self.arm(after, Timer::Instance(key.clone(), gen)),
             Action::Emit {
