@@ -757,3 +757,16 @@ fn log_extension_stanzas() {
     err("log pipe now\n", "1: Unexpected token");
     err("log size\n", "1: Expected token");
 }
+
+#[test]
+fn readiness_extension_stanzas() {
+    ok("expect notify\n", |j| j.expect = Expect::Notify);
+    ok("ready timeout 30\n", |j| j.ready_timeout_secs = Some(30));
+    err("ready timeout\n", "1: Expected token");
+    err(
+        "ready timeout soon\n",
+        "1: Illegal interval, expected number of seconds",
+    );
+    err("ready now\n", "1: Unknown stanza");
+    err("ready timeout 3 4\n", "1: Unexpected token");
+}

@@ -90,7 +90,7 @@ prop_compose! {
             (0u32..400).prop_map(NormalExit::Status),
             prop_oneof![Just(1), Just(2), Just(9), Just(15), Just(17), Just(31)].prop_map(NormalExit::Signal),
         ], 0..4),
-        expect in prop_oneof![Just(Expect::None), Just(Expect::Fork), Just(Expect::Daemon), Just(Expect::Stop)],
+                expect in prop_oneof![Just(Expect::None), Just(Expect::Fork), Just(Expect::Daemon), Just(Expect::Stop), Just(Expect::Notify)],
         env in proptest::collection::vec(word(), 0..4),
         export in proptest::collection::vec("[A-Z_]{1,6}", 0..3),
     ) -> JobClass {
@@ -125,7 +125,8 @@ prop_compose! {
             0..3),
         console in prop_oneof![Just(Console::None), Just(Console::Log), Just(Console::Output), Just(Console::Owner)],
         signals in (0i32..70, 0u32..100_000, 0i32..70),
-        apparmor in (opt_word(), opt_word()),
+                apparmor in (opt_word(), opt_word()),
+        ready in proptest::option::of(0u32..100_000),
         log in (
             proptest::option::of(prop_oneof![Just(LogCapture::Pty), Just(LogCapture::Pipe)]),
             proptest::option::of(any::<u64>()),
@@ -145,7 +146,8 @@ prop_compose! {
         j.console = console;
         (j.kill_signal, j.kill_timeout_secs, j.reload_signal) = signals;
         (j.apparmor_load, j.apparmor_switch) = apparmor;
-        (j.log.capture, j.log.size, j.log.keep, j.log.rotate, j.log.compress) = log;
+                (j.log.capture, j.log.size, j.log.keep, j.log.rotate, j.log.compress) = log;
+        j.ready_timeout_secs = ready;
         // Distinct controller/name pairs, as the parser's merging makes them.
         let mut seen = std::collections::HashSet::new();
         j.cgroups = cgroups

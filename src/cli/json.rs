@@ -58,7 +58,7 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
             json!({ "controller": c.controller, "name": c.name, "settings": settings })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "name": job.name,
         "files": {
             "conf": files.conf.display().to_string(),
@@ -100,7 +100,7 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
         "chdir": job.chdir,
         "apparmor": { "load": job.apparmor_load, "switch": job.apparmor_switch },
         "cgroups": cgroups,
-                "debug": job.debug,
+                                "debug": job.debug,
         "log": {
             "capture": job.log.capture.map(|c| match c {
                 LogCapture::Pty => "pty",
@@ -114,5 +114,9 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
             }),
             "compress": job.log.compress,
         },
-    })
+    });
+    // (Added apart: one json! with every field exceeds the macro's
+    // recursion limit.)
+    v["ready_timeout"] = json!(job.ready_timeout_secs);
+    v
 }

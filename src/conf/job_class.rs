@@ -56,6 +56,9 @@ pub enum Expect {
     Fork,
     Daemon,
     Stop,
+    /// upkeep's extension: ready when the job sends `READY=1` to
+    /// `$NOTIFY_SOCKET` (the sd_notify protocol).
+    Notify,
 }
 
 impl Expect {
@@ -65,6 +68,7 @@ impl Expect {
             Expect::Fork => "fork",
             Expect::Daemon => "daemon",
             Expect::Stop => "stop",
+            Expect::Notify => "notify",
         }
     }
 }
@@ -240,7 +244,13 @@ pub struct JobClass {
 
     /// upkeep's `log` extension stanzas (unset: the daemon's defaults).
     pub log: LogSettings,
+    /// upkeep's `ready timeout SECS`: how long `expect notify` waits for
+    /// `READY=1` before the start fails (unset: [`DEFAULT_READY_TIMEOUT_SECS`]).
+    pub ready_timeout_secs: Option<u32>,
 }
+
+/// How long `expect notify` waits for `READY=1` unless the job says.
+pub const DEFAULT_READY_TIMEOUT_SECS: u32 = 90;
 
 /// How a job's output is captured: a terminal (as Upstart) or a pipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +325,7 @@ impl JobClass {
             cgroups: Vec::new(),
             debug: false,
             log: LogSettings::default(),
+            ready_timeout_secs: None,
         }
     }
 

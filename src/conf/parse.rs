@@ -128,6 +128,14 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
         }
         "debug" => job.debug = true,
         "log" => log_stanza(job, lx)?,
+        "ready" => {
+            let which = lx.next_word()?;
+            if which.text != "timeout" {
+                return Err(ParseError::new(which.start, ErrorKind::UnknownStanza));
+            }
+            job.ready_timeout_secs = Some(interval(lx)?);
+            lx.end_of_stanza()?;
+        }
         "exec" => job.processes[ProcessType::Main.index()] = Some(exec(lx)?),
         "script" => job.processes[ProcessType::Main.index()] = Some(script(lx)?),
         "pre-start" => process(job, lx, ProcessType::PreStart)?,
@@ -140,6 +148,7 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
                 "fork" => Expect::Fork,
                 "daemon" => Expect::Daemon,
                 "stop" => Expect::Stop,
+                "notify" => Expect::Notify,
                 "none" => Expect::None,
                 _ => return Err(ParseError::new(v.start, ErrorKind::UnknownStanza)),
             };

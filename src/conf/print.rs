@@ -103,6 +103,9 @@ pub fn to_job_file(job: &JobClass) -> String {
     if job.debug {
         o.push_str("debug\n");
     }
+    if let Some(t) = job.ready_timeout_secs {
+        let _ = writeln!(o, "ready timeout {t}");
+    }
     let l = &job.log;
     if let Some(c) = l.capture {
         o.push_str(match c {

@@ -10,6 +10,7 @@
 mod clients;
 mod commands;
 mod events;
+mod notify;
 mod output;
 pub mod setup;
 mod watch;
@@ -113,6 +114,8 @@ pub struct Daemon {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     watcher: Option<watch::Watcher>,
     rescan_armed: bool,
+    notifiers: HashMap<usize, notify::Notifier>,
+    notify_by_key: HashMap<Key, usize>,
     /// Main processes of `expect fork/daemon` jobs that exited with no
     /// child to follow yet: (pid, status), decided on later.
     pending_exit: HashMap<Key, (i32, crate::job::Exit)>,
@@ -217,6 +220,8 @@ impl Daemon {
             rescan_armed: false,
             conf_errors: BTreeMap::new(),
             pending_exit: HashMap::new(),
+            notifiers: HashMap::new(),
+            notify_by_key: HashMap::new(),
             timer_seq: 0,
             running_order: HashMap::new(),
             running_seq: 0,
@@ -414,6 +419,7 @@ impl Daemon {
                     LISTENER => self.accept(),
                     INOTIFY => self.on_conf_change(),
                     Token(t) if self.readers.contains_key(&t) => self.on_output(t),
+                    Token(t) if self.notifiers.contains_key(&t) => self.on_notify(t),
                     Token(t) => self.on_client(t, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -765,6 +771,7 @@ impl Daemon {
                 let inst = self.instances.remove(key);
                 self.running_order.remove(key);
                 self.pending_exit.remove(key);
+                self.drop_notify_socket(key);
                 if let Some(inst) = inst {
                     self.check_exit_with(&inst);
                     self.instance_gone(&inst);
@@ -859,10 +866,23 @@ impl Daemon {
     }
 
     fn spawn(&mut self, key: &Key, process: ProcessType) -> Result<i32, String> {
+        let wants_notify = self
+            .instances
+            .get(key)
+            .is_some_and(|i| i.class.expect == crate::conf::Expect::Notify);
+        let notify = if wants_notify {
+            self.notify_socket(key)
+        } else {
+            None
+        };
         let inst = self.instances.get(key).ok_or("no such instance")?;
         let class = inst.class.clone();
         let command = class.process(process).ok_or("no such process")?;
-        let env = self.process_env(inst, Some(process));
+        let mut env = self.process_env(inst, Some(process));
+        if let Some(addr) = notify {
+            env.retain(|(k, _)| k != "NOTIFY_SOCKET");
+            env.push(("NOTIFY_SOCKET".into(), addr));
+        }
         let log_name = log_file_name(&inst.job, &inst.name);
         let label = inst.label();
         let capture = self.capture_for(&class, log_name, label);

@@ -204,6 +204,14 @@ pub enum Input {
     StoppedItself {
         pid: Pid,
     },
+    /// `READY=1` arrived from one of the job's processes.
+    Ready,
+    /// `MAINPID=` arrived from one of the job's processes: this process
+    /// (in group `pgid`) is the main one now.
+    MainPid {
+        pid: Pid,
+        pgid: Pid,
+    },
     /// `expect fork` / `expect daemon`: the tracked main process exited
     /// and left this re-parented child (in process group `pgid`) to carry
     /// on as the main process.
@@ -243,6 +251,8 @@ pub enum Waiting {
     /// `expect stop`: the main process to stop itself with SIGSTOP (its way
     /// of saying it is ready).
     Stop,
+    /// `expect notify`: `READY=1` on the job's notify socket.
+    Ready,
 }
 
 /// The back-off under `respawn limit unlimited`: a main process that lived
@@ -336,6 +346,13 @@ impl Instance {
         self.pid(ProcessType::Main).is_some()
     }
 
+    fn ready_timeout(&self) -> u32 {
+        self.class
+            .ready_timeout_secs
+            .unwrap_or(crate::conf::DEFAULT_READY_TIMEOUT_SECS)
+            .max(1)
+    }
+
     /// The job has a main process, but it is not running.
     fn main_lost(&self) -> bool {
         self.class.process(ProcessType::Main).is_some() && !self.main_alive()
@@ -388,9 +405,16 @@ impl Instance {
                     let forks = match self.class.expect {
                         Expect::Fork => 1,
                         Expect::Daemon => 2,
-                        Expect::None | Expect::Stop => 0,
+                        Expect::None | Expect::Stop | Expect::Notify => 0,
                     };
-                    if self.class.expect == Expect::Stop {
+                    if self.class.expect == Expect::Notify {
+                        self.waiting = Waiting::Ready;
+                        self.timer_gen += 1;
+                        out.push(Action::ArmTimer {
+                            gen: self.timer_gen,
+                            after: Duration::from_secs(u64::from(self.ready_timeout())),
+                        });
+                    } else if self.class.expect == Expect::Stop {
                         self.waiting = Waiting::Stop;
                         self.timer_gen += 1;
                         out.push(Action::ArmTimer {
@@ -486,6 +510,19 @@ impl Instance {
                     self.advance(latest, now, &mut out);
                 }
             }
+            Input::Ready => {
+                if self.waiting == Waiting::Ready {
+                    self.timer_gen += 1;
+                    self.waiting = Waiting::Nothing;
+                    self.advance(latest, now, &mut out);
+                }
+            }
+            Input::MainPid { pid, pgid } => {
+                if self.pid(ProcessType::Main).is_some_and(|m| m != pid) {
+                    self.pids[ProcessType::Main.index()] = Some(pid);
+                    self.group = Some(pgid);
+                }
+            }
             Input::StoppedItself { pid } => {
                 if self.waiting == Waiting::Stop && self.pid(ProcessType::Main) == Some(pid) {
                     self.timer_gen += 1;
@@ -524,6 +561,20 @@ impl Instance {
                             )));
                             out.push(Action::KillGroup { pgid, signal: 9 });
                         }
+                    }
+                    (State::Spawned, Waiting::Ready) => {
+                        // Not ready in time: the start fails, and the
+                        // process is stopped like any other.
+                        let t = self.ready_timeout();
+                        out.push(Action::Log(format!(
+                            "{} main process did not send READY=1 within {t} s",
+                            self.label()
+                        )));
+                        self.fail_because(FailedProcess::Process(ProcessType::Main), None, None);
+                        self.failure_detail = Some(format!("main process not ready within {t} s"));
+                        self.goal = Goal::Stop;
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
                     }
                     (State::Spawned, Waiting::Stop) => {
                         if let Some(pid) = self.pid(ProcessType::Main) {
@@ -609,7 +660,10 @@ impl Instance {
             State::Stopping => return,
             _ => {}
         }
-        if matches!(self.waiting, Waiting::Fork(_) | Waiting::Stop) {
+        if matches!(
+            self.waiting,
+            Waiting::Fork(_) | Waiting::Stop | Waiting::Ready
+        ) {
             // Exited without leaving a child to follow, or before it
             // stopped itself.
             self.timer_gen += 1;

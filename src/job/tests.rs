@@ -1092,7 +1092,7 @@ mod properties {
                             self.feed(Input::Timer { gen })?;
                         }
                     }
-                    Waiting::Fork(_) | Waiting::Stop => {
+                    Waiting::Fork(_) | Waiting::Stop | Waiting::Ready => {
                         // The program never forks: the fork timer runs out.
                         if let Some(gen) = self.timers.pop() {
                             self.feed(Input::Timer { gen })?;

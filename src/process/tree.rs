@@ -96,3 +96,20 @@ impl Orphan {
         }
     }
 }
+
+/// Whether `pid` carries the job's identity in its environment (a process
+/// the job started, or one of its descendants).
+pub fn is_job_process(pid: i32, job: &str, instance: &str) -> bool {
+    environ_has(
+        pid,
+        &[
+            format!("UPSTART_JOB={job}"),
+            format!("UPSTART_INSTANCE={instance}"),
+        ],
+    )
+}
+
+/// A process's group, if it lives.
+pub fn pgid_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|(_, pgid, _, _)| pgid)
+}
