@@ -13,44 +13,33 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::path::PathBuf;
 
-use super::select::select;
+use super::select::{parse_conf_args, select, Opt};
 use super::{out, Prog};
 use crate::conf::JobClass;
 use crate::event::{glob, EventExpr, BUILTIN_EVENTS, JOB_EVENTS};
-use crate::paths;
 
 pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
-    let mut conf_dirs: Vec<PathBuf> = Vec::new();
     let mut ignored: Vec<String> = Vec::new();
-    let mut targets: Vec<OsString> = Vec::new();
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        use lexopt::prelude::*;
-        match parser.next() {
-            Ok(None) => break,
-            Ok(Some(Long("conf-dir"))) => match parser.value() {
-                Ok(v) => conf_dirs.push(v.into()),
-                Err(e) => return prog.usage_error(e),
-            },
-            Ok(Some(Short('i') | Long("ignore-events"))) => match parser.value() {
-                Ok(v) => ignored.extend(
-                    v.to_string_lossy()
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string),
-                ),
-                Err(e) => return prog.usage_error(e),
-            },
-            Ok(Some(Value(v))) => targets.push(v),
-            Ok(Some(other)) => return prog.usage_error(other.unexpected()),
-            Err(e) => return prog.usage_error(e),
+    let parsed = parse_conf_args(prog, args, |opt, parser| {
+        let ignore =
+            matches!(opt, Opt::Short('i')) || matches!(opt, Opt::Long(l) if l == "ignore-events");
+        if !ignore {
+            return Ok(false);
         }
-    }
-    if conf_dirs.is_empty() {
-        conf_dirs = paths::default_conf_dirs();
-    }
+        let v = parser.value()?;
+        ignored.extend(
+            v.to_string_lossy()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+        Ok(true)
+    });
+    let (conf_dirs, targets) = match parsed {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let sel = select(&conf_dirs, &targets);
     let mut report = String::new();
     for d in &sel.problems {

@@ -2,37 +2,27 @@
 //! full, as normalised job-file text that parses back to the same job.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
-use super::select::select;
+use super::select::{parse_conf_args, select, Opt};
 use super::{json, out, Prog};
 use crate::conf::print::to_job_file;
-use crate::paths;
 
 pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
-    let mut conf_dirs: Vec<PathBuf> = Vec::new();
     let mut as_json = false;
     let mut enumerate = false;
-    let mut targets: Vec<OsString> = Vec::new();
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        use lexopt::prelude::*;
-        match parser.next() {
-            Ok(None) => break,
-            Ok(Some(Long("conf-dir"))) => match parser.value() {
-                Ok(v) => conf_dirs.push(v.into()),
-                Err(e) => return prog.usage_error(e),
-            },
-            Ok(Some(Long("json"))) => as_json = true,
-            Ok(Some(Short('e') | Long("enumerate"))) => enumerate = true,
-            Ok(Some(Value(v))) => targets.push(v),
-            Ok(Some(other)) => return prog.usage_error(other.unexpected()),
-            Err(e) => return prog.usage_error(e),
+    let parsed = parse_conf_args(prog, args, |opt, _| {
+        match opt {
+            Opt::Long(l) if l == "json" => as_json = true,
+            Opt::Short('e') => enumerate = true,
+            Opt::Long(l) if l == "enumerate" => enumerate = true,
+            _ => return Ok(false),
         }
-    }
-    if conf_dirs.is_empty() {
-        conf_dirs = paths::default_conf_dirs();
-    }
+        Ok(true)
+    });
+    let (conf_dirs, targets) = match parsed {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let sel = select(&conf_dirs, &targets);
     let mut failed = false;
     for d in &sel.problems {

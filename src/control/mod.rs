@@ -127,6 +127,24 @@ pub enum Response {
 }
 
 impl InstanceStatus {
+    /// A job with no instance: `JOB stop/waiting`.
+    pub fn waiting(job: &str) -> InstanceStatus {
+        InstanceStatus {
+            job: job.to_string(),
+            instance: String::new(),
+            goal: "stop".into(),
+            state: "waiting".into(),
+            processes: Vec::new(),
+            started_at: None,
+            respawns: 0,
+            last_exit: None,
+            waiting_for: None,
+            file_changed: false,
+            file_deleted: false,
+            file_errors: Vec::new(),
+        }
+    }
+
     /// Upstart's status line(s): `web start/running, process 1234`, then a
     /// tab-indented line for each further live process.
     pub fn upstart_lines(&self) -> String {
@@ -235,8 +253,6 @@ mod tests {
 
     fn st(procs: &[(&str, i32)]) -> InstanceStatus {
         InstanceStatus {
-            job: "myjob".into(),
-            instance: String::new(),
             goal: "start".into(),
             state: "post-start".into(),
             processes: procs
@@ -246,13 +262,7 @@ mod tests {
                     pid: *pid,
                 })
                 .collect(),
-            started_at: None,
-            respawns: 0,
-            last_exit: None,
-            waiting_for: None,
-            file_changed: false,
-            file_deleted: false,
-            file_errors: Vec::new(),
+            ..InstanceStatus::waiting("myjob")
         }
     }
 

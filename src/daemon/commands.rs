@@ -37,20 +37,7 @@ fn label(job: &str, instance: &str) -> String {
 
 /// The status of a job that has no instance.
 fn waiting_status(job: &str) -> InstanceStatus {
-    InstanceStatus {
-        job: job.to_string(),
-        instance: String::new(),
-        goal: "stop".into(),
-        state: "waiting".into(),
-        processes: Vec::new(),
-        started_at: None,
-        respawns: 0,
-        last_exit: None,
-        waiting_for: None,
-        file_changed: false,
-        file_deleted: false,
-        file_errors: Vec::new(),
-    }
+    InstanceStatus::waiting(job)
 }
 
 impl Daemon {
