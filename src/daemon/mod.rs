@@ -13,6 +13,7 @@ mod events;
 mod notify;
 mod output;
 pub mod setup;
+mod state;
 mod watch;
 
 use std::cmp::Reverse;
@@ -114,6 +115,8 @@ pub struct Daemon {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     watcher: Option<watch::Watcher>,
     rescan_armed: bool,
+    /// The pid map changed since the state file was last written.
+    state_dirty: bool,
     notifiers: HashMap<usize, notify::Notifier>,
     notify_by_key: HashMap<Key, usize>,
     /// Main processes of `expect fork/daemon` jobs that exited with no
@@ -179,6 +182,8 @@ impl Daemon {
         let original_nofile = setup::raise_nofile();
         setup::socket_dir(&cfg.socket, !system)?;
         let lock = setup::take_lock(&cfg.socket)?;
+        // We hold the lock, so whoever wrote the state file is dead.
+        state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
         let signals = setup::signals()?;
         setup::subreaper()?;
         let mut listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
@@ -220,6 +225,7 @@ impl Daemon {
             rescan_armed: false,
             conf_errors: BTreeMap::new(),
             pending_exit: HashMap::new(),
+            state_dirty: false,
             notifiers: HashMap::new(),
             notify_by_key: HashMap::new(),
             timer_seq: 0,
@@ -436,12 +442,14 @@ impl Daemon {
                     break;
                 }
             }
+            self.save_state();
             if self.shutting_down && self.instances.is_empty() {
                 break;
             }
         }
         self.log("all jobs stopped; exiting");
         let _ = std::fs::remove_file(&self.cfg.socket);
+        let _ = std::fs::remove_file(state::state_path(&self.cfg.socket));
         self.exit_code
     }
 
@@ -486,6 +494,7 @@ impl Daemon {
             if self.compression_finished(pid) {
                 continue;
             }
+            self.state_dirty |= self.pids.contains_key(&pid);
             let Some(key) = self.pids.remove(&pid) else {
                 continue; // an orphan we adopted as subreaper
             };
@@ -617,6 +626,7 @@ impl Daemon {
             return false;
         };
         self.pids.insert(o.pid, key.clone());
+        self.state_dirty = true;
         let hops = o.hops_from(exited);
         let _ = self.drive(
             key,
@@ -739,6 +749,7 @@ impl Daemon {
             Action::Spawn(process) => match self.spawn(key, process) {
                 Ok(pid) => {
                     self.pids.insert(pid, key.clone());
+                    self.state_dirty = true;
                     queue.push_back(Input::Spawned { process, pid });
                 }
                 Err(error) => queue.push_back(Input::SpawnFailed { process, error }),

@@ -122,6 +122,7 @@ impl Daemon {
                     if self.belongs_to(&key, pid) {
                         if let Some(pgid) = tree::pgid_of(pid) {
                             self.pids.insert(pid, key.clone());
+                            self.state_dirty = true;
                             let _ = self.drive(&key, Input::MainPid { pid, pgid });
                         }
                     }

@@ -113,3 +113,9 @@ pub fn is_job_process(pid: i32, job: &str, instance: &str) -> bool {
 pub fn pgid_of(pid: i32) -> Option<i32> {
     stat(pid).map(|(_, pgid, _, _)| pgid)
 }
+
+/// A live process's start time (clock ticks since boot), to tell it from a
+/// later process that reuses its pid.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, _, _, start)| start)
+}

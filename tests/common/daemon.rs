@@ -476,3 +476,52 @@ impl Daemon {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
 }
+
+impl Daemon {
+    /// Kills the daemon with SIGKILL (its jobs go on, unsupervised), then
+    /// starts a new one on the same conf dir, logs and socket. The new
+    /// daemon's log lines are added to the same log.
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut cmd = Command::new(upkeep_bin());
+        cmd.args(["daemon", "--verbose", "--conf-dir"])
+            .arg(&self.conf)
+            .arg("--log-dir")
+            .arg(&self.logs)
+            .arg("--socket")
+            .arg(&self.socket)
+            .env_remove("UPKEEP_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if self.uid != upkeep::process::euid() {
+            let (u, g) = nobody();
+            cmd.uid(u).gid(g).env("HOME", "/nonexistent");
+        }
+        let mut child = cmd.spawn().expect("spawn daemon");
+        let stderr = child.stderr.take().unwrap();
+        let sink = self.log.clone();
+        {
+            let (m, _) = &*sink;
+            let mut b = m.lock().unwrap();
+            b.closed = false;
+            b.lines.push("--- restarted ---".into());
+        }
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (m, cv) = &*sink;
+                m.lock().unwrap().lines.push(line);
+                cv.notify_all();
+            }
+            let (m, cv) = &*sink;
+            m.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        self.child = Some(child);
+        self.wait_log_count("listening on", 2);
+    }
+}
