@@ -24,7 +24,7 @@ fn verify(unit: &str, user: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(if user { "upkeep.service" } else { unit });
     std::fs::write(&path, text).unwrap();
-        let mut cmd = Command::new("systemd-analyze");
+    let mut cmd = Command::new("systemd-analyze");
     if user {
         // A user manager needs a runtime dir, even offline.
         cmd.arg("--user").env("XDG_RUNTIME_DIR", dir.path());
