@@ -364,3 +364,24 @@ fn daemon_flags_set_the_log_defaults() {
     assert!(!d.logs.join("s.log.4").exists(), "keep 3");
     assert!(!d.logs.join("s.log.2.gz").exists(), "compress no");
 }
+
+#[test]
+fn the_daemons_own_log_rotates_and_compresses_like_a_jobs() {
+    // A small cap and a chatty daemon (-v logs every state change).
+    let d = Daemon::builder()
+        .job("t", "task\nexec true\n")
+        .flag("--log-size")
+        .flag("1K")
+        .start();
+    for _ in 0..20 {
+        d.ok(&["start", "t"]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.logs.join("upkeep@daemon.log.2.gz").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no compressed rotation of the daemon log"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -271,20 +271,24 @@ impl Daemon {
 
         // Every instance's `stop on` first, then every job's `start on`:
         // a job with `start on foo` and `stop on foo` is restarted by foo.
-        let keys: Vec<Key> = self.stop_matchers.keys().cloned().collect();
+        // Only expressions waiting for an event of this name are offered it
+        // (and only then are their variables gathered).
+        let keys: Vec<Key> = self
+            .stop_matchers
+            .iter()
+            .filter(|(_, m)| m.wants(&name))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in keys {
             let Some(inst) = self.instances.get(&key) else {
                 continue;
             };
             let mut vars: Vec<String> = class_vars(&inst.class);
             vars.extend(inst.env.iter().cloned());
-            let (holds, fired) = {
-                let Some(m) = self.stop_matchers.get_mut(&key) else {
-                    continue;
-                };
-                let holds = m.offer(&ev, &vars) as u32;
-                (holds, m.is_true().then(|| (m.contributing(), m.reset())))
+            let Some(m) = self.stop_matchers.get_mut(&key) else {
+                continue;
             };
+            let (holds, fired) = m.offer_and_fire(&ev, &vars);
             self.hold(id, holds);
             let Some((contributing, released)) = fired else {
                 continue;
@@ -309,19 +313,21 @@ impl Daemon {
             }
         }
 
-        let jobs: Vec<String> = self.start_matchers.keys().cloned().collect();
+        let jobs: Vec<String> = self
+            .start_matchers
+            .iter()
+            .filter(|(_, m)| m.wants(&name))
+            .map(|(k, _)| k.clone())
+            .collect();
         for job in jobs {
             let Some(class) = self.classes.get(&job).cloned() else {
                 continue;
             };
             let vars = class_vars(&class);
-            let (holds, fired) = {
-                let Some(m) = self.start_matchers.get_mut(&job) else {
-                    continue;
-                };
-                let holds = m.offer(&ev, &vars) as u32;
-                (holds, m.is_true().then(|| (m.contributing(), m.reset())))
+            let Some(m) = self.start_matchers.get_mut(&job) else {
+                continue;
             };
+            let (holds, fired) = m.offer_and_fire(&ev, &vars);
             self.hold(id, holds);
             let Some((contributing, released)) = fired else {
                 continue;

@@ -117,6 +117,9 @@ pub struct Daemon {
     rescan_armed: bool,
     /// The pid map changed since the state file was last written.
     state_dirty: bool,
+    /// (start time, process group) of the pids in the map, for the state
+    /// file.
+    proc_identity: HashMap<i32, (u64, i32)>,
     notifiers: HashMap<usize, notify::Notifier>,
     notify_by_key: HashMap<Key, usize>,
     /// Main processes of `expect fork/daemon` jobs that exited with no
@@ -140,6 +143,9 @@ pub struct Daemon {
     /// Readers that used up their budget with more to read.
     more_output: Vec<usize>,
     daemon_log: std::cell::RefCell<crate::log::LogFile>,
+    /// A rotation of the daemon's own log, made inside `log()` (which
+    /// cannot start a helper), to compress at the end of the loop turn.
+    daemon_log_rotated: std::cell::RefCell<Option<crate::log::Compress>>,
     waiters: Vec<Waiter>,
     /// How instances destroyed during the current request ended (for
     /// answering a request whose job finished before it could wait).
@@ -226,6 +232,7 @@ impl Daemon {
             conf_errors: BTreeMap::new(),
             pending_exit: HashMap::new(),
             state_dirty: false,
+            proc_identity: HashMap::new(),
             notifiers: HashMap::new(),
             notify_by_key: HashMap::new(),
             timer_seq: 0,
@@ -240,6 +247,7 @@ impl Daemon {
             log_to_stdout,
             more_output: Vec::new(),
             daemon_log: std::cell::RefCell::new(daemon_log),
+            daemon_log_rotated: std::cell::RefCell::new(None),
             waiters: Vec::new(),
             last_destroyed: HashMap::new(),
             shutting_down: false,
@@ -287,12 +295,11 @@ impl Daemon {
             "{} {msg}\n",
             crate::process::time::timestamp(std::time::SystemTime::now())
         );
-        // (A size rotation of the daemon's own log is left uncompressed:
-        // this function cannot start a helper; the daily one is compressed.)
+        // A rotation this write makes is compressed like a job log's, once
+        // the loop turn ends (see `start_deferred_compression`).
         if let Ok(mut l) = self.daemon_log.try_borrow_mut() {
             if let Some(c) = l.write(line.as_bytes()) {
-                l.compressing = false;
-                let _ = c;
+                *self.daemon_log_rotated.borrow_mut() = Some(c);
             }
         }
     }
@@ -441,6 +448,9 @@ impl Daemon {
                 if self.event_queue.is_empty() && self.event_done.is_empty() {
                     break;
                 }
+            }
+            if let Some(c) = self.daemon_log_rotated.take() {
+                self.start_compression(DAEMON_LOG, c);
             }
             self.save_state();
             if self.shutting_down && self.instances.is_empty() {

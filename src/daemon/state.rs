@@ -93,12 +93,20 @@ impl Daemon {
             return;
         }
         self.state_dirty = false;
+        // Each process's start time and group are read once, when it first
+        // appears here, not at every rewrite.
+        let pids = &self.pids;
+        self.proc_identity.retain(|p, _| pids.contains_key(p));
         let mut text = String::new();
         for (pid, key) in &self.pids {
-            let Some(start) = tree::start_time(*pid) else {
+            let ident = match self.proc_identity.get(pid) {
+                Some(&i) => Some(i),
+                None => tree::identity(*pid),
+            };
+            let Some((start, pgid)) = ident else {
                 continue;
             };
-            let pgid = tree::pgid_of(*pid).unwrap_or(*pid);
+            self.proc_identity.insert(*pid, (start, pgid));
             let label = if key.1.is_empty() {
                 key.0.clone()
             } else {

@@ -50,6 +50,33 @@ impl Matcher {
         self.nodes[self.root].value
     }
 
+    /// Whether a leaf that holds nothing yet waits for an event of this
+    /// name: a cheap test before [`Matcher::offer`], which is then the
+    /// only one that looks at variables.
+    pub fn wants(&self, name: &str) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.held.is_none() && matches!(&n.kind, Kind::Match(m) if m.name == name))
+    }
+
+    /// Offers an event; returns how many holds it took and, when that made
+    /// the expression true, its contributing events and the holds that the
+    /// reset released (the expression is reset then).
+    pub fn offer_and_fire(&mut self, ev: &EventRef, vars: &[String]) -> (u32, Option<Fired>) {
+        let holds = self.offer(ev, vars) as u32;
+        if !self.is_true() {
+            return (holds, None);
+        }
+        let contributing = self.contributing();
+        (holds, Some((contributing, self.reset())))
+    }
+}
+
+/// What a true expression hands over: the events that made it true, and
+/// the holds its reset released.
+pub type Fired = (Vec<u64>, Vec<u64>);
+
+impl Matcher {
     /// Offers an event. Leaves it matches (and that hold nothing yet) take
     /// hold of it; returns how many did, each being one hold on the event.
     /// `vars` expands `$VAR` in the patterns; a pattern that cannot be

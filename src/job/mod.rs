@@ -27,7 +27,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::conf::{signal, Command, Expect, JobClass, NormalExit, ProcessType};
+use crate::conf::{signal, Expect, JobClass, NormalExit, ProcessType};
 
 pub type Pid = i32;
 
@@ -995,13 +995,6 @@ fn exit_message(label: &str, process: ProcessType, pid: Pid, status: Exit) -> St
             "{label} {p} process ({pid}) killed by {} signal",
             signal::display(s)
         ),
-    }
-}
-
-/// The command a process runs, for display.
-pub fn describe(c: &Command) -> &str {
-    match c {
-        Command::Exec(s) | Command::Script(s) => s,
     }
 }
 

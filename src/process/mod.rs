@@ -27,11 +27,6 @@ pub fn uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
 
-/// Every child that has ended, without blocking.
-pub fn reap() -> Vec<(i32, Exit)> {
-    reap_and_stops().0
-}
-
 /// Every child that has ended, and (for `expect stop`) every child that
 /// stopped itself with a signal since the last call, without blocking.
 pub fn reap_and_stops() -> (Vec<(i32, Exit)>, Vec<i32>) {

@@ -119,3 +119,8 @@ pub fn pgid_of(pid: i32) -> Option<i32> {
 pub fn start_time(pid: i32) -> Option<u64> {
     stat(pid).map(|(_, _, _, start)| start)
 }
+
+/// A live process's (start time, process group), from one read of its stat.
+pub fn identity(pid: i32) -> Option<(u64, i32)> {
+    stat(pid).map(|(_, pgid, _, start)| (start, pgid))
+}

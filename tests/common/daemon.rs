@@ -155,22 +155,7 @@ impl Builder {
             });
         }
         let log = Arc::new((Mutex::new(LogBuf::default()), Condvar::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("UPKEEP_TEST_VERBOSE").is_some() {
-                    eprintln!("daemon: {line}");
-                }
-                let (m, cv) = &*sink;
-                m.lock().unwrap().lines.push(line);
-                cv.notify_all();
-            }
-            let (m, cv) = &*sink;
-            m.lock().unwrap().closed = true;
-            cv.notify_all();
-        });
+        read_daemon_log(child.stderr.take().unwrap(), log.clone());
         let d = Daemon {
             dir,
             conf,
@@ -502,26 +487,31 @@ impl Daemon {
             cmd.uid(u).gid(g).env("HOME", "/nonexistent");
         }
         let mut child = cmd.spawn().expect("spawn daemon");
-        let stderr = child.stderr.take().unwrap();
-        let sink = self.log.clone();
         {
-            let (m, _) = &*sink;
-            let mut b = m.lock().unwrap();
+            let mut b = self.log.0.lock().unwrap();
             b.closed = false;
             b.lines.push("--- restarted ---".into());
         }
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let (m, cv) = &*sink;
-                m.lock().unwrap().lines.push(line);
-                cv.notify_all();
-            }
-            let (m, cv) = &*sink;
-            m.lock().unwrap().closed = true;
-            cv.notify_all();
-        });
+        read_daemon_log(child.stderr.take().unwrap(), self.log.clone());
         self.child = Some(child);
         self.wait_log_count("listening on", 2);
     }
+}
+
+/// Collects the daemon's stderr lines into `sink`, waking waiters on each.
+fn read_daemon_log(stderr: std::process::ChildStderr, sink: Arc<(Mutex<LogBuf>, Condvar)>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("UPKEEP_TEST_VERBOSE").is_some() {
+                eprintln!("daemon: {line}");
+            }
+            let (m, cv) = &*sink;
+            m.lock().unwrap().lines.push(line);
+            cv.notify_all();
+        }
+        let (m, cv) = &*sink;
+        m.lock().unwrap().closed = true;
+        cv.notify_all();
+    });
 }
