@@ -86,7 +86,10 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
             conf_dirs
         },
         log_dir: log_dir.unwrap_or_else(paths::default_log_dir),
-        socket: socket.unwrap_or_else(paths::default_socket),
+        // Absolute, because jobs that `chdir` are told it (UPKEEP_SOCKET).
+        socket: socket
+            .map(|s| std::path::absolute(&s).unwrap_or(s))
+            .unwrap_or_else(paths::default_socket),
         runlevel,
         verbose,
         log_policy,

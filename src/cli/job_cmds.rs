@@ -87,28 +87,36 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
             }
         }
         _ => {
-            let Some(job) = job() else {
-                return prog.usage_error("missing job name");
+            // Inside a job, no name means the calling instance (reference
+            // 9.2), and never waiting: the caller is one of the processes
+            // the wait would be for.
+            let (job, instance, wait) = match (job(), calling_instance()) {
+                (Some(job), _) => (job, None, a.wait),
+                (None, Some((job, instance))) => (job, Some(instance), false),
+                (None, None) => return prog.usage_error("missing job name"),
             };
             let env = a.env.clone();
             match command {
                 "start" => Command::Start {
                     job,
                     env,
-                    wait: a.wait,
+                    instance,
+                    wait,
                 },
                 "stop" => Command::Stop {
                     job,
                     env,
-                    wait: a.wait,
+                    instance,
+                    wait,
                 },
                 "restart" => Command::Restart {
                     job,
                     env,
-                    wait: a.wait,
+                    instance,
+                    wait,
                 },
-                "reload" => Command::Reload { job, env },
-                _ => Command::Status { job, env },
+                "reload" => Command::Reload { job, env, instance },
+                _ => Command::Status { job, env, instance },
             }
         }
     };
@@ -150,6 +158,16 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
             0
         }
     }
+}
+
+/// The job and instance a job's own process belongs to, from the
+/// environment the daemon gives every job process.
+fn calling_instance() -> Option<(String, String)> {
+    let job = std::env::var("UPSTART_JOB")
+        .ok()
+        .filter(|j| !j.is_empty())?;
+    let instance = std::env::var("UPSTART_INSTANCE").unwrap_or_default();
+    Some((job, instance))
 }
 
 fn status_json(s: &InstanceStatus) -> serde_json::Value {

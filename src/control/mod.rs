@@ -6,7 +6,8 @@
 //!
 //! Version history (`v` in each request):
 //! * 1: start, stop, restart, reload, status, list, emit,
-//!   reload-configuration, reopen-logs, log-path.
+//!   reload-configuration, reopen-logs, log-path; an optional `instance`
+//!   on the job commands (older daemons ignore it).
 
 pub mod client;
 
@@ -23,6 +24,10 @@ pub const MAX_ENV_ENTRIES: usize = 1024;
 pub enum Command {
     Start {
         job: String,
+        /// The instance by name, as a job names itself (`stop` with no
+        /// arguments inside a job); otherwise it is expanded from `env`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
         #[serde(default = "yes")]
@@ -30,6 +35,10 @@ pub enum Command {
     },
     Stop {
         job: String,
+        /// The instance by name, as a job names itself (`stop` with no
+        /// arguments inside a job); otherwise it is expanded from `env`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
         #[serde(default = "yes")]
@@ -37,6 +46,10 @@ pub enum Command {
     },
     Restart {
         job: String,
+        /// The instance by name, as a job names itself (`stop` with no
+        /// arguments inside a job); otherwise it is expanded from `env`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
         #[serde(default = "yes")]
@@ -44,11 +57,19 @@ pub enum Command {
     },
     Reload {
         job: String,
+        /// The instance by name, as a job names itself (`stop` with no
+        /// arguments inside a job); otherwise it is expanded from `env`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
     },
     Status {
         job: String,
+        /// The instance by name, as a job names itself (`stop` with no
+        /// arguments inside a job); otherwise it is expanded from `env`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
     },

@@ -72,8 +72,8 @@ impl Daemon {
                 }
                 Some(Response::Ok { instances: all })
             }
-            Command::Status { job, env } => {
-                let (class, name) = match self.find(&job, &env) {
+            Command::Status { job, env, instance } => {
+                let (class, name) = match self.find(&job, &env, instance.as_deref()) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
@@ -92,14 +92,19 @@ impl Daemon {
                     None => err(format!("Unknown instance: {name}")),
                 }
             }
-            Command::Start { job, env, wait } => {
+            Command::Start {
+                job,
+                env,
+                instance,
+                wait,
+            } => {
                 if !may_modify {
                     return err(format!("You do not have permission to modify job: {job}"));
                 }
                 if self.shutting_down {
                     return err("The daemon is shutting down");
                 }
-                let (class, name) = match self.find(&job, &env) {
+                let (class, name) = match self.find(&job, &env, instance.as_deref()) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
@@ -118,11 +123,16 @@ impl Daemon {
                 }
                 self.answer_or_wait(client, key, WaitKind::Start, wait)
             }
-            Command::Stop { job, env, wait } => {
+            Command::Stop {
+                job,
+                env,
+                instance,
+                wait,
+            } => {
                 if !may_modify {
                     return err(format!("You do not have permission to modify job: {job}"));
                 }
-                let (_, name) = match self.find(&job, &env) {
+                let (_, name) = match self.find(&job, &env, instance.as_deref()) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
@@ -141,14 +151,19 @@ impl Daemon {
                     Ok(()) => self.answer_or_wait(client, key, WaitKind::Stop, wait),
                 }
             }
-            Command::Restart { job, env, wait } => {
+            Command::Restart {
+                job,
+                env,
+                instance,
+                wait,
+            } => {
                 if !may_modify {
                     return err(format!("You do not have permission to modify job: {job}"));
                 }
                 if self.shutting_down {
                     return err("The daemon is shutting down");
                 }
-                let (_, name) = match self.find(&job, &env) {
+                let (_, name) = match self.find(&job, &env, instance.as_deref()) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
@@ -192,7 +207,7 @@ impl Daemon {
                 })
             }
             Command::LogPath { job, env } => {
-                let (_, name) = match self.find(&job, &env) {
+                let (_, name) = match self.find(&job, &env, None) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
@@ -210,11 +225,11 @@ impl Daemon {
                     instances: Vec::new(),
                 })
             }
-            Command::Reload { job, env } => {
+            Command::Reload { job, env, instance } => {
                 if !may_modify {
                     return err(format!("You do not have permission to modify job: {job}"));
                 }
-                let (_, name) = match self.find(&job, &env) {
+                let (_, name) = match self.find(&job, &env, instance.as_deref()) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
@@ -242,7 +257,15 @@ impl Daemon {
     }
 
     /// The job's class and the instance name the variables give.
-    fn find(&self, job: &str, env: &[String]) -> Result<(Rc<JobClass>, String), String> {
+    /// The class of `job` and the name of the instance the request means:
+    /// `instance` when the request names it, else the class's `instance`
+    /// template expanded with `env`.
+    fn find(
+        &self,
+        job: &str,
+        env: &[String],
+        instance: Option<&str>,
+    ) -> Result<(Rc<JobClass>, String), String> {
         let class = self.classes.get(job).cloned().or_else(|| {
             // A job whose file was removed is still known while it runs.
             self.instances
@@ -255,6 +278,9 @@ impl Daemon {
         };
         if class.instance.is_empty() {
             return Ok((class, String::new()));
+        }
+        if let Some(name) = instance {
+            return Ok((class, name.to_string()));
         }
         let mut scope: Vec<String> = class
             .env

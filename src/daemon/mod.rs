@@ -883,6 +883,11 @@ impl Daemon {
         }
         set(&mut env, "UPSTART_JOB", &inst.job);
         set(&mut env, "UPSTART_INSTANCE", &inst.name);
+        // `initctl`, `start`, `stop` and `status` run by a job's scripts
+        // reach the daemon that runs it, wherever its socket is.
+        if let Some(socket) = self.cfg.socket.to_str() {
+            set(&mut env, "UPKEEP_SOCKET", socket);
+        }
         env
     }
 

@@ -386,6 +386,24 @@ pub fn wait_gone(pid: i32) {
     }
 }
 
+/// Waits until the file at `path` exists and `check` holds on its text.
+pub fn wait_file(path: &Path, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(text) = fs::read_to_string(path) {
+            if check(&text) {
+                return text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: not as expected in time",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
