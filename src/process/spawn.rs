@@ -244,6 +244,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
     // the closure makes only system calls and touches data prepared above.
     unsafe {
         cmd.pre_exec(move || {
+            close_inherited_fds();
             reset_signals();
             unistd::setsid().map_err(|e| staged(Stage::Setsid, e))?;
             for &(res, soft, hard) in &limits {
@@ -287,6 +288,43 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
     match cmd.spawn() {
         Ok(child) => Ok(child.id() as i32),
         Err(e) => Err(describe(&e)),
+    }
+}
+
+/// Marks every descriptor above stderr close-on-exec, so a job gets only
+/// its stdio: descriptors the daemon inherited from whoever started it (a
+/// build tool's jobserver pipe, a terminal) must not leak into jobs and keep
+/// pipes or files open behind everyone's back. Close-on-exec rather than
+/// closed, because std's exec-error pipe must live until the exec.
+fn close_inherited_fds() {
+    // SAFETY: called in the child between fork and exec; close_range(2)
+    // and fcntl(2) only change this process's descriptor flags.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        // Kernels before 5.11: one fcntl per possible descriptor.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(1 << 16) as i32
+        } else {
+            1024
+        };
+        for fd in 3..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
 }
 

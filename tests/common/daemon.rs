@@ -55,6 +55,11 @@ pub struct Builder {
     fsize: Option<u64>,
     extra: Vec<String>,
     stdout: bool,
+    /// Runs on the temp dir before the daemon starts.
+    prepare: Option<Box<dyn FnOnce(&Path)>>,
+    /// Start the daemon with fd 42 open without close-on-exec, as a
+    /// careless parent would.
+    leak_fd: bool,
 }
 
 impl Builder {
@@ -81,6 +86,18 @@ impl Builder {
         self
     }
 
+    /// Prepares the temp dir (files the jobs need) before the daemon starts.
+    pub fn before_start(mut self, f: impl FnOnce(&Path) + 'static) -> Self {
+        self.prepare = Some(Box::new(f));
+        self
+    }
+
+    /// The daemon inherits fd 42 (on /dev/null) from its parent.
+    pub fn leak_fd(mut self) -> Self {
+        self.leak_fd = true;
+        self
+    }
+
     /// Run the daemon as root (only when the tests run as root).
     pub fn run_as_root(mut self) -> Self {
         self.as_root = true;
@@ -100,6 +117,9 @@ impl Builder {
             let p = conf.join(format!("{name}.conf"));
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, text).unwrap();
+        }
+        if let Some(prepare) = self.prepare {
+            prepare(dir.path());
         }
         let mut cmd = match self.fsize {
             Some(n) => {
@@ -140,6 +160,18 @@ impl Builder {
             cmd.uid(u).gid(g).env("HOME", "/nonexistent");
             uid = u;
         }
+        if self.leak_fd {
+            // SAFETY: between fork and exec; open(2) and dup2(2) only.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                    if fd < 0 || libc::dup2(fd, 42) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("spawn daemon");
         let stdout_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
         if let Some(mut out) = child.stdout.take() {
@@ -179,6 +211,8 @@ impl Daemon {
             fsize: None,
             extra: Vec::new(),
             stdout: false,
+            prepare: None,
+            leak_fd: false,
         }
     }
 
