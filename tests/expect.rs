@@ -61,6 +61,22 @@ fn expect_fork_and_daemon_follow_the_program_to_its_real_main_process() {
 }
 
 #[test]
+fn a_daemonized_process_with_no_trace_of_its_job_is_still_followed() {
+    // Its environment is empty: only "the one job waiting for a fork, and
+    // younger than the process that forked" tells whose it is.
+    let f = fixture();
+    let d = Daemon::with_jobs(&[(
+        "wiped",
+        &format!("expect daemon\nexec python3 {f} 2 @DIR@/wiped.pid --wipe-env\n"),
+    )]);
+    let out = d.ok(&["start", "wiped"]);
+    let real = read_pid(&d.dir.path().join("wiped.pid"));
+    assert_eq!(out, format!("wiped start/running, process {real}\n"));
+    assert_eq!(d.ok(&["stop", "wiped"]), "wiped stop/waiting\n");
+    common::daemon::wait_gone(real);
+}
+
+#[test]
 fn a_daemonized_main_process_is_respawned_when_it_dies() {
     let f = fixture();
     let d = Daemon::builder()

@@ -123,8 +123,8 @@ pub struct Daemon {
     notifiers: HashMap<usize, notify::Notifier>,
     notify_by_key: HashMap<Key, usize>,
     /// Main processes of `expect fork/daemon` jobs that exited with no
-    /// child to follow yet: (pid, status), decided on later.
-    pending_exit: HashMap<Key, (i32, crate::job::Exit)>,
+    /// child to follow yet: (pid, status, start time), decided on later.
+    pending_exit: HashMap<Key, (i32, crate::job::Exit, Option<u64>)>,
     /// The current problems of each job's files (shown by `status`).
     conf_errors: BTreeMap<String, Vec<String>>,
     timer_seq: u64,
@@ -505,6 +505,7 @@ impl Daemon {
                 continue;
             }
             self.state_dirty |= self.pids.contains_key(&pid);
+            let exited_start = self.proc_identity.get(&pid).map(|&(start, _)| start);
             let Some(key) = self.pids.remove(&pid) else {
                 continue; // an orphan we adopted as subreaper
             };
@@ -519,11 +520,12 @@ impl Daemon {
                     .get(&key)
                     .is_some_and(|i| matches!(i.waiting, job::Waiting::Fork(_)))
             {
-                if !self.follow_fork(&key, pid) {
+                if !self.follow_fork(&key, pid, exited_start) {
                     // Nothing to follow yet: the child may be half-way
                     // through its own exit. Decide on the next reap, or
                     // when the fork timer runs out.
-                    self.pending_exit.insert(key.clone(), (pid, status));
+                    self.pending_exit
+                        .insert(key.clone(), (pid, status, exited_start));
                 }
                 continue;
             }
@@ -543,13 +545,13 @@ impl Daemon {
             );
         }
         // Daemonizing programs whose child was not there yet.
-        let pending: Vec<(Key, i32)> = self
+        let pending: Vec<(Key, i32, Option<u64>)> = self
             .pending_exit
             .iter()
-            .map(|(k, (p, _))| (k.clone(), *p))
+            .map(|(k, (p, _, start))| (k.clone(), *p, *start))
             .collect();
-        for (key, pid) in pending {
-            if self.follow_fork(&key, pid) {
+        for (key, pid, start) in pending {
+            if self.follow_fork(&key, pid, start) {
                 self.pending_exit.remove(&key);
             }
         }
@@ -626,13 +628,29 @@ impl Daemon {
 
     /// Looks for the child a daemonizing main process (`exited`) left, and
     /// hands the job over to it. False if there is none.
-    fn follow_fork(&mut self, key: &Key, exited: i32) -> bool {
+    ///
+    /// A child that carries the job's identity is the job's. One that
+    /// carries none (its environment wiped) is taken only when this is the
+    /// one instance waiting for a fork and the child is no older than the
+    /// process that exited (`exited_start`, when known): then it can be no
+    /// one else's.
+    fn follow_fork(&mut self, key: &Key, exited: i32, exited_start: Option<u64>) -> bool {
         let me = std::process::id() as i32;
         let known = |p: i32| self.pids.contains_key(&p);
-        let Some(o) = crate::process::tree::orphans_of_job(me, &key.0, &key.1, &known)
+        let mut found = crate::process::tree::orphans_of_job(me, &key.0, &key.1, &known)
             .first()
-            .copied()
-        else {
+            .copied();
+        let forking = self
+            .instances
+            .values()
+            .filter(|i| matches!(i.waiting, job::Waiting::Fork(_)))
+            .count();
+        if found.is_none() && forking == 1 {
+            found = crate::process::tree::anonymous_orphans(me, &known)
+                .into_iter()
+                .find(|o| exited_start.is_none_or(|s| o.start >= s));
+        }
+        let Some(o) = found else {
             return false;
         };
         self.pids.insert(o.pid, key.clone());
@@ -662,7 +680,7 @@ impl Daemon {
                 Timer::Instance(key, gen) => {
                     // A daemonizing program that exited and left nothing
                     // to follow: it was a real exit after all.
-                    if let Some((pid, status)) = self.pending_exit.remove(&key) {
+                    if let Some((pid, status, _)) = self.pending_exit.remove(&key) {
                         let _ = self.drive(
                             &key,
                             Input::Exited {

@@ -2,7 +2,9 @@
 //! PID 1) the daemon inherits what a job's forking program leaves behind,
 //! and tells whose it is by the `UPSTART_JOB` / `UPSTART_INSTANCE` every
 //! job process carries in its environment. This is how `expect fork` and
-//! `expect daemon` work without ptrace.
+//! `expect daemon` work without ptrace. A process whose environment was
+//! wiped is "anonymous"; the daemon gives it to a job only when that job is
+//! the one waiting for a fork (see `Daemon::follow_fork`).
 
 use std::fs;
 
@@ -72,6 +74,46 @@ pub fn orphans_of_job(
             continue;
         };
         if ppid == parent && environ_has(pid, &wanted) {
+            out.push(Orphan {
+                pid,
+                pgid,
+                sid,
+                start,
+            });
+        }
+    }
+    out.sort_by_key(|o| (o.start, o.pid));
+    out
+}
+
+/// Live children of `parent` (the daemon), except the pids in `known`,
+/// that carry no job's identity at all: a program cleared its environment,
+/// or wrote over it (nginx puts its process title there). Oldest first.
+pub fn anonymous_orphans(parent: i32, known: &dyn Fn(i32) -> bool) -> Vec<Orphan> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if known(pid) {
+            continue;
+        }
+        let Some((ppid, pgid, sid, start)) = stat(pid) else {
+            continue;
+        };
+        if ppid != parent {
+            continue;
+        }
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env
+            .split(|&b| b == 0)
+            .any(|e| e.starts_with(b"UPSTART_JOB="))
+        {
             out.push(Orphan {
                 pid,
                 pgid,
