@@ -48,6 +48,8 @@ pub struct Daemon {
     stdout: Arc<Mutex<Vec<u8>>>,
 }
 
+type Prepare = Box<dyn FnOnce(&Path)>;
+
 pub struct Builder {
     jobs: Vec<(String, String)>,
     as_root: bool,
@@ -56,7 +58,7 @@ pub struct Builder {
     extra: Vec<String>,
     stdout: bool,
     /// Runs on the temp dir before the daemon starts.
-    prepare: Option<Box<dyn FnOnce(&Path)>>,
+    prepare: Option<Prepare>,
     /// Start the daemon with fd 42 open without close-on-exec, as a
     /// careless parent would.
     leak_fd: bool,
