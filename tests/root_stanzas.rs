@@ -143,3 +143,33 @@ fn limits_are_applied_and_nofile_is_given_back() {
         "daemon's soft limit raised to its hard limit"
     );
 }
+
+/// Whether this process may lower OOM scores (CAP_SYS_RESOURCE, bit 24).
+fn may_lower_oom_scores() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let caps = u64::from_str_radix(field(&status, "CapEff:"), 16).unwrap();
+    caps & (1 << 24) != 0
+}
+
+#[test]
+fn oom_score_is_set_where_allowed_and_never_stops_the_job() {
+    if skip("oom_score_is_set_where_allowed_and_never_stops_the_job") {
+        return;
+    }
+    let d = Daemon::builder()
+        .job("low", "oom score never\nexec sleep 1000\n")
+        .job("high", "oom score 500\nexec sleep 1000\n")
+        .run_as_root()
+        .start();
+    for (job, want) in [("low", "-1000"), ("high", "500")] {
+        let out = d.ok(&["start", job]);
+        assert!(out.starts_with(&format!("{job} start/running")), "{out}");
+        let pid = d.main_pid(job).unwrap();
+        let score = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
+        // Raising needs no privilege; lowering is skipped in a container
+        // whose root may not (as here, where CAP_SYS_RESOURCE is missing).
+        if want == "500" || may_lower_oom_scores() {
+            assert_eq!(score.trim(), want, "{job}");
+        }
+    }
+}
