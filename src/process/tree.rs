@@ -38,6 +38,38 @@ fn stat(pid: i32) -> Option<(i32, i32, i32, u64)> {
     ))
 }
 
+/// The children of `parent` that are not in `known`: the processes it
+/// adopted. Read from `/proc/PARENT/task/*/children` (a few reads, whatever
+/// runs on the machine); where the kernel lacks that file, every process
+/// in /proc is a candidate, and the callers check the parent.
+fn unknown_children(parent: i32, known: &dyn Fn(i32) -> bool) -> Vec<i32> {
+    let listed = fs::read_dir(format!("/proc/{parent}/task"))
+        .ok()
+        .and_then(|tasks| {
+            let mut pids = Vec::new();
+            for t in tasks.flatten() {
+                let text = fs::read_to_string(t.path().join("children")).ok()?;
+                pids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+            Some(pids)
+        });
+    let all = || {
+        fs::read_dir("/proc")
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut pids: Vec<i32> = listed.unwrap_or_else(all);
+    pids.retain(|&p| !known(p));
+    pids
+}
+
 fn environ_has(pid: i32, wanted: &[String]) -> bool {
     let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
         return false;
@@ -60,16 +92,7 @@ pub fn orphans_of_job(
         format!("UPSTART_INSTANCE={instance}"),
     ];
     let mut out = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if known(pid) {
-            continue;
-        }
+    for pid in unknown_children(parent, known) {
         let Some((ppid, pgid, sid, start)) = stat(pid) else {
             continue;
         };
@@ -91,16 +114,7 @@ pub fn orphans_of_job(
 /// or wrote over it (nginx puts its process title there). Oldest first.
 pub fn anonymous_orphans(parent: i32, known: &dyn Fn(i32) -> bool) -> Vec<Orphan> {
     let mut out = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        if known(pid) {
-            continue;
-        }
+    for pid in unknown_children(parent, known) {
         let Some((ppid, pgid, sid, start)) = stat(pid) else {
             continue;
         };
