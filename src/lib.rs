@@ -7,6 +7,8 @@ pub mod confdir;
 pub mod control;
 pub mod daemon;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod job;
 pub mod log;
 pub mod paths;

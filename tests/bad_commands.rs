@@ -9,11 +9,7 @@ use common::daemon::Daemon;
 
 #[test]
 fn a_missing_binary_fails_the_job_not_the_daemon() {
-    let d = Daemon::with_jobs(&[
-        ("nobin", "exec /nonexistent/program --flag\n"),
-        ("canary", "exec sleep 1000\n"),
-    ]);
-    d.ok(&["start", "canary"]);
+    let mut d = Daemon::with_jobs_and_canary(&[("nobin", "exec /nonexistent/program --flag\n")]);
     let canary = d.main_pid("canary");
     assert_eq!(
         d.fails(&["start", "nobin"]),
@@ -21,6 +17,7 @@ fn a_missing_binary_fails_the_job_not_the_daemon() {
     );
     d.wait_log("Failed to spawn nobin main process: unable to execute: No such file or directory");
     assert_eq!(d.main_pid("canary"), canary, "the canary was disturbed");
+    d.assert_canary();
 }
 
 #[test]
@@ -60,8 +57,7 @@ fn raw(d: &Daemon, bytes: &[u8]) -> String {
 
 #[test]
 fn malformed_oversized_and_binary_requests_get_errors() {
-    let d = Daemon::with_jobs(&[("canary", "exec sleep 1000\n")]);
-    d.ok(&["start", "canary"]);
+    let mut d = Daemon::with_jobs_and_canary(&[]);
     assert!(raw(&d, b"this is not json\n").contains("\"result\":\"error\""));
     assert!(raw(&d, b"\x00\xff\xfe\n").contains("Malformed request"));
     assert!(raw(&d, b"{\"v\":9,\"cmd\":\"list\"}\n").contains("Unsupported protocol version"));
@@ -88,4 +84,5 @@ fn malformed_oversized_and_binary_requests_get_errors() {
     assert!(d
         .ok(&["status", "canary"])
         .starts_with("canary start/running"));
+    d.assert_canary();
 }

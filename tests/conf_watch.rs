@@ -131,7 +131,7 @@ fn overrides_are_part_of_the_job() {
 
 #[test]
 fn a_broken_edit_keeps_the_last_good_definition() {
-    let d = Daemon::with_jobs(&[("b", "exec sleep 1000\n")]);
+    let mut d = Daemon::with_jobs_and_canary(&[("b", "exec sleep 1000\n")]);
     d.ok(&["start", "b"]);
     let pid = d.main_pid("b");
     fs::write(d.conf.join("b.conf"), "exec sleep 1000\nbogus stanza\n").unwrap();
@@ -148,6 +148,7 @@ fn a_broken_edit_keeps_the_last_good_definition() {
     d.wait_status_text("b", "the fix", |t| {
         t.contains("job file changed") && !t.contains("errors")
     });
+    d.assert_canary();
 }
 
 #[test]
@@ -195,9 +196,8 @@ fn reload_configuration_sees_what_inotify_cannot() {
 
 #[test]
 fn hostile_conf_dirs_are_reported_and_the_daemon_keeps_serving() {
-    let d = Daemon::with_jobs(&[("canary", "exec sleep 1000\n")]);
-    d.ok(&["start", "canary"]);
-    let c = &d.conf;
+    let mut d = Daemon::with_jobs_and_canary(&[]);
+    let c = &d.conf.clone();
     symlink("loop-b.conf", c.join("loop-a.conf")).unwrap();
     symlink("loop-a.conf", c.join("loop-b.conf")).unwrap();
     symlink("/nonexistent/x.conf", c.join("dangling.conf")).unwrap();
@@ -224,4 +224,5 @@ fn hostile_conf_dirs_are_reported_and_the_daemon_keeps_serving() {
     assert!(d
         .ok(&["status", "canary"])
         .starts_with("canary start/running"));
+    d.assert_canary();
 }

@@ -33,11 +33,12 @@ fn a_missing_chdir_fails_the_spawn_with_upstarts_message() {
 fn jobs_get_only_their_stdio_not_what_the_daemon_inherited() {
     // Python lists its own fds; the listing itself holds fd 3.
     let job = "task\nexec python3 -c \"import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\"\n";
-    let d = Daemon::builder().leak_fd().job("fds", job).start();
+    let mut d = Daemon::builder().canary().leak_fd().job("fds", job).start();
     assert!(
         std::fs::read_link(format!("/proc/{}/fd/42", d.pid())).is_ok(),
         "the daemon should have inherited fd 42"
     );
     d.ok(&["start", "fds"]);
     assert_eq!(d.wait_log_file("fds.log", "]"), "[0, 1, 2, 3]\n");
+    d.assert_canary();
 }

@@ -32,7 +32,8 @@ fn read_pid(path: &std::path::Path) -> i32 {
 #[test]
 fn expect_fork_and_daemon_follow_the_program_to_its_real_main_process() {
     let f = fixture();
-    let d = Daemon::builder()
+    let mut d = Daemon::builder()
+        .canary()
         .job(
             "one",
             &format!("expect fork\nexec python3 {f} 1 @DIR@/one.pid\n"),
@@ -58,6 +59,7 @@ fn expect_fork_and_daemon_follow_the_program_to_its_real_main_process() {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    d.assert_canary();
 }
 
 #[test]
@@ -79,7 +81,8 @@ fn a_daemonized_process_with_no_trace_of_its_job_is_still_followed() {
 #[test]
 fn a_daemonized_main_process_is_respawned_when_it_dies() {
     let f = fixture();
-    let d = Daemon::builder()
+    let mut d = Daemon::builder()
+        .canary()
         .job(
             "r",
             &format!("expect fork\nrespawn\nexec python3 {f} 1 @DIR@/r.pid\n"),
@@ -99,13 +102,15 @@ fn a_daemonized_main_process_is_respawned_when_it_dies() {
     d.wait_status(&["r"], "running with the new process", |s| {
         s["processes"][0]["pid"].as_i64() == Some(second as i64)
     });
+    d.assert_canary();
 }
 
 #[test]
 fn a_wrong_fork_count_never_leaves_the_job_stuck() {
     let f = fixture();
     // Declares a fork but never forks: taken as it is, after the timeout.
-    let d = Daemon::builder()
+    let mut d = Daemon::builder()
+        .canary()
         .job("fg", "expect fork\nkill timeout 1\nexec sleep 1000\n")
         .job(
             "more",
@@ -129,6 +134,7 @@ fn a_wrong_fork_count_never_leaves_the_job_stuck() {
         assert!(Instant::now() < deadline, "the second child survived");
         std::thread::sleep(Duration::from_millis(10));
     }
+    d.assert_canary();
 }
 
 #[test]
@@ -172,7 +178,7 @@ fn expect_stop_waits_for_the_job_to_stop_itself_then_continues_it() {
 fn stop_reaches_processes_that_left_the_group_and_the_session() {
     let f = fixture();
     let job = format!("kill timeout 2\nexec python3 {f} 0 @DIR@/main.pid --grandchild\n");
-    let d = Daemon::builder().job("tree", &job).start();
+    let mut d = Daemon::builder().canary().job("tree", &job).start();
     d.ok(&["start", "tree"]);
     let main = read_pid(&d.dir.path().join("main.pid"));
     let escaped = read_pid(&d.dir.path().join("main.pid.escaped"));
@@ -195,4 +201,5 @@ fn stop_reaches_processes_that_left_the_group_and_the_session() {
     assert_eq!(d.ok(&["stop", "tree"]), "tree stop/waiting\n");
     assert!(!alive(main));
     assert!(!alive(escaped), "a process of the job survived its stop");
+    d.assert_canary();
 }

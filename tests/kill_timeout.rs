@@ -27,7 +27,7 @@ fn pids(path: &std::path::Path) -> Vec<i32> {
 
 #[test]
 fn term_ignoring_job_and_children_are_killed_after_the_timeout() {
-    let d = Daemon::with_jobs(&[("stubborn", STUBBORN)]);
+    let mut d = Daemon::with_jobs_and_canary(&[("stubborn", STUBBORN)]);
     let pidfile = d.dir.path().join("pids");
     d.ok(&["start", "stubborn", &format!("PIDS={}", pidfile.display())]);
     let main = d.main_pid("stubborn").unwrap();
@@ -43,13 +43,14 @@ fn term_ignoring_job_and_children_are_killed_after_the_timeout() {
     for pid in std::iter::once(main).chain(children) {
         assert!(!alive(pid), "process {pid} survived the stop");
     }
+    d.assert_canary();
 }
 
 #[test]
 fn leftovers_of_a_dead_main_are_killed_before_the_respawn() {
     // The main process starts a child in its group, then dies.
     let job = "respawn\nkill timeout 1\nscript\n  sleep 1000 &\n  echo $! >> $PIDS\n  sleep 1000\nend script\n";
-    let d = Daemon::with_jobs(&[("leaky", job)]);
+    let mut d = Daemon::with_jobs_and_canary(&[("leaky", job)]);
     let pidfile = d.dir.path().join("pids");
     d.ok(&["start", "leaky", &format!("PIDS={}", pidfile.display())]);
     let first_child = {
@@ -79,4 +80,5 @@ fn leftovers_of_a_dead_main_are_killed_before_the_respawn() {
     });
     assert!(!alive(first_child), "the old main's child was left running");
     d.ok(&["stop", "leaky"]);
+    d.assert_canary();
 }

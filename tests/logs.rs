@@ -87,7 +87,7 @@ fn a_full_speed_writer_through_a_thousand_rotations_loses_no_line() {
         "log size 8K\nlog keep 100000\nlog compress no\n{}",
         WRITER.replace("N;", &format!("{n};"))
     );
-    let d = Daemon::with_jobs(&[("w", &job)]);
+    let mut d = Daemon::with_jobs_and_canary(&[("w", &job)]);
     d.ok(&["start", "w"]);
     // The task has ended; its last bytes may still be on their way.
     let want = expected_lines(n);
@@ -113,6 +113,7 @@ fn a_full_speed_writer_through_a_thousand_rotations_loses_no_line() {
             assert!(text.ends_with(b"\n"), "{name} ends mid-line");
         }
     }
+    d.assert_canary();
 }
 
 #[test]
@@ -217,7 +218,7 @@ fn a_full_disk_is_survived_and_the_loss_counted() {
 #[test]
 fn a_deleted_log_file_is_recreated_and_reopen_logs_works() {
     let job = "script\n  while true; do echo tick; sleep 0.05; done\nend script\n";
-    let d = Daemon::with_jobs(&[("t", job)]);
+    let mut d = Daemon::with_jobs_and_canary(&[("t", job)]);
     d.ok(&["start", "t"]);
     d.wait_log_file("t.log", "tick");
     fs::remove_file(d.logs.join("t.log")).unwrap();
@@ -231,11 +232,12 @@ fn a_deleted_log_file_is_recreated_and_reopen_logs_works() {
     d.wait_log("SIGUSR1: reopening log files");
     fs::rename(d.logs.join("t.log"), d.logs.join("t.log.moved")).unwrap();
     d.wait_log_file("t.log", "tick");
+    d.assert_canary();
 }
 
 #[test]
 fn hostile_instance_names_stay_inside_the_log_dir() {
-    let d = Daemon::with_jobs(&[("j", "instance $N\ntask\nexec echo hello\n")]);
+    let mut d = Daemon::with_jobs_and_canary(&[("j", "instance $N\ntask\nexec echo hello\n")]);
     d.ok(&["start", "j", "N=../../etc/x"]);
     d.ok(&["start", "j", "N=a/b"]);
     let names: Vec<String> = fs::read_dir(&d.logs)
@@ -249,12 +251,13 @@ fn hostile_instance_names_stay_inside_the_log_dir() {
     );
     assert!(names.contains(&"j-a_b.log".to_string()), "{names:?}");
     assert!(!d.dir.path().join("etc").exists());
+    d.assert_canary();
 }
 
 #[test]
 fn binary_output_and_a_ten_megabyte_line_arrive_intact() {
     let job = "task\nscript\n  head -c 1048576 /dev/urandom > @DIR@/random\n  cat @DIR@/random\n  head -c 10485760 /dev/zero | tr '\\0' x\n  echo\n  echo end\nend script\n";
-    let d = Daemon::with_jobs(&[("bin", job)]);
+    let mut d = Daemon::with_jobs_and_canary(&[("bin", job)]);
     d.ok(&["start", "bin"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
@@ -274,6 +277,7 @@ fn binary_output_and_a_ten_megabyte_line_arrive_intact() {
     let rest = &text[random.len()..];
     assert_eq!(rest.len(), 10_485_760 + 5);
     assert!(rest[..10_485_760].iter().all(|&b| b == b'x'));
+    d.assert_canary();
 }
 
 #[test]

@@ -7,7 +7,7 @@ use common::daemon::{alive, wait_gone, Daemon};
 
 #[test]
 fn killed_main_process_is_respawned_with_a_new_pid() {
-    let d = Daemon::with_jobs(&[("svc", "respawn\nexec sleep 1000\n")]);
+    let mut d = Daemon::with_jobs_and_canary(&[("svc", "respawn\nexec sleep 1000\n")]);
     d.ok(&["start", "svc"]);
     let first = d.main_pid("svc").unwrap();
     nix::sys::signal::kill(
@@ -30,6 +30,7 @@ fn killed_main_process_is_respawned_with_a_new_pid() {
     assert_eq!(d.ok(&["stop", "svc"]), "svc stop/waiting\n");
     wait_gone(second);
     assert_eq!(d.ok(&["status", "svc"]), "svc stop/waiting\n");
+    d.assert_canary();
 }
 
 #[test]

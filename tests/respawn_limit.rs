@@ -7,7 +7,8 @@ use common::daemon::Daemon;
 
 #[test]
 fn a_crash_loop_hits_the_limit_and_stays_stopped() {
-    let d = Daemon::with_jobs(&[("crash", "respawn\nrespawn limit 3 60\nexec false\n")]);
+    let mut d =
+        Daemon::with_jobs_and_canary(&[("crash", "respawn\nrespawn limit 3 60\nexec false\n")]);
     // Reaches running once, then dies over and over.
     let _ = d.ctl(&["start", "crash"]);
     d.wait_log("crash respawning too fast, stopped");
@@ -25,11 +26,13 @@ fn a_crash_loop_hits_the_limit_and_stays_stopped() {
     // A manual start begins with a clean slate.
     let _ = d.ctl(&["start", "crash"]);
     d.wait_log_count("crash respawning too fast, stopped", 2);
+    d.assert_canary();
 }
 
 #[test]
 fn unlimited_backs_off_instead_of_spinning() {
-    let d = Daemon::with_jobs(&[("spin", "respawn\nrespawn limit unlimited\nexec false\n")]);
+    let mut d =
+        Daemon::with_jobs_and_canary(&[("spin", "respawn\nrespawn limit unlimited\nexec false\n")]);
     let _ = d.ctl(&["start", "spin"]);
     // Delays of 100, 200, 400, 800 ms: five runs take at least 1.5 s.
     let t0 = std::time::Instant::now();
@@ -43,4 +46,5 @@ fn unlimited_backs_off_instead_of_spinning() {
     let s = d.status(&["spin"]);
     assert_eq!(s["goal"], "start");
     d.ok(&["stop", "spin"]);
+    d.assert_canary();
 }

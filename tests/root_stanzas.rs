@@ -30,7 +30,8 @@ fn setuid_and_setgid_drop_privileges_with_supplementary_groups() {
     if skip("setuid_and_setgid_drop_privileges_with_supplementary_groups") {
         return;
     }
-    let d = Daemon::builder()
+    let mut d = Daemon::builder()
+        .canary()
         .job("u", "setuid nobody\nexec sleep 1000\n")
         .job("g", "setuid nobody\nsetgid daemon\nexec sleep 1000\n")
         .run_as_root()
@@ -62,6 +63,7 @@ fn setuid_and_setgid_drop_privileges_with_supplementary_groups() {
         field(&s, "Gid:").split_whitespace().next().unwrap(),
         daemon_gid.to_string()
     );
+    d.assert_canary();
 }
 
 #[test]

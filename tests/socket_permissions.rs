@@ -25,7 +25,8 @@ fn root_daemon_lets_anyone_read_and_only_root_change() {
         eprintln!("skipped root_daemon_lets_anyone_read_and_only_root_change: needs root");
         return;
     }
-    let d = Daemon::builder()
+    let mut d = Daemon::builder()
+        .canary()
         .job("web", "exec sleep 1000\n")
         .run_as_root()
         .start();
@@ -51,6 +52,7 @@ fn root_daemon_lets_anyone_read_and_only_root_change() {
         "upkeep: You do not have permission to modify job: web\n"
     );
     assert!(d.ok(&["status", "web"]).starts_with("web start/running"));
+    d.assert_canary();
 }
 
 #[test]
@@ -65,7 +67,7 @@ fn user_daemon_socket_is_reachable_by_its_user_alone() {
 
 #[test]
 fn a_second_daemon_on_the_same_socket_refuses_to_start() {
-    let d = Daemon::with_jobs(&[]);
+    let mut d = Daemon::with_jobs_and_canary(&[]);
     let o = Command::new(common::upkeep_bin())
         .args(["daemon", "--conf-dir"])
         .arg(&d.conf)
@@ -86,4 +88,5 @@ fn a_second_daemon_on_the_same_socket_refuses_to_start() {
     );
     // The first one still answers.
     assert_eq!(d.ok(&["list"]), "");
+    d.assert_canary();
 }

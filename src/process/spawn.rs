@@ -122,6 +122,8 @@ fn describe(err: &io::Error) -> String {
         8 => format!("unable to setgid: {why}"),
         9 => format!("unable to setuid: {why}"),
         _ => match err.raw_os_error() {
+            // fork(2) itself failed: the user's process limit, or memory.
+            Some(libc::EAGAIN | libc::ENOMEM) => format!("unable to fork: {why}"),
             Some(_) => format!("unable to execute: {why}"),
             None => format!("unable to execute: {err}"),
         },

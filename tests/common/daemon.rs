@@ -46,15 +46,26 @@ pub struct Daemon {
     /// The uid the daemon runs as.
     pub uid: u32,
     stdout: Arc<Mutex<Vec<u8>>>,
+    /// The canary job's main pid and the daemon's pid, when it has one.
+    canary: Option<(i32, u32)>,
 }
+
+/// The canary job (reliability.md, "canary invariant"): it counts aloud
+/// every 50 ms for as long as it runs, as one process that never forks (so
+/// that a test may limit the processes of the daemon's user); a gap in its
+/// log, a new pid, or a daemon that stopped answering means a fault
+/// disturbed what it should not have.
+pub const CANARY: &str = "start on startup\nrespawn\nscript\nexec python3 -u -c 'import itertools, time\nfor i in itertools.count(1):\n    print(f\"canary {i}\")\n    time.sleep(0.05)'\nend script\n";
 
 type Prepare = Box<dyn FnOnce(&Path)>;
 
 pub struct Builder {
     jobs: Vec<(String, String)>,
     as_root: bool,
-    /// A file-size limit for the daemon (bytes), through prlimit(1).
-    fsize: Option<u64>,
+    /// Resource limits for the daemon, as prlimit(1) options.
+    limits: Vec<String>,
+    /// Run the daemon as this (uid, gid) instead of nobody.
+    user: Option<(u32, u32)>,
     extra: Vec<String>,
     stdout: bool,
     /// Runs on the temp dir before the daemon starts.
@@ -62,6 +73,7 @@ pub struct Builder {
     /// Start the daemon with fd 42 open without close-on-exec, as a
     /// careless parent would.
     leak_fd: bool,
+    canary: bool,
 }
 
 impl Builder {
@@ -72,7 +84,21 @@ impl Builder {
 
     /// Limits the size of files the daemon writes (a full disk, cheaply).
     pub fn fsize_limit(mut self, bytes: u64) -> Self {
-        self.fsize = Some(bytes);
+        self.limits.push(format!("--fsize={bytes}:{bytes}"));
+        self
+    }
+
+    /// A resource limit for the daemon, as a prlimit(1) option
+    /// (`--nofile=64:64`).
+    pub fn limit(mut self, option: &str) -> Self {
+        self.limits.push(option.to_string());
+        self
+    }
+
+    /// Under a root test run, the daemon runs as this uid and gid (one no
+    /// other test uses) instead of nobody.
+    pub fn run_as_user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
         self
     }
 
@@ -91,6 +117,13 @@ impl Builder {
     /// Prepares the temp dir (files the jobs need) before the daemon starts.
     pub fn before_start(mut self, f: impl FnOnce(&Path) + 'static) -> Self {
         self.prepare = Some(Box::new(f));
+        self
+    }
+
+    /// Adds the canary job; check it with [`Daemon::assert_canary`].
+    pub fn canary(mut self) -> Self {
+        self.canary = true;
+        self.jobs.push(("canary".to_string(), CANARY.to_string()));
         self
     }
 
@@ -123,13 +156,12 @@ impl Builder {
         if let Some(prepare) = self.prepare {
             prepare(dir.path());
         }
-        let mut cmd = match self.fsize {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--fsize={n}:{n}")).arg(upkeep_bin());
-                c
-            }
-            None => Command::new(upkeep_bin()),
+        let mut cmd = if self.limits.is_empty() {
+            Command::new(upkeep_bin())
+        } else {
+            let mut c = Command::new("prlimit");
+            c.args(&self.limits).arg(upkeep_bin());
+            c
         };
         cmd.args(["daemon", "--verbose", "--conf-dir"])
             .arg(&conf)
@@ -149,7 +181,7 @@ impl Builder {
         let mut uid = upkeep::process::euid();
         if is_root() && !self.as_root {
             // Unprivileged, as an ordinary user would run it.
-            let (u, g) = nobody();
+            let (u, g) = self.user.unwrap_or_else(nobody);
             for p in [dir.path(), &conf, &logs] {
                 nix::unistd::chown(
                     p,
@@ -190,7 +222,7 @@ impl Builder {
         }
         let log = Arc::new((Mutex::new(LogBuf::default()), Condvar::new()));
         read_daemon_log(child.stderr.take().unwrap(), log.clone());
-        let d = Daemon {
+        let mut d = Daemon {
             dir,
             conf,
             logs,
@@ -199,8 +231,14 @@ impl Builder {
             log,
             uid,
             stdout: stdout_buf,
+            canary: None,
         };
         d.wait_log("listening on");
+        if self.canary {
+            d.wait_log_file("canary.log", "canary 3\n");
+            let pid = d.main_pid("canary").expect("the canary runs");
+            d.canary = Some((pid, d.pid()));
+        }
         d
     }
 }
@@ -210,16 +248,27 @@ impl Daemon {
         Builder {
             jobs: Vec::new(),
             as_root: false,
-            fsize: None,
+            limits: Vec::new(),
+            user: None,
             extra: Vec::new(),
             stdout: false,
             prepare: None,
             leak_fd: false,
+            canary: false,
         }
     }
 
     pub fn with_jobs(jobs: &[(&str, &str)]) -> Daemon {
         let mut b = Daemon::builder();
+        for (n, t) in jobs {
+            b = b.job(n, t);
+        }
+        b.start()
+    }
+
+    /// [`Daemon::with_jobs`] with the canary job beside them.
+    pub fn with_jobs_and_canary(jobs: &[(&str, &str)]) -> Daemon {
+        let mut b = Daemon::builder().canary();
         for (n, t) in jobs {
             b = b.job(n, t);
         }
@@ -361,6 +410,45 @@ impl Daemon {
                 "{name} never showed {needle:?}; it has:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The canary invariant: the daemon is alive with the same pid and
+    /// printed no panic; the canary still runs with the same pid, its count
+    /// has no gap, and `status` answers.
+    pub fn assert_canary(&mut self) {
+        let (pid, daemon) = self.canary.expect("a daemon built with .canary()");
+        assert_eq!(self.pid(), daemon);
+        let child = self.child.as_mut().expect("the daemon");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon died:\n{}",
+            self.log_lines().join("\n")
+        );
+        let lines = self.log_lines();
+        assert!(
+            !lines.iter().any(|l| l.contains("panicked")),
+            "the daemon panicked:\n{}",
+            lines.join("\n")
+        );
+        let status = self.ok(&["status", "canary"]);
+        assert_eq!(
+            status,
+            format!("canary start/running, process {pid}\n"),
+            "the canary was disturbed"
+        );
+        // Counting on: a new line after this check began, and none missing.
+        let text = self.log_file("canary.log");
+        let last = text.lines().count();
+        self.wait_log_file("canary.log", &format!("canary {}\n", last + 1));
+        let text = self.log_file("canary.log");
+        let whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        for (i, line) in whole.enumerate() {
+            assert_eq!(
+                line,
+                format!("canary {}\n", i + 1),
+                "a gap in the canary's log"
+            );
         }
     }
 

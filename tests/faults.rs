@@ -1,0 +1,471 @@
+//! The fault catalogue of `docs/reliability.md` that no other test file
+//! covers: each test runs beside the canary job and ends with the canary
+//! invariant (`Daemon::assert_canary`): the daemon alive with the same pid
+//! and no panic, the canary running undisturbed, `status` answering.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::daemon::{alive, is_root, nobody, wait_gone, Daemon, DEADLINE};
+
+fn skip_unless_root(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipped {test}: needs root (CI runs it as root)");
+        return true;
+    }
+    false
+}
+
+/// The daemon's open descriptors.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// The daemon's CPU time so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = s.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Raises this test process's descriptor limit to its hard limit.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on this process with a valid struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+// ------------------------------------------------------- A. child death
+
+/// T01: a job that dies by one signal after another is respawned after
+/// each, and each death is logged with the signal's name.
+#[test]
+fn t01_death_by_every_signal_is_logged_and_respawned() {
+    let signals = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "XCPU", "XFSZ", "SYS",
+    ];
+    let job = format!(
+        "respawn\nrespawn limit 100 10\nlimit core 0 0\nscript\n  n=$(cat @DIR@/n 2>/dev/null || echo 0)\n  echo $((n+1)) > @DIR@/n\n  set -- {}\n  if [ \"$n\" -ge $# ]; then exec sleep 100000; fi\n  shift $n\n  kill -$1 $$\n  sleep 100000\nend script\n",
+        signals.join(" ")
+    );
+    let mut d = Daemon::builder().canary().job("sig", &job).start();
+    d.ok(&["start", "sig"]);
+    for s in signals {
+        d.wait_log(&format!("killed by {s} signal"));
+    }
+    d.wait_status(&["sig"], "running sleep after every signal", |s| {
+        s["state"] == "running"
+            && std::fs::read_to_string(d.dir.path().join("n"))
+                .is_ok_and(|n| n.trim() == (signals.len() + 1).to_string())
+    });
+    d.assert_canary();
+}
+
+/// T05: a storm of concurrent restarts of a job that crashes every 50 ms:
+/// every request answered, one instance at the end, at most one main
+/// process at any time.
+#[test]
+fn t05_a_restart_storm_on_a_crash_loop() {
+    let job = "respawn\nrespawn limit unlimited\nexec sh -c 'sleep 0.05; exit 1'\n";
+    let mut d = Daemon::builder().canary().job("crashy", job).start();
+    d.ok(&["start", "crashy"]);
+    let sock = d.socket.clone();
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let verb = if i % 3 == 0 { "stop" } else { "restart" };
+            Command::new(common::upkeep_bin())
+                .args([verb, "crashy", "--no-wait"])
+                .env("UPKEEP_SOCKET", &sock)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in clients {
+        // Answered, with success or a refusal: never a hang or a lost
+        // connection.
+        let code = c.wait().unwrap().code();
+        assert!(matches!(code, Some(0 | 1)), "{code:?}");
+    }
+    let _ = d.ctl(&["start", "crashy"]);
+    let st = d.status(&["crashy"]);
+    let mains = st["processes"]
+        .as_array()
+        .map_or(0, |p| p.iter().filter(|p| p["process"] == "main").count());
+    assert!(mains <= 1, "{st}");
+    let _ = d.ctl(&["stop", "crashy"]);
+    d.assert_canary();
+}
+
+// --------------------------------------------------- F. scale, exhaustion
+
+/// T25: 1,000 jobs start, answer `list`, and stop, with nothing left.
+#[test]
+fn t25_a_thousand_jobs() {
+    raise_nofile();
+    let mut b = Daemon::builder().canary();
+    for i in 0..1000 {
+        b = b.job(
+            &format!("j{i:04}"),
+            "start on startup\nstop on bye\nexec sleep 100000\n",
+        );
+    }
+    let mut d = b.start();
+    let list = d.wait_list("1,000 jobs running", |t| {
+        t.matches("start/running, process ").count() == 1001
+    });
+    let pids: Vec<i32> = list
+        .lines()
+        .filter(|l| l.starts_with('j'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 1000);
+    d.ok(&["emit", "bye"]);
+    d.wait_list("1,000 jobs stopped", |t| {
+        t.matches("start/running, process ").count() == 1
+    });
+    for p in pids {
+        wait_gone(p);
+    }
+    d.assert_canary();
+}
+
+/// T26: 1,000 clients connect at once: 800 ask for status, 100 send half a
+/// request and stall, 100 connect and leave. Every whole request is
+/// answered, and the daemon's descriptors return to where they were.
+#[test]
+fn t26_a_thousand_concurrent_clients() {
+    raise_nofile();
+    let mut d = Daemon::builder().canary().start();
+    let before = fd_count(d.pid());
+    let mut asking = Vec::new();
+    let mut stalled = Vec::new();
+    for i in 0..1000 {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        match i % 10 {
+            0 => {
+                s.write_all(b"{\"v\":1,\"cmd\":\"sta").unwrap();
+                stalled.push(s);
+            }
+            1 => drop(s),
+            _ => {
+                s.write_all(b"{\"v\":1,\"cmd\":\"status\",\"job\":\"canary\"}\n")
+                    .unwrap();
+                asking.push(s);
+            }
+        }
+    }
+    assert_eq!(asking.len(), 800);
+    for mut s in asking {
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut answer = String::new();
+        let mut buf = [0u8; 4096];
+        while !answer.ends_with('\n') {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed without an answer");
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        assert!(answer.contains("\"running\""), "{answer}");
+    }
+    // The stalled ones do not hold up others.
+    assert!(d
+        .ok(&["status", "canary"])
+        .starts_with("canary start/running"));
+    drop(stalled);
+    let deadline = Instant::now() + DEADLINE;
+    while fd_count(d.pid()) > before {
+        assert!(Instant::now() < deadline, "descriptors leaked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.assert_canary();
+}
+
+/// T27: with 64 descriptors, jobs past the limit fail to start with the
+/// reason, clients past it wait without the loop spinning, and all is well
+/// once descriptors are free again.
+#[test]
+fn t27_descriptor_exhaustion() {
+    let mut b = Daemon::builder().canary().limit("--nofile=64:64");
+    for i in 0..80 {
+        b = b.job(&format!("j{i}"), "exec sleep 100000\n");
+    }
+    let mut d = b.start();
+    let mut failed = 0;
+    for i in 0..80 {
+        let o = d.ctl(&["start", &format!("j{i}")]);
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(err.contains("Too many open files"), "{err}");
+            failed += 1;
+        }
+    }
+    assert!(
+        failed > 0,
+        "64 descriptors should not be enough for 80 jobs"
+    );
+    // Clients beyond the limit: the daemon cannot accept them, and must not
+    // spin on the listening socket meanwhile.
+    let clients: Vec<UnixStream> = (0..100)
+        .filter_map(|_| UnixStream::connect(&d.socket).ok())
+        .collect();
+    let t0 = cpu_ticks(d.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_ticks(d.pid()) - t0;
+    assert!(spent < 50, "the loop spun: {spent} ticks in 1 s");
+    drop(clients);
+    for i in 0..80 {
+        let _ = d.ctl(&["stop", &format!("j{i}")]);
+    }
+    // Descriptors free again: a start works.
+    assert!(d.ok(&["start", "j0"]).starts_with("j0 start/running"));
+    d.assert_canary();
+}
+
+/// T28: the daemon's user at its process limit: a start fails with the
+/// reason, the daemon keeps serving, and starts work once the limit rises.
+#[test]
+fn t28_fork_failure_at_the_process_limit() {
+    if skip_unless_root("t28_fork_failure_at_the_process_limit") {
+        return;
+    }
+    // A uid of its own, so that no other test's processes count; the
+    // canary is one process that never forks: the daemon and the canary are
+    // all this user runs.
+    let (uid, gid) = (64_128, 64_128);
+    let mut d = Daemon::builder()
+        .canary()
+        .run_as_user(uid, gid)
+        .job("more", "exec sleep 100000\n")
+        .start();
+    // The soft limit, set as the daemon's user (changing another user's
+    // limits takes CAP_SYS_RESOURCE, which a container's root may lack).
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max processes"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap()
+        .to_string();
+    let limit = |n: &str| {
+        let ok = Command::new("prlimit")
+            .arg(format!("--pid={}", d.pid()))
+            .arg(format!("--nproc={n}:{hard}"))
+            .uid(uid)
+            .gid(gid)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    limit("2");
+    let err = d.fails(&["start", "more"]);
+    assert!(err.contains("unable to fork"), "{err}");
+    assert_eq!(d.ok(&["status", "more"]), "more stop/waiting\n");
+    limit("100");
+    assert!(d.ok(&["start", "more"]).starts_with("more start/running"));
+    d.assert_canary();
+}
+
+/// T29: `setuid` to a user that does not exist, `setgid` to a missing
+/// group: the start fails with the reason, and nothing runs as root.
+#[test]
+fn t29_setuid_to_a_missing_user_never_runs_as_root() {
+    if skip_unless_root("t29_setuid_to_a_missing_user_never_runs_as_root") {
+        return;
+    }
+    let mut d = Daemon::builder()
+        .canary()
+        .run_as_root()
+        .job(
+            "nouser",
+            "setuid no-such-user-upkeep\nexec touch @DIR@/ran-nouser\n",
+        )
+        .job(
+            "nogroup",
+            "setgid no-such-group-upkeep\nexec touch @DIR@/ran-nogroup\n",
+        )
+        .start();
+    for (job, what) in [("nouser", "user"), ("nogroup", "group")] {
+        let err = d.fails(&["start", job]);
+        assert!(err.contains("Job failed to start"), "{err}");
+        assert!(err.contains(what), "{err}");
+        assert!(!d.dir.path().join(format!("ran-{job}")).exists());
+    }
+    d.assert_canary();
+}
+
+/// T29, the other side: a daemon that is not root cannot run a job as
+/// root, and says so.
+#[test]
+fn t29_an_unprivileged_daemon_cannot_setuid_root() {
+    let mut d = Daemon::builder()
+        .canary()
+        .job("asroot", "setuid root\nexec touch @DIR@/ran-asroot\n")
+        .start();
+    assert_ne!(d.uid, 0, "the harness runs the daemon unprivileged");
+    let err = d.fails(&["start", "asroot"]);
+    // setgid (to root's group) comes first, and fails first.
+    assert!(
+        err.contains("unable to setgid") || err.contains("unable to setuid"),
+        "{err}"
+    );
+    assert!(!d.dir.path().join("ran-asroot").exists());
+    d.assert_canary();
+}
+
+// ------------------------------------------------------ G. job files
+
+/// T31: malformed, huge, binary and deeply nested job files dropped into a
+/// running daemon's conf dir: each reported, none defines a job, the rest
+/// unaffected.
+#[test]
+fn t31_hostile_job_files_at_runtime() {
+    let mut d = Daemon::builder().canary().start();
+    let deep = format!(
+        "start on {}a{}\nexec true\n",
+        "(".repeat(100_000),
+        ")".repeat(100_000)
+    );
+    let wide = format!(
+        "start on {}\nexec true\n",
+        (0..100_000)
+            .map(|i| format!("e{i}"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    );
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", b"exec".to_vec()),
+        ("unknown", b"frobnicate yes\n".to_vec()),
+        ("noend", b"script\n  echo hi\n".to_vec()),
+        ("quotes", b"exec echo \"unbalanced\n".to_vec()),
+        (
+            "binary",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        ("nul", b"exec true\0\n".to_vec()),
+        ("latin1", b"description \"caf\xe9\"\nexec true\n".to_vec()),
+        ("huge", vec![b'#'; 2 << 20]),
+        ("deep", deep.into_bytes()),
+        ("wide", wide.into_bytes()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(d.conf.join(format!("{name}.conf")), bytes).unwrap();
+    }
+    d.ok(&["reload-configuration"]);
+    for (name, _) in &files {
+        let o = d.ctl(&["status", name]);
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(!text.contains("start/running"), "{name}: {text}");
+    }
+    d.assert_canary();
+}
+
+// ---------------------------------------------------- H. control, security
+
+/// T34: control messages that are not requests: each gets an error (or a
+/// closed connection), and the daemon serves on.
+#[test]
+fn t34_malformed_control_messages() {
+    let mut d = Daemon::builder().canary().start();
+    let huge = vec![b'x'; 1 << 20];
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let frames: Vec<Vec<u8>> = vec![
+        b"\n".to_vec(),
+        b"not json\n".to_vec(),
+        b"{\"v\":1,\"cmd\":\"frobnicate\"}\n".to_vec(),
+        b"{\"v\":1,\"cmd\":\"status\",\"job\":\"a\\u0000b\"}\n".to_vec(),
+        b"{\"v\":1,\"cmd\":\"status\",\"job\":\"\xff\xfe\"}\n".to_vec(),
+        b"{\"v\":99,\"cmd\":\"list\"}\n".to_vec(),
+        deep.into_bytes(),
+        huge,
+    ];
+    for frame in frames {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        // The daemon may close the connection before all of a huge frame
+        // is written: a broken pipe here is one of the right answers.
+        let _ = s.write_all(&frame);
+        let _ = s.write_all(b"\n");
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.contains("\"error\""),
+            "{answer}"
+        );
+    }
+    // One byte at a time is a request like any other.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    for b in b"{\"v\":1,\"cmd\":\"status\",\"job\":\"canary\"}\n" {
+        s.write_all(&[*b]).unwrap();
+    }
+    let mut answer = [0u8; 4096];
+    let n = s.read(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).contains("running"));
+    d.assert_canary();
+}
+
+/// T35: an unprivileged client of root's daemon may read but not change;
+/// a uid written into the request changes nothing.
+#[test]
+fn t35_a_forged_uid_in_the_request_is_ignored() {
+    if skip_unless_root("t35_a_forged_uid_in_the_request_is_ignored") {
+        return;
+    }
+    let mut d = Daemon::builder()
+        .canary()
+        .run_as_root()
+        .job("web", "exec sleep 100000\n")
+        .start();
+    std::fs::set_permissions(
+        d.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    d.ok(&["start", "web"]);
+    let pid = d.main_pid("web").unwrap();
+    let (u, g) = nobody();
+    let send = |request: &str| {
+        let o = Command::new("python3")
+            .args([
+                "-c",
+                "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode() + b'\\n')\nprint(s.recv(65536).decode())",
+            ])
+            .arg(&d.socket)
+            .arg(request)
+            .uid(u)
+            .gid(g)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for forged in [
+        r#"{"v":1,"cmd":"stop","job":"web","uid":0}"#,
+        r#"{"v":1,"cmd":"stop","job":"web","peer_uid":0,"root":true}"#,
+        r#"{"v":1,"cmd":"emit","event":"bye","uid":0}"#,
+        r#"{"v":1,"cmd":"reload-configuration","uid":0}"#,
+    ] {
+        let answer = send(forged);
+        assert!(answer.contains("permission"), "{forged}: {answer}");
+    }
+    assert!(send(r#"{"v":1,"cmd":"status","job":"web"}"#).contains("running"));
+    assert!(alive(pid));
+    assert_eq!(d.main_pid("web"), Some(pid));
+    d.assert_canary();
+}
