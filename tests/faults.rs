@@ -469,3 +469,105 @@ fn t35_a_forged_uid_in_the_request_is_ignored() {
     assert_eq!(d.main_pid("web"), Some(pid));
     d.assert_canary();
 }
+
+// ----------------------------------------------------------- E. logs
+
+/// T19: the log dir unwritable while a job writes, then writable again:
+/// what was written meanwhile arrives in order (up to the per-job buffer),
+/// or is counted as lost; nothing blocks the job.
+#[test]
+fn t19_an_unwritable_log_dir_then_a_writable_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = Daemon::builder()
+        .canary()
+        .job(
+            "w",
+            "script\n  for i in 1 2 3 4 5; do echo \"line $i\"; done\n  while [ ! -e @DIR@/go ]; do sleep 0.05; done\n  echo \"line 6\"\n  exec sleep 100000\nend script\n",
+        )
+        .start();
+    if d.uid == 0 {
+        eprintln!("skipped: root writes anywhere");
+        return;
+    }
+    // The canary's file is open already; only new files fail.
+    std::fs::set_permissions(&d.logs, std::fs::Permissions::from_mode(0o555)).unwrap();
+    d.ok(&["start", "w"]);
+    d.wait_log("w.log");
+    std::fs::set_permissions(&d.logs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.dir.path().join("go"), "").unwrap();
+    let text = d.wait_log_file("w.log", "line 6\n");
+    let lines: Vec<&str> = text.lines().collect();
+    let kept: Vec<&&str> = lines.iter().filter(|l| l.starts_with("line ")).collect();
+    if kept.len() < 6 {
+        assert!(
+            text.contains("bytes of output were lost"),
+            "lines went missing without a word:\n{text}"
+        );
+    } else {
+        assert_eq!(
+            kept,
+            ["line 1", "line 2", "line 3", "line 4", "line 5", "line 6"]
+                .iter()
+                .collect::<Vec<_>>()
+        );
+    }
+    d.assert_canary();
+}
+
+/// T37: variables given to `emit` reach the jobs it starts as data; the
+/// job's identity cannot be overridden; a malformed pair is refused.
+#[test]
+fn t37_emit_cannot_override_a_jobs_identity() {
+    let mut d = Daemon::builder()
+        .canary()
+        .job("e", "start on foo\ntask\nexec sh -c 'env > @DIR@/env'\n")
+        .start();
+    let err = d.fails(&["emit", "foo", "BAD"]);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    d.ok(&[
+        "emit",
+        "foo",
+        "UPSTART_JOB=evil",
+        "UPSTART_INSTANCE=evil",
+        "X=$(touch @DIR@/pwned); `touch @DIR@/pwned`",
+    ]);
+    let env = common::daemon::wait_file(&d.dir.path().join("env"), |t| t.contains("UPSTART_JOB"));
+    assert!(env.lines().any(|l| l == "UPSTART_JOB=e"), "{env}");
+    assert!(env.lines().any(|l| l == "UPSTART_INSTANCE="), "{env}");
+    assert!(env.contains("X=$(touch"), "{env}");
+    assert!(!d.dir.path().join("pwned").exists());
+    d.assert_canary();
+}
+
+/// T38: a symlink or a regular file where the socket should be: the
+/// daemon refuses to start and touches neither.
+#[test]
+fn t38_the_socket_path_is_never_followed_or_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep me").unwrap();
+    let link = dir.path().join("link.sock");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let file = dir.path().join("file.sock");
+    std::fs::write(&file, "keep me too").unwrap();
+    for path in [&link, &file] {
+        let o = Command::new(common::upkeep_bin())
+            .args(["daemon", "--conf-dir"])
+            .arg(dir.path().join("conf"))
+            .arg("--log-dir")
+            .arg(dir.path().join("log"))
+            .arg("--socket")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("is not a socket; refusing to replace it"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me too");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+}
