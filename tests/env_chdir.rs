@@ -42,3 +42,20 @@ fn jobs_get_only_their_stdio_not_what_the_daemon_inherited() {
     assert_eq!(d.wait_log_file("fds.log", "]"), "[0, 1, 2, 3]\n");
     d.assert_canary();
 }
+
+#[test]
+fn jobs_start_with_no_blocked_and_no_ignored_signals() {
+    // The daemon blocks the signals it reads from its signalfd, and Rust
+    // programs ignore SIGPIPE: none of that may reach a job.
+    let job = "task\nexec grep -E '^Sig(Blk|Ign):' /proc/self/status\n";
+    let slow = "task\nnice 1\nexec grep -E '^Sig(Blk|Ign):' /proc/self/status\n";
+    let d = Daemon::builder().job("fast", job).job("slow", slow).start();
+    for j in ["fast", "slow"] {
+        d.ok(&["start", j]);
+        let text = d.wait_log_file(&format!("{j}.log"), "SigIgn");
+        assert_eq!(
+            text, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+            "{j}"
+        );
+    }
+}

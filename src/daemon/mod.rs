@@ -172,6 +172,8 @@ pub struct Daemon {
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// exit code.
 pub fn run(cfg: Config) -> i32 {
+    // Nothing the daemon inherited reaches a job.
+    process::spawn::close_inherited_fds();
     match Daemon::new(cfg) {
         Ok(mut d) => d.run(),
         Err(msg) => {

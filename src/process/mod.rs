@@ -6,6 +6,7 @@
 //! * signalling process groups and checking whether one is empty.
 
 pub mod capture;
+mod fast_spawn;
 pub mod spawn;
 pub mod time;
 pub mod tree;
