@@ -39,6 +39,7 @@ impl Daemon {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
+                    self.accept_stalled = false;
                     if self.clients.len() >= MAX_CLIENTS {
                         drop(stream);
                         continue;
@@ -73,8 +74,14 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: say so, and try again next time.
-                    self.log(&format!("accept: {e}"));
+                    // EMFILE and friends: said once, and tried again after
+                    // each wakeup until it works (see `accept_stalled`).
+                    if !self.accept_stalled {
+                        self.log(&format!(
+                            "accept: {e}; clients wait until descriptors are free"
+                        ));
+                    }
+                    self.accept_stalled = true;
                     break;
                 }
             }

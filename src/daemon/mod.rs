@@ -115,6 +115,10 @@ pub struct Daemon {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     watcher: Option<watch::Watcher>,
     rescan_armed: bool,
+    /// accept() failed for want of descriptors: connections wait in the
+    /// backlog, and the listener will not signal them again (epoll is
+    /// edge-triggered), so accepting is retried after each wakeup.
+    accept_stalled: bool,
     /// The pid map changed since the state file was last written.
     state_dirty: bool,
     /// (start time, process group) of the pids in the map, for the state
@@ -231,6 +235,7 @@ impl Daemon {
             timers: BinaryHeap::new(),
             watcher: None,
             rescan_armed: false,
+            accept_stalled: false,
             conf_errors: BTreeMap::new(),
             pending_exit: HashMap::new(),
             state_dirty: false,
@@ -439,6 +444,10 @@ impl Daemon {
                 }
             }
             self.fire_timers();
+            // Descriptors may have been freed by what happened above.
+            if self.accept_stalled {
+                self.accept();
+            }
             // Settle before waiting again: events queued by what happened
             // above, and (when shutting down) the next job to stop, whose
             // own stopping event must be handled too.
@@ -791,6 +800,21 @@ impl Daemon {
                 if process::kill_group(pgid, signal).is_err() {
                     let _ = process::kill_pid(pgid, signal);
                 }
+                // A followed daemon may have called setsid after it was
+                // followed: its group is its own now, and gets the signal
+                // too.
+                let main = self
+                    .instances
+                    .get(key)
+                    .and_then(|i| i.pid(ProcessType::Main));
+                if let Some(main) = main {
+                    if let Some(g) = crate::process::tree::pgid_of(main).filter(|&g| g != pgid) {
+                        if process::kill_group(g, signal).is_err() {
+                            let _ = process::kill_pid(main, signal);
+                        }
+                        queue.push_back(Input::Regrouped { pgid: g });
+                    }
+                }
                 self.signal_escaped(key, signal);
             }
             Action::ArmTimer { gen, after } => self.arm(after, Timer::Instance(key.clone(), gen)),
@@ -931,7 +955,7 @@ impl Daemon {
         }
         let log_name = log_file_name(&inst.job, &inst.name);
         let label = inst.label();
-        let capture = self.capture_for(&class, log_name, label);
+        let capture = self.capture_for(&class, log_name, label)?;
         let pid = spawn::spawn(spawn::SpawnSpec {
             class: &class,
             command,

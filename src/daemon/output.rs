@@ -46,19 +46,19 @@ impl Daemon {
         class: &JobClass,
         log_name: String,
         label: String,
-    ) -> Capture {
+    ) -> Result<Capture, String> {
         match class.console {
             Console::None => {
-                return Capture {
+                return Ok(Capture {
                     output: spawn::Output::Null,
                     reader: None,
-                }
+                })
             }
             Console::Output | Console::Owner => {
-                return Capture {
+                return Ok(Capture {
                     output: spawn::Output::Inherit,
                     reader: None,
-                }
+                })
             }
             Console::Log => {}
         }
@@ -68,6 +68,15 @@ impl Daemon {
             .entry(log_name.clone())
             .or_insert_with(|| LogFile::new(path, policy))
             .policy = policy;
+        // Two descriptors per job in the end (its pty or pipe, and its log
+        // file), with the reserve kept.
+        if !capture::room_for(2) {
+            return Err(format!(
+                "unable to capture output: {} (the last {} descriptors are kept for control clients)",
+                nix::errno::Errno::EMFILE.desc(),
+                capture::RESERVED_FDS
+            ));
+        }
         let want_pty = class.log.capture.unwrap_or(LogCapture::Pty) == LogCapture::Pty;
         let pair = if want_pty {
             capture::pty().or_else(|e| {
@@ -80,19 +89,13 @@ impl Daemon {
             capture::pipe()
         };
         match pair {
-            Ok((read, write)) => Capture {
+            Ok((read, write)) => Ok(Capture {
                 output: spawn::Output::File(write),
                 reader: Some((read, log_name, label)),
-            },
-            Err(e) => {
-                self.log(&format!(
-                    "{label}: unable to capture output ({e}); output discarded"
-                ));
-                Capture {
-                    output: spawn::Output::Null,
-                    reader: None,
-                }
-            }
+            }),
+            // Out of descriptors, say: the process is not started rather
+            // than started with its output thrown away.
+            Err(e) => Err(format!("unable to capture output: {}", errno_text(&e))),
         }
     }
 
@@ -291,3 +294,12 @@ fn echo(r: &mut Reader, data: &[u8]) {
 
 /// Keeps the reader map's type in one place.
 pub(super) type Readers = HashMap<usize, Reader>;
+
+/// An I/O error's text without Rust's "(os error N)" suffix, as Upstart
+/// words errors.
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}

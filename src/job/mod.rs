@@ -212,6 +212,11 @@ pub enum Input {
         pid: Pid,
         pgid: Pid,
     },
+    /// The main process now leads a process group of its own (a daemon
+    /// that called setsid after it was followed): its signals go there.
+    Regrouped {
+        pgid: Pid,
+    },
     /// `expect fork` / `expect daemon`: the tracked main process exited
     /// and left this re-parented child (in process group `pgid`) to carry
     /// on as the main process.
@@ -523,6 +528,11 @@ impl Instance {
                     self.group = Some(pgid);
                 }
             }
+            Input::Regrouped { pgid } => {
+                if self.pid(ProcessType::Main).is_some() {
+                    self.group = Some(pgid);
+                }
+            }
             Input::StoppedItself { pid } => {
                 if self.waiting == Waiting::Stop && self.pid(ProcessType::Main) == Some(pid) {
                     self.timer_gen += 1;
@@ -555,8 +565,9 @@ impl Instance {
                 match (self.state, self.waiting) {
                     (State::Killed, Waiting::Kill) => {
                         if let Some(pgid) = self.group {
+                            let main = self.pid(ProcessType::Main).unwrap_or(pgid);
                             out.push(Action::Log(format!(
-                                "Sending KILL signal to {} main process ({pgid})",
+                                "Sending KILL signal to {} main process ({main})",
                                 self.label()
                             )));
                             out.push(Action::KillGroup { pgid, signal: 9 });
@@ -958,8 +969,9 @@ impl Instance {
                     return true;
                 };
                 let sig = self.class.kill_signal;
+                let main = self.pid(ProcessType::Main).unwrap_or(pgid);
                 out.push(Action::Log(format!(
-                    "Sending {} signal to {} main process ({pgid})",
+                    "Sending {} signal to {} main process ({main})",
                     signal::display(sig),
                     self.label()
                 )));

@@ -1166,3 +1166,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_followed_daemon_that_leaves_its_group_is_signalled_in_its_new_one() {
+    let mut s = Sim::new("expect fork\nexec d\n");
+    s.ok(Input::Start);
+    assert_eq!(s.inst.waiting, Waiting::Fork(1));
+    // Followed while still in the group of the process that forked it...
+    s.ok(Input::Forked {
+        pid: 200,
+        pgid: 101,
+        hops: 1,
+    });
+    assert_eq!(s.inst.state, State::Running);
+    // ...then it called setsid.
+    s.ok(Input::Regrouped { pgid: 200 });
+    let acts = s.ok(Input::Stop);
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::KillGroup { pgid: 200, .. })),
+        "{acts:?}"
+    );
+}

@@ -34,3 +34,31 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nonblocking_cloexec(&r)?;
     Ok((r, w))
 }
+
+/// Descriptors always left for control clients, log files and the state
+/// file: a daemon out of descriptors must still accept the `stop` that
+/// frees some.
+pub const RESERVED_FDS: u64 = 16;
+
+/// Whether `need` more descriptors leave the reserve free. The kernel gives
+/// out the lowest free number, so the number a probe gets tells how full
+/// the table is: at most `limit - probe` are free.
+pub fn room_for(need: u64) -> bool {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) into a valid struct; open(2) of a literal,
+    // NUL-terminated path; the descriptor is closed at once.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return true;
+        }
+        let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        libc::close(fd);
+        (fd as u64) + need + RESERVED_FDS <= lim.rlim_cur
+    }
+}
