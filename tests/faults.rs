@@ -11,15 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::{alive, is_root, nobody, wait_gone, Daemon, DEADLINE};
-
-fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipped {test}: needs root (CI runs it as root)");
-        return true;
-    }
-    false
-}
+use common::daemon::{alive, nobody, skip_unless_root, wait_gone, Daemon, DEADLINE};
 
 /// The daemon's open descriptors.
 fn fd_count(pid: u32) -> usize {

@@ -3,15 +3,9 @@
 
 mod common;
 
-use common::daemon::{is_root, nobody, Daemon};
+use common::daemon::{nobody, Daemon};
 
-fn skip(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipped {test}: needs root (CI runs it as root)");
-        return true;
-    }
-    false
-}
+use common::daemon::skip_unless_root as skip;
 
 fn proc_status(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap()

@@ -81,13 +81,15 @@ pub fn spawn(
 ) -> Result<i32, Refused> {
     // The open-files limit is given back by lowering the daemon's own soft
     // limit for the spawn; that works only under the same hard limit.
+    let mut old_nofile = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     if let Some((_, hard)) = nofile {
-        let mut now = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
         // SAFETY: getrlimit(2) into a valid struct.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) } != 0 || now.rlim_max != hard {
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old_nofile) } != 0
+            || old_nofile.rlim_max != hard
+        {
             return Err(Refused::TrySlowPath(output));
         }
     }
@@ -195,20 +197,15 @@ pub fn spawn(
             libc::posix_spawn_file_actions_addchdir_np(&mut fa, dir.as_ptr());
         }
         let old_umask = libc::umask(umask as libc::mode_t);
-        let mut old_nofile = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
         let lowered = match nofile {
             Some((soft, hard)) => {
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut old_nofile) == 0
-                    && libc::setrlimit(
-                        libc::RLIMIT_NOFILE,
-                        &libc::rlimit {
-                            rlim_cur: soft,
-                            rlim_max: hard,
-                        },
-                    ) == 0
+                libc::setrlimit(
+                    libc::RLIMIT_NOFILE,
+                    &libc::rlimit {
+                        rlim_cur: soft,
+                        rlim_max: hard,
+                    },
+                ) == 0
             }
             None => false,
         };

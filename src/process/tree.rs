@@ -74,9 +74,40 @@ fn environ_has(pid: i32, wanted: &[String]) -> bool {
     let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
+    has_all(&env, wanted)
+}
+
+fn has_all(env: &[u8], wanted: &[String]) -> bool {
     wanted
         .iter()
         .all(|w| env.split(|&b| b == 0).any(|e| e == w.as_bytes()))
+}
+
+/// Live children of `parent`, except the pids in `known`, whose
+/// environment satisfies `keep`; oldest first.
+fn adopted(parent: i32, known: &dyn Fn(i32) -> bool, keep: impl Fn(&[u8]) -> bool) -> Vec<Orphan> {
+    let mut out = Vec::new();
+    for pid in unknown_children(parent, known) {
+        let Some((ppid, pgid, sid, start)) = stat(pid) else {
+            continue;
+        };
+        if ppid != parent {
+            continue;
+        }
+        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if keep(&env) {
+            out.push(Orphan {
+                pid,
+                pgid,
+                sid,
+                start,
+            });
+        }
+    }
+    out.sort_by_key(|o| (o.start, o.pid));
+    out
 }
 
 /// Live children of `parent` (the daemon) that carry the job's identity,
@@ -91,53 +122,17 @@ pub fn orphans_of_job(
         format!("UPSTART_JOB={job}"),
         format!("UPSTART_INSTANCE={instance}"),
     ];
-    let mut out = Vec::new();
-    for pid in unknown_children(parent, known) {
-        let Some((ppid, pgid, sid, start)) = stat(pid) else {
-            continue;
-        };
-        if ppid == parent && environ_has(pid, &wanted) {
-            out.push(Orphan {
-                pid,
-                pgid,
-                sid,
-                start,
-            });
-        }
-    }
-    out.sort_by_key(|o| (o.start, o.pid));
-    out
+    adopted(parent, known, |env| has_all(env, &wanted))
 }
 
 /// Live children of `parent` (the daemon), except the pids in `known`,
 /// that carry no job's identity at all: a program cleared its environment,
 /// or wrote over it (nginx puts its process title there). Oldest first.
 pub fn anonymous_orphans(parent: i32, known: &dyn Fn(i32) -> bool) -> Vec<Orphan> {
-    let mut out = Vec::new();
-    for pid in unknown_children(parent, known) {
-        let Some((ppid, pgid, sid, start)) = stat(pid) else {
-            continue;
-        };
-        if ppid != parent {
-            continue;
-        }
-        let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if !env
-            .split(|&b| b == 0)
+    adopted(parent, known, |env| {
+        !env.split(|&b| b == 0)
             .any(|e| e.starts_with(b"UPSTART_JOB="))
-        {
-            out.push(Orphan {
-                pid,
-                pgid,
-                sid,
-                start,
-            });
-        }
-    }
-    out.sort_by_key(|o| (o.start, o.pid));
-    out
+    })
 }
 
 impl Orphan {

@@ -21,6 +21,15 @@ pub fn is_root() -> bool {
     upkeep::process::euid() == 0
 }
 
+/// True (and says so) when a test that needs root runs without it.
+pub fn skip_unless_root(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipped {test}: needs root (CI runs it as root)");
+        return true;
+    }
+    false
+}
+
 /// `nobody`'s uid and gid, for running unprivileged under a root test run.
 pub fn nobody() -> (u32, u32) {
     let u = nix::unistd::User::from_name("nobody")
