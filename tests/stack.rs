@@ -96,13 +96,25 @@ fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// The index of the first daemon log line that has every needle.
+/// The index of the first daemon log line that has every needle, waiting
+/// for it (the daemon's stderr reaches the test a moment after its answers).
 fn line_of(d: &Daemon, needles: &[&str]) -> usize {
-    let lines = d.log_lines();
-    lines
-        .iter()
-        .position(|l| needles.iter().all(|n| l.contains(n)))
-        .unwrap_or_else(|| panic!("no daemon log line with {needles:?}:\n{}", lines.join("\n")))
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let lines = d.log_lines();
+        if let Some(i) = lines
+            .iter()
+            .position(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no daemon log line with {needles:?}:\n{}",
+            lines.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Every process in the process groups of the jobs' main processes.
@@ -206,6 +218,8 @@ fn the_stack_runs_recovers_and_stops_in_order() {
     );
     let first = d.log_lines().len();
     assert_eq!(d.terminate(), Some(0));
+    // Every line the daemon wrote before it exited.
+    d.wait_log("all jobs stopped; exiting");
     let lines = d.log_lines()[first..].to_vec();
     let after = |j: &str| {
         lines
