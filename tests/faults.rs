@@ -459,10 +459,12 @@ fn t35_a_forged_uid_in_the_request_is_ignored() {
         r#"{"v":1,"cmd":"stop","job":"web","peer_uid":0,"root":true}"#,
         r#"{"v":1,"cmd":"emit","event":"bye","uid":0}"#,
         r#"{"v":1,"cmd":"reload-configuration","uid":0}"#,
+        r#"{"v":1,"cmd":"re-exec","uid":0}"#,
     ] {
         let answer = send(forged);
         assert!(answer.contains("permission"), "{forged}: {answer}");
     }
+    assert!(!d.log_lines().iter().any(|l| l.contains("re-executing")));
     assert!(send(r#"{"v":1,"cmd":"status","job":"web"}"#).contains("running"));
     assert!(alive(pid));
     assert_eq!(d.main_pid("web"), Some(pid));

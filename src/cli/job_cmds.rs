@@ -62,13 +62,14 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
     };
     let job = || a.job.clone();
     let cmd = match command {
-        "list" | "reload-configuration" | "reopen-logs" => {
+        "list" | "reload-configuration" | "reopen-logs" | "re-exec" => {
             if a.job.is_some() {
                 return prog.usage_error(format!("{command} takes no arguments"));
             }
             match command {
                 "list" => Command::List,
                 "reopen-logs" => Command::ReopenLogs,
+                "re-exec" => Command::ReExec,
                 _ => Command::ReloadConfiguration,
             }
         }
@@ -147,7 +148,7 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
                 ));
             } else if !matches!(
                 command,
-                "reload" | "emit" | "reload-configuration" | "reopen-logs"
+                "reload" | "emit" | "reload-configuration" | "reopen-logs" | "re-exec"
             ) {
                 let text: String = instances
                     .iter()

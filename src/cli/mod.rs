@@ -90,9 +90,9 @@ const COMMANDS: &[CommandInfo] = &[
     },
     CommandInfo {
         name: "re-exec",
-        built: false,
-        usage: "re-exec",
-        summary: "replace the daemon's binary in place, keeping every job running",
+        built: true,
+        usage: "re-exec [--socket PATH]",
+        summary: "replace the daemon's image with its binary as it is now, keeping every job running (telinit u)",
     },
     CommandInfo {
         name: "reopen-logs",
@@ -169,6 +169,9 @@ pub fn main() -> i32 {
     if LINK_NAMES.contains(&invoked.as_str()) {
         return run(&Prog(invoked.clone()), &invoked, &invoked, args);
     }
+    if invoked == "telinit" {
+        return telinit(&Prog(invoked.clone()), args);
+    }
     let prog = Prog(invoked.clone());
     let mut rest = args.into_iter();
     let Some(first) = rest.next() else {
@@ -222,7 +225,8 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
         | "list"
         | "emit"
         | "reload-configuration"
-        | "reopen-logs" => job_cmds::run(prog, command, args),
+        | "reopen-logs"
+        | "re-exec" => job_cmds::run(prog, command, args),
         "logs" => logs_cmd::run(prog, args),
         "show-config" => show_config::run(prog, args),
         "version" => {
@@ -241,6 +245,26 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
     }
 }
 
+/// `telinit u` (or `U`): the daemon re-executes itself, as Upstart's did.
+/// A runlevel change is not built: upkeep is not the machine's init.
+fn telinit(prog: &Prog, args: Vec<OsString>) -> i32 {
+    let mut it = args.into_iter();
+    match it.next().as_ref().and_then(|a| a.to_str()) {
+        Some("u" | "U") => run(prog, "telinit", "re-exec", it.collect()),
+        Some("-h" | "--help") => {
+            out("Usage: telinit u\nre-execute the daemon with its binary as it is now\n");
+            0
+        }
+        Some(other) => {
+            prog.error(format!(
+                "'telinit {other}' is not built yet in upkeep {VERSION}: only 'telinit u' is"
+            ));
+            EXIT_USAGE
+        }
+        None => prog.usage_error("missing argument (only 'u' is built)"),
+    }
+}
+
 fn help(invoked: &str) -> String {
     let mut s = format!(
         "upkeep {VERSION}: Upstart's job files and commands, as a single-binary supervisor.\n\n\
@@ -253,7 +277,7 @@ fn help(invoked: &str) -> String {
     s.push_str(&format!(
         "\nRun '{invoked} COMMAND --help' for a command's arguments.\n\
          Under the names start, stop, restart, reload and status the binary is that command;\n\
-         under the name initctl it takes the same commands as upkeep.\n"
+         under the name initctl it takes the same commands as upkeep; as telinit, 'telinit u' re-execs the daemon.\n"
     ));
     s
 }

@@ -7,7 +7,8 @@
 //! Version history (`v` in each request):
 //! * 1: start, stop, restart, reload, status, list, emit,
 //!   reload-configuration, reopen-logs, log-path; an optional `instance`
-//!   on the job commands (older daemons ignore it).
+//!   on the job commands (older daemons ignore it); re-exec (a daemon
+//!   that predates it answers that the command is unknown).
 
 pub mod client;
 
@@ -83,6 +84,9 @@ pub enum Command {
     },
     ReloadConfiguration,
     ReopenLogs,
+    /// Replace the daemon's image with its binary as it is on disk now,
+    /// keeping every job; answered once the new image serves.
+    ReExec,
     /// Where a job's log file is.
     LogPath {
         job: String,
@@ -223,7 +227,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::Status { env, .. }
         | Command::Emit { env, .. }
         | Command::LogPath { env, .. } => env.as_slice(),
-        Command::List | Command::ReloadConfiguration | Command::ReopenLogs => &[],
+        Command::List | Command::ReloadConfiguration | Command::ReopenLogs | Command::ReExec => &[],
     };
     if let Command::Emit { event, .. } = &req.command {
         check_event_name(event)?;

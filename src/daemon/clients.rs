@@ -16,16 +16,16 @@ pub const MAX_CLIENTS: usize = 4096;
 const MAX_OUTPUT: usize = 4 << 20;
 
 pub(super) struct Client {
-    stream: mio::net::UnixStream,
+    pub(super) stream: mio::net::UnixStream,
     /// Who the peer is, from SO_PEERCRED: the only source of authority.
     pub uid: u32,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
+    pub(super) inbuf: Vec<u8>,
+    pub(super) outbuf: Vec<u8>,
     /// A request of this client is waiting for a job; later lines wait.
     pub busy: bool,
-    read_closed: bool,
-    close_after_flush: bool,
-    want_write: bool,
+    pub(super) read_closed: bool,
+    pub(super) close_after_flush: bool,
+    pub(super) want_write: bool,
 }
 
 fn too_long() -> Response {

@@ -216,6 +216,18 @@ impl Daemon {
                     path: self.cfg.log_dir.join(file).display().to_string(),
                 })
             }
+            Command::ReExec => {
+                if !may_modify {
+                    return err("You do not have permission to re-exec the daemon");
+                }
+                if self.shutting_down {
+                    return err("The daemon is shutting down");
+                }
+                // Carried out at the end of this loop turn, once everything
+                // is settled; the answer comes from the new image.
+                self.reexec_requests.push(client);
+                None
+            }
             Command::ReloadConfiguration => {
                 if !may_modify {
                     return err("You do not have permission to reload configuration");

@@ -20,13 +20,13 @@ use crate::job::{Exit, Failure, Goal, Input, Instance, JobEvent, State};
 pub(super) struct Event {
     pub name: String,
     pub env: Vec<String>,
-    holds: u32,
-    handled: bool,
-    failed: bool,
+    pub(super) holds: u32,
+    pub(super) handled: bool,
+    pub(super) failed: bool,
     /// Clients waiting for it to finish (`emit` without `--no-wait`).
-    emitters: Vec<usize>,
+    pub(super) emitters: Vec<usize>,
     /// A blocking job event: the instance waiting for it.
-    origin: Option<Key>,
+    pub(super) origin: Option<Key>,
 }
 
 /// Why an instance holds an event.

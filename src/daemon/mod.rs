@@ -12,12 +12,14 @@ mod commands;
 mod events;
 mod notify;
 mod output;
+mod reexec;
 pub mod setup;
 mod state;
 mod watch;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -155,6 +157,13 @@ pub struct Daemon {
     /// answering a request whose job finished before it could wait).
     last_destroyed: HashMap<Key, Option<(crate::job::FailedProcess, Option<String>)>>,
 
+    /// Clients whose `re-exec` is carried out at the end of the loop turn.
+    reexec_requests: Vec<usize>,
+    /// The daemon's binary (its path when it started: after an upgrade
+    /// that path holds the new one) and argv, for `re-exec`.
+    exe: Option<PathBuf>,
+    argv: Vec<OsString>,
+
     shutting_down: bool,
     /// What the daemon exits with (0, or the `--exit-with` job's status).
     exit_code: i32,
@@ -176,6 +185,23 @@ pub struct Daemon {
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// exit code.
 pub fn run(cfg: Config) -> i32 {
+    match reexec::handed_over() {
+        None => {}
+        Some(fd) => {
+            match fd.and_then(|fd| Daemon::resume(cfg.clone(), fd)) {
+                Ok(mut d) => return d.run(),
+                Err(msg) => {
+                    // Whatever was handed across goes, the lock with it;
+                    // the state file then names the old image's job
+                    // processes, which `new` stops before starting afresh.
+                    eprintln!(
+                        "upkeep: unable to resume after re-exec: {msg}; stopping what the previous image ran and starting afresh"
+                    );
+                    process::handover::close_inherited();
+                }
+            }
+        }
+    }
     // Nothing the daemon inherited reaches a job.
     process::spawn::close_inherited_fds();
     match Daemon::new(cfg) {
@@ -188,17 +214,18 @@ pub fn run(cfg: Config) -> i32 {
 }
 
 impl Daemon {
-    fn new(cfg: Config) -> Result<Daemon, String> {
+    /// The daemon with its lock and socket, signals and epoll set up, and
+    /// nothing loaded yet.
+    fn bare(
+        cfg: Config,
+        lock: setup::Lock,
+        mut listener: mio::net::UnixListener,
+        original_nofile: Option<(u64, u64)>,
+    ) -> Result<Daemon, String> {
         let my_uid = process::euid();
         let system = my_uid == 0;
-        let original_nofile = setup::raise_nofile();
-        setup::socket_dir(&cfg.socket, !system)?;
-        let lock = setup::take_lock(&cfg.socket)?;
-        // We hold the lock, so whoever wrote the state file is dead.
-        state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
         let signals = setup::signals()?;
         setup::subreaper()?;
-        let mut listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
         let poll = Poll::new().map_err(|e| format!("unable to create epoll: {e}"))?;
         poll.registry()
             .register(
@@ -268,22 +295,42 @@ impl Daemon {
             start_matchers: BTreeMap::new(),
             stop_matchers: BTreeMap::new(),
             blocking: HashMap::new(),
+            reexec_requests: Vec::new(),
+            exe: std::env::current_exe().ok(),
+            argv: std::env::args_os().collect(),
         };
         d.verbose = d.cfg.verbose;
+        Ok(d)
+    }
+
+    /// Watches the conf dirs (what to watch comes with each scan).
+    fn start_watching(&mut self) {
         match watch::Watcher::new() {
             Ok(w) => {
                 let fd = w.fd();
-                match d
+                match self
                     .poll
                     .registry()
                     .register(&mut SourceFd(&fd), INOTIFY, Interest::READABLE)
                 {
-                    Ok(()) => d.watcher = Some(w),
-                    Err(e) => d.log(&format!("unable to watch configuration directories: {e}")),
+                    Ok(()) => self.watcher = Some(w),
+                    Err(e) => self.log(&format!("unable to watch configuration directories: {e}")),
                 }
             }
-            Err(msg) => d.log(&msg),
+            Err(msg) => self.log(&msg),
         }
+    }
+
+    fn new(cfg: Config) -> Result<Daemon, String> {
+        let original_nofile = setup::raise_nofile();
+        setup::socket_dir(&cfg.socket, process::euid() != 0)?;
+        let lock = setup::take_lock(&cfg.socket)?;
+        // We hold the lock, so whoever wrote the state file is dead.
+        state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
+        let system = process::euid() == 0;
+        let listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
+        let mut d = Daemon::bare(cfg, lock, listener, original_nofile)?;
+        d.start_watching();
         crate::process::time::ignore_sigxfsz();
         d.load_jobs();
         d.arm_daily();
@@ -464,6 +511,9 @@ impl Daemon {
                 self.start_compression(DAEMON_LOG, c);
             }
             self.save_state();
+            if !self.reexec_requests.is_empty() {
+                self.reexec(); // returns only if the exec failed
+            }
             if self.shutting_down && self.instances.is_empty() {
                 break;
             }

@@ -21,7 +21,7 @@ use crate::process::tree;
 
 pub(super) struct Notifier {
     pub key: Key,
-    sock: UnixDatagram,
+    pub(super) sock: UnixDatagram,
     /// The value of `NOTIFY_SOCKET` (`@` for the abstract namespace).
     pub address: String,
 }

@@ -25,12 +25,12 @@ use crate::process::{capture, spawn};
 pub const READ_BUDGET: usize = 1 << 20;
 
 pub(super) struct Reader {
-    file: File,
+    pub(super) file: File,
     /// The log file (its name in LOGDIR) the output goes to.
-    log: String,
+    pub(super) log: String,
     /// For `--log-to-stdout`: the prefix, and an unfinished line.
-    label: String,
-    partial: Vec<u8>,
+    pub(super) label: String,
+    pub(super) partial: Vec<u8>,
 }
 
 /// What `spawn` needs for a job's output, and what to register after.

@@ -29,6 +29,25 @@ pub struct Lock {
     pub path: PathBuf,
 }
 
+impl Lock {
+    /// The descriptor that holds the lock (handed across a re-exec).
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self._flock.as_raw_fd()
+    }
+
+    /// The lock as the previous image held it: the same open file, so
+    /// taking it again cannot fail unless the descriptor is not the lock.
+    pub fn adopt(fd: std::os::fd::OwnedFd, socket: &Path) -> Result<Lock, String> {
+        let path = lock_path(socket);
+        let flock = Flock::lock(fs::File::from(fd), FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| format!("{}: the lock was not handed across: {e}", path.display()))?;
+        Ok(Lock {
+            _flock: flock,
+            path,
+        })
+    }
+}
+
 pub fn lock_path(socket: &Path) -> PathBuf {
     let mut s = socket.as_os_str().to_owned();
     s.push(".lock");

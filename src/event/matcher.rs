@@ -149,6 +149,39 @@ impl Matcher {
         released
     }
 
+    /// The event each leaf holds, leaves in tree order: the whole
+    /// run-time state, for the daemon's `re-exec` handover.
+    pub fn held(&self) -> Vec<Option<u64>> {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.kind, Kind::Match(_)))
+            .map(|n| n.held)
+            .collect()
+    }
+
+    /// Puts back what [`Matcher::held`] took out of a matcher of the same
+    /// expression. False (and nothing changed) if the leaves do not line
+    /// up.
+    pub fn restore_held(&mut self, held: &[Option<u64>]) -> bool {
+        let leaves = self
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.kind, Kind::Match(_)))
+            .count();
+        if leaves != held.len() {
+            return false;
+        }
+        let mut it = held.iter();
+        for n in &mut self.nodes {
+            if matches!(n.kind, Kind::Match(_)) {
+                n.held = it.next().copied().flatten();
+                n.value = n.held.is_some();
+            }
+        }
+        self.recompute(self.root);
+        true
+    }
+
     /// What is still missing, in expression syntax (`None` when true or
     /// nothing matched yet... see [`Matcher::is_partial`]).
     pub fn pending(&self) -> Option<String> {

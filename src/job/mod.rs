@@ -306,6 +306,43 @@ pub struct Instance {
     from_pre_stop: bool,
 }
 
+/// The parts of an instance that only the machine reads, taken out and put
+/// back whole by the daemon's `re-exec` handover (nothing else may touch
+/// them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Internals {
+    /// (whole seconds since the daemon's epoch when the window opened,
+    /// respawns in it).
+    pub respawn_window: Option<(u64, u32)>,
+    pub backoff: Duration,
+    pub respawn_delay: Duration,
+    pub timer_gen: u64,
+    pub restart_pending: bool,
+    pub from_pre_stop: bool,
+}
+
+impl Instance {
+    pub fn internals(&self) -> Internals {
+        Internals {
+            respawn_window: self.respawn_window,
+            backoff: self.backoff,
+            respawn_delay: self.respawn_delay,
+            timer_gen: self.timer_gen,
+            restart_pending: self.restart_pending,
+            from_pre_stop: self.from_pre_stop,
+        }
+    }
+
+    pub fn set_internals(&mut self, i: Internals) {
+        self.respawn_window = i.respawn_window;
+        self.backoff = i.backoff;
+        self.respawn_delay = i.respawn_delay;
+        self.timer_gen = i.timer_gen;
+        self.restart_pending = i.restart_pending;
+        self.from_pre_stop = i.from_pre_stop;
+    }
+}
+
 impl Instance {
     pub fn new(job: &str, name: &str, class: Rc<JobClass>, env: Vec<String>) -> Instance {
         Instance {

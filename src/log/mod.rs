@@ -133,6 +133,35 @@ impl LogFile {
         self.dropped
     }
 
+    /// Why the bytes were dropped (reported with the count).
+    pub fn why_dropped(&self) -> Option<&str> {
+        self.why_dropped.as_deref()
+    }
+
+    /// Whether a rotation waits for a running compression.
+    pub fn rotate_due(&self) -> bool {
+        self.rotate_due
+    }
+
+    /// A log carried across the daemon's re-exec: opened again lazily, with
+    /// what it had dropped, and the rotation it had waiting.
+    pub fn carried(
+        path: PathBuf,
+        policy: Policy,
+        dropped: u64,
+        why_dropped: Option<String>,
+        compressing: bool,
+        rotate_due: bool,
+    ) -> LogFile {
+        LogFile {
+            dropped,
+            why_dropped,
+            compressing,
+            rotate_due,
+            ..LogFile::new(path, policy)
+        }
+    }
+
     fn open(&mut self) -> io::Result<()> {
         let f = OpenOptions::new()
             .append(true)

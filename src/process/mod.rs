@@ -3,10 +3,12 @@
 //!
 //! * [`spawn`]: a job's process, set up as the job file says;
 //! * [`reap`]: collecting every child that ended (`waitpid(-1)`);
+//! * [`handover`]: the descriptors and the exec of `re-exec`;
 //! * signalling process groups and checking whether one is empty.
 
 pub mod capture;
 mod fast_spawn;
+pub mod handover;
 pub mod spawn;
 pub mod time;
 pub mod tree;

@@ -57,6 +57,8 @@ pub struct Daemon {
     stdout: Arc<Mutex<Vec<u8>>>,
     /// The canary job's main pid and the daemon's pid, when it has one.
     canary: Option<(i32, u32)>,
+    /// The binary the daemon was started from.
+    pub bin: PathBuf,
 }
 
 /// The canary job (reliability.md, "canary invariant"): it counts aloud
@@ -83,6 +85,8 @@ pub struct Builder {
     /// careless parent would.
     leak_fd: bool,
     canary: bool,
+    /// Run the daemon from a copy of the binary in the temp dir.
+    own_binary: bool,
 }
 
 impl Builder {
@@ -142,6 +146,13 @@ impl Builder {
         self
     }
 
+    /// Runs the daemon from its own copy of the binary (`DIR/bin/upkeep`),
+    /// which a test may replace or remove.
+    pub fn own_binary(mut self) -> Self {
+        self.own_binary = true;
+        self
+    }
+
     /// Run the daemon as root (only when the tests run as root).
     pub fn run_as_root(mut self) -> Self {
         self.as_root = true;
@@ -165,11 +176,19 @@ impl Builder {
         if let Some(prepare) = self.prepare {
             prepare(dir.path());
         }
+        let bin = if self.own_binary {
+            let b = dir.path().join("bin/upkeep");
+            fs::create_dir_all(b.parent().unwrap()).unwrap();
+            fs::copy(upkeep_bin(), &b).unwrap();
+            b
+        } else {
+            upkeep_bin()
+        };
         let mut cmd = if self.limits.is_empty() {
-            Command::new(upkeep_bin())
+            Command::new(&bin)
         } else {
             let mut c = Command::new("prlimit");
-            c.args(&self.limits).arg(upkeep_bin());
+            c.args(&self.limits).arg(&bin);
             c
         };
         cmd.args(["daemon", "--verbose", "--conf-dir"])
@@ -241,6 +260,7 @@ impl Builder {
             uid,
             stdout: stdout_buf,
             canary: None,
+            bin,
         };
         d.wait_log("listening on");
         if self.canary {
@@ -264,6 +284,7 @@ impl Daemon {
             prepare: None,
             leak_fd: false,
             canary: false,
+            own_binary: false,
         }
     }
 
