@@ -572,3 +572,121 @@ fn t38_the_socket_path_is_never_followed_or_replaced() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me too");
     assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
 }
+
+/// T24: symlinks planted at a job's log path and at the state file's
+/// temporary path are never followed: their targets stay as they were,
+/// the refusal is logged, and logging resumes in a real file once the
+/// link is gone, saying what was lost.
+#[test]
+fn t24_symlinks_at_log_and_state_paths_are_never_followed() {
+    let mut d = Daemon::builder()
+        .canary()
+        .job(
+            "web",
+            "exec sh -c 'while :; do echo tick; sleep 0.05; done'\n",
+        )
+        .before_start(|dir| {
+            let victim = dir.join("victim");
+            std::fs::write(&victim, "precious\n").unwrap();
+            std::fs::set_permissions(&victim, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+                .unwrap();
+            std::os::unix::fs::symlink(&victim, dir.join("log/web.log")).unwrap();
+        })
+        .start();
+    let victim = d.dir.path().join("victim");
+    let state_tmp = d.dir.path().join("run/upkeep.sock.state.tmp");
+    std::os::unix::fs::symlink(&victim, &state_tmp).unwrap();
+    d.ok(&["start", "web"]);
+    let pid = d.main_pid("web").unwrap();
+    d.wait_log("web.log: unable to write");
+    let state = common::daemon::wait_file(&d.dir.path().join("run/upkeep.sock.state"), |t| {
+        t.contains(&format!("{pid} "))
+    });
+    assert!(state.contains(" web\n"), "{state}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let link = d.logs.join("web.log");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    std::fs::remove_file(&link).unwrap();
+    let text = d.wait_log_file("web.log", "tick\n");
+    assert!(text.contains("bytes of output were lost"), "{text}");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    d.assert_canary();
+}
+
+// ----------------------------------------------------------- H. clocks
+
+/// libfaketime, which moves the wall clock of the process it is preloaded
+/// into (Debian's `faketime` package).
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    if lib.is_none() {
+        eprintln!("skipped: libfaketime is not installed (.ci/run installs it)");
+    }
+    lib
+}
+
+/// T36: the wall clock jumps an hour back, then a day forward, while a
+/// job is in its kill timeout and another crash-loops towards its respawn
+/// limit. Every timer is on the monotonic clock: the kill comes no sooner
+/// than the timeout says, and the respawn limit counts as before (a window
+/// on the wall clock would have reset and let the loop go on).
+#[test]
+fn t36_wall_clock_jumps_move_no_timer() {
+    let Some(lib) = libfaketime() else { return };
+    // Only the daemon's clock moves; its jobs keep the real one.
+    const REAL: &str = "env LD_PRELOAD=\n";
+    let mut d = Daemon::builder()
+        .env("LD_PRELOAD", lib.to_str().unwrap())
+        .env("FAKETIME_TIMESTAMP_FILE", "@DIR@/faketime")
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .before_start(|dir| std::fs::write(dir.join("faketime"), "+0\n").unwrap())
+        .canary_with(REAL)
+        .job(
+            "stubborn",
+            &format!("{REAL}kill timeout 3\nscript\n  trap '' TERM\n  while true; do sleep 0.1; done\nend script\n"),
+        )
+        .job(
+            "crashy",
+            &format!("{REAL}respawn\nrespawn limit 3 600\nexec sh -c 'echo x >> @DIR@/spawns; sleep 0.3; exit 1'\n"),
+        )
+        .start();
+    let clock = d.dir.path().join("faketime");
+    d.ok(&["start", "stubborn"]);
+    d.ok(&["start", "crashy"]);
+    d.ok(&["stop", "--no-wait", "stubborn"]);
+    let term = Instant::now();
+    d.wait_log("Sending TERM signal to stubborn");
+    std::fs::write(&clock, "-1h\n").unwrap();
+    d.wait_log("crashy main process (");
+    std::fs::write(&clock, "+1d\n").unwrap();
+    d.wait_status(&["stubborn"], "stopped", |s| s["state"] == "waiting");
+    assert!(
+        term.elapsed() >= Duration::from_secs(3),
+        "killed {:?} after TERM, before its kill timeout",
+        term.elapsed()
+    );
+    d.wait_log("crashy respawning too fast, stopped");
+    let spawns = std::fs::read_to_string(d.dir.path().join("spawns")).unwrap();
+    assert_eq!(spawns.lines().count(), 4, "one spawn and three respawns");
+    // The daemon did see the jump.
+    let daemon_log = d.log_file("upkeep@daemon.log");
+    let tomorrow = std::process::Command::new("date")
+        .args(["-d", "tomorrow", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let tomorrow = String::from_utf8_lossy(&tomorrow.stdout).trim().to_string();
+    assert!(
+        daemon_log.lines().any(|l| l.starts_with(&tomorrow)),
+        "{daemon_log}"
+    );
+    d.assert_canary();
+}

@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -116,7 +117,15 @@ impl Daemon {
         }
         let path = state_path(&self.cfg.socket);
         let tmp = path.with_extension("state.tmp");
-        let written = fs::File::create(&tmp)
+        // A fresh file, never one planted there (create_new follows no
+        // symlink).
+        let _ = fs::remove_file(&tmp);
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .and_then(|_| fs::rename(&tmp, &path));
         if let Err(e) = written {

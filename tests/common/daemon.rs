@@ -87,6 +87,8 @@ pub struct Builder {
     canary: bool,
     /// Run the daemon from a copy of the binary in the temp dir.
     own_binary: bool,
+    /// More variables in the daemon's environment.
+    env: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -134,9 +136,21 @@ impl Builder {
     }
 
     /// Adds the canary job; check it with [`Daemon::assert_canary`].
-    pub fn canary(mut self) -> Self {
+    pub fn canary(self) -> Self {
+        self.canary_with("")
+    }
+
+    /// The canary job with more stanzas before its own.
+    pub fn canary_with(mut self, stanzas: &str) -> Self {
         self.canary = true;
-        self.jobs.push(("canary".to_string(), CANARY.to_string()));
+        self.jobs
+            .push(("canary".to_string(), format!("{stanzas}{CANARY}")));
+        self
+    }
+
+    /// A variable in the daemon's environment (`@DIR@` is the temp dir).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -198,6 +212,11 @@ impl Builder {
             .arg("--socket")
             .arg(&socket)
             .args(&self.extra)
+            .envs(
+                self.env
+                    .iter()
+                    .map(|(k, v)| (k, v.replace("@DIR@", dir.path().to_str().unwrap()))),
+            )
             .env_remove("UPKEEP_SOCKET")
             .stdin(Stdio::null())
             .stdout(if self.stdout {
@@ -285,6 +304,7 @@ impl Daemon {
             leak_fd: false,
             canary: false,
             own_binary: false,
+            env: Vec::new(),
         }
     }
 
