@@ -40,6 +40,7 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
         .canary()
         .job("writer", WRITER)
         .job("a", "exec sleep 1000\n")
+        .job("many", "instance $N\nexec sleep 1000\n")
         .job("b", "exec sleep 1000\n")
         .job("c", "start on started a and started b\nexec sleep 1000\n")
         // In its kill timeout when the image is replaced: the new image's
@@ -79,11 +80,36 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
             .unwrap()
     });
     d.wait_status(&["slow"], "in pre-start", |s| s["state"] == "pre-start");
-    let pids: Vec<(&str, i32)> = ["writer", "a", "crashy"]
+    let pids: Vec<(&str, i32)> = ["writer", "a"]
         .iter()
         .map(|&j| (j, d.main_pid(j).unwrap()))
         .collect();
     let respawns = d.status(&["crashy"])["respawns"].as_u64().unwrap();
+    // A hundred instances more.
+    for n in 1..=100 {
+        d.ok(&["start", "--no-wait", "many", &format!("N={n}")]);
+    }
+    let many = || -> Vec<(String, i64)> {
+        let list: serde_json::Value = serde_json::from_str(&d.ok(&["list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["job"] == "many")
+            .map(|s| {
+                let pid = s["processes"][0]["pid"].as_i64().unwrap_or(0);
+                (s["instance"].as_str().unwrap().to_string(), pid)
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + common::daemon::DEADLINE;
+    while many().iter().filter(|(_, p)| *p > 0).count() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instances never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let many_before = many();
 
     // Several in a row, with the writer going at full speed.
     for n in 1..=5 {
@@ -91,10 +117,9 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
         d.wait_log_count("re-executed as upkeep", n);
     }
 
+    assert_eq!(many(), many_before, "every instance kept its process");
     for (job, pid) in &pids {
-        if *job != "crashy" {
-            assert_eq!(d.main_pid(job), Some(*pid), "{job} kept its process");
-        }
+        assert_eq!(d.main_pid(job), Some(*pid), "{job} kept its process");
     }
     // The crash loop goes on from where it was.
     d.wait_status(&["crashy"], "respawned again", |s| {

@@ -28,7 +28,7 @@
 //! and `FORMAT` changes only when an old image's state can no longer be
 //! read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -335,6 +335,96 @@ impl Adopter {
     }
 }
 
+/// The jobs of a state, rebuilt without any descriptor: definitions,
+/// instances and their matchers. Pure, so that a state of every format
+/// this release reads can be checked in a test.
+#[derive(Debug)]
+struct Jobs {
+    classes: BTreeMap<String, Rc<JobClass>>,
+    start_matchers: BTreeMap<String, Matcher>,
+    instances: BTreeMap<Key, Instance>,
+    stop_matchers: BTreeMap<Key, Matcher>,
+}
+
+fn rebuild_jobs(h: &Handover) -> Result<Jobs, String> {
+    let mut jobs = Jobs {
+        classes: BTreeMap::new(),
+        start_matchers: BTreeMap::new(),
+        instances: BTreeMap::new(),
+        stop_matchers: BTreeMap::new(),
+    };
+    let mut classes = Vec::with_capacity(h.classes.len());
+    for (name, text) in &h.classes {
+        let c = crate::conf::parse_job(name, text.as_bytes()).map_err(|errs| {
+            let first = errs.first().map(|e| e.kind.to_string()).unwrap_or_default();
+            format!("job {name}: its definition does not parse back: {first}")
+        })?;
+        classes.push(Rc::new(c));
+    }
+    let class = |i: usize| {
+        classes
+            .get(i)
+            .cloned()
+            .ok_or_else(|| format!("no definition {i}"))
+    };
+    for (name, i) in &h.in_force {
+        jobs.classes.insert(name.clone(), class(*i)?);
+    }
+    for (name, held) in &h.start_matchers {
+        let Some(expr) = jobs.classes.get(name).and_then(|c| c.start_on.clone()) else {
+            continue;
+        };
+        let mut m = Matcher::new(&expr);
+        if !m.restore_held(held) {
+            return Err(format!("job {name}: its start on state does not fit"));
+        }
+        jobs.start_matchers.insert(name.clone(), m);
+    }
+    for s in &h.instances {
+        let key = (s.job.clone(), s.name.clone());
+        let mut i = Instance::new(&s.job, &s.name, class(s.class)?, s.env.clone());
+        i.goal = goal(&s.goal)?;
+        i.state = state(&s.state)?;
+        i.waiting = s.waiting.restore()?;
+        i.pids = s.pids;
+        i.group = s.group;
+        i.failed = match &s.failed {
+            None => None,
+            Some((p, exit)) => Some(Failure {
+                process: if p == "respawn" {
+                    FailedProcess::Respawn
+                } else {
+                    FailedProcess::Process(process_type(p)?)
+                },
+                exit: exit.map(Exit::from),
+            }),
+        };
+        i.failure_detail = s.failure_detail.clone();
+        i.stop_env = s.stop_env.clone();
+        i.main_started = s.main_started;
+        i.last_exit = s.last_exit.map(Exit::from);
+        i.respawns = s.respawns;
+        i.generation = s.generation;
+        i.set_internals(Internals {
+            respawn_window: s.respawn_window,
+            backoff: s.backoff,
+            respawn_delay: s.respawn_delay,
+            timer_gen: s.timer_gen,
+            restart_pending: s.restart_pending,
+            from_pre_stop: s.from_pre_stop,
+        });
+        if let (Some(expr), Some(held)) = (&i.class.stop_on, &s.stop_matcher) {
+            let mut m = Matcher::new(expr);
+            if !m.restore_held(held) {
+                return Err(format!("{}: its stop on state does not fit", i.label()));
+            }
+            jobs.stop_matchers.insert(key.clone(), m);
+        }
+        jobs.instances.insert(key, i);
+    }
+    Ok(jobs)
+}
+
 impl Daemon {
     /// Carries out the `re-exec` requests of this loop turn. Returns only
     /// if the exec failed; then the requests are answered with the error.
@@ -634,75 +724,11 @@ impl Daemon {
         d.epoch = Instant::now().checked_sub(age).unwrap_or(d.epoch);
         d.next_token = h.next_token;
 
-        let mut classes = Vec::with_capacity(h.classes.len());
-        for (name, text) in &h.classes {
-            let c = crate::conf::parse_job(name, text.as_bytes()).map_err(|errs| {
-                let first = errs.first().map(|e| e.kind.to_string()).unwrap_or_default();
-                format!("job {name}: its definition does not parse back: {first}")
-            })?;
-            classes.push(Rc::new(c));
-        }
-        let class = |i: usize| {
-            classes
-                .get(i)
-                .cloned()
-                .ok_or_else(|| format!("no definition {i}"))
-        };
-        for (name, i) in &h.in_force {
-            d.classes.insert(name.clone(), class(*i)?);
-        }
-        for (name, held) in &h.start_matchers {
-            let Some(expr) = d.classes.get(name).and_then(|c| c.start_on.clone()) else {
-                continue;
-            };
-            let mut m = Matcher::new(&expr);
-            if !m.restore_held(held) {
-                return Err(format!("job {name}: its start on state does not fit"));
-            }
-            d.start_matchers.insert(name.clone(), m);
-        }
-        for s in &h.instances {
-            let key = (s.job.clone(), s.name.clone());
-            let mut i = Instance::new(&s.job, &s.name, class(s.class)?, s.env.clone());
-            i.goal = goal(&s.goal)?;
-            i.state = state(&s.state)?;
-            i.waiting = s.waiting.restore()?;
-            i.pids = s.pids;
-            i.group = s.group;
-            i.failed = match &s.failed {
-                None => None,
-                Some((p, exit)) => Some(Failure {
-                    process: if p == "respawn" {
-                        FailedProcess::Respawn
-                    } else {
-                        FailedProcess::Process(process_type(p)?)
-                    },
-                    exit: exit.map(Exit::from),
-                }),
-            };
-            i.failure_detail = s.failure_detail.clone();
-            i.stop_env = s.stop_env.clone();
-            i.main_started = s.main_started;
-            i.last_exit = s.last_exit.map(Exit::from);
-            i.respawns = s.respawns;
-            i.generation = s.generation;
-            i.set_internals(Internals {
-                respawn_window: s.respawn_window,
-                backoff: s.backoff,
-                respawn_delay: s.respawn_delay,
-                timer_gen: s.timer_gen,
-                restart_pending: s.restart_pending,
-                from_pre_stop: s.from_pre_stop,
-            });
-            if let (Some(expr), Some(held)) = (&i.class.stop_on, &s.stop_matcher) {
-                let mut m = Matcher::new(expr);
-                if !m.restore_held(held) {
-                    return Err(format!("{}: its stop on state does not fit", i.label()));
-                }
-                d.stop_matchers.insert(key.clone(), m);
-            }
-            d.instances.insert(key, i);
-        }
+        let jobs = rebuild_jobs(&h)?;
+        d.classes = jobs.classes;
+        d.start_matchers = jobs.start_matchers;
+        d.instances = jobs.instances;
+        d.stop_matchers = jobs.stop_matchers;
         for p in h.pids {
             d.pids.insert(p.pid, p.key);
             if let Some(ident) = p.identity {
@@ -881,5 +907,55 @@ impl Daemon {
             );
         }
         Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state the first release with re-exec wrote (a daemon with a job
+    /// running, one crash-looping in its back-off, one in its kill
+    /// timeout, one waiting for readiness, one in pre-start with a client
+    /// waiting for it, and `c` half-way through `started a and started
+    /// b`): every later release must still read it.
+    const FORMAT_1: &str = include_str!("../../tests/fixtures/handover-1.json");
+
+    #[test]
+    fn the_first_format_is_read_whole() {
+        let h: Handover = serde_json::from_str(FORMAT_1).unwrap();
+        assert_eq!(h.format, 1);
+        let jobs = rebuild_jobs(&h).unwrap();
+        assert_eq!(jobs.classes.len(), 7);
+        let c = &jobs.start_matchers["c"];
+        assert!(c.is_partial());
+        assert_eq!(c.pending().as_deref(), Some("started b"));
+        let get = |j: &str| &jobs.instances[&(j.to_string(), String::new())];
+        assert_eq!(
+            (get("stubborn").state, get("stubborn").waiting),
+            (State::Killed, Waiting::Kill)
+        );
+        assert_eq!(
+            (get("crashy").state, get("crashy").waiting),
+            (State::PostStop, Waiting::Delay)
+        );
+        assert_eq!(get("crashy").goal, Goal::Start);
+        assert_eq!(get("ready").waiting, Waiting::Ready);
+        assert_eq!(get("slow").waiting, Waiting::Exit(ProcessType::PreStart));
+        assert_eq!(get("stubborn").class.kill_timeout_secs, 20);
+        assert_eq!(h.waiters.len(), 1);
+        assert_eq!(h.answer.len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_state_or_a_misfit_matcher_is_refused() {
+        let mut v: serde_json::Value = serde_json::from_str(FORMAT_1).unwrap();
+        v["instances"][0]["state"] = "levitating".into();
+        let h: Handover = serde_json::from_value(v).unwrap();
+        assert!(rebuild_jobs(&h).unwrap_err().contains("levitating"));
+        let mut v: serde_json::Value = serde_json::from_str(FORMAT_1).unwrap();
+        v["start_matchers"][0][1] = serde_json::json!([null]);
+        let h: Handover = serde_json::from_value(v).unwrap();
+        assert!(rebuild_jobs(&h).unwrap_err().contains("start on"));
     }
 }

@@ -474,4 +474,30 @@ mod tests {
         let m = Matcher::new(&expr("x and (y or z)"));
         assert_eq!(m.pending().as_deref(), Some("x and (y or z)"));
     }
+
+    #[test]
+    fn held_events_are_carried_into_a_new_matcher() {
+        let e = expr("(started a and started b) or stopping c");
+        let mut m = Matcher::new(&e);
+        let a = env(&["JOB=a"]);
+        m.offer(
+            &EventRef {
+                id: 7,
+                name: "started",
+                env: &a,
+            },
+            &[],
+        );
+        assert!(!m.is_true());
+        let held = m.held();
+        assert_eq!(held, vec![Some(7), None, None]);
+        let mut n = Matcher::new(&e);
+        assert!(n.restore_held(&held));
+        assert_eq!(n.pending(), m.pending());
+        assert!(n.is_partial());
+        // The same as the original from here on.
+        assert!(!n.restore_held(&[None]));
+        assert_eq!(n.held(), held);
+        assert!(Matcher::new(&e).restore_held(&[None, None, Some(9)]));
+    }
 }
