@@ -1,8 +1,9 @@
 //! The control protocol: newline-delimited JSON over a Unix socket.
 //!
 //! One request per line, one response line per request. This room owns the
-//! message types (with `daemon/reexec.rs`, the only `Serialize`/`Deserialize` types of upkeep), the
-//! client, and the framing rules the server enforces.
+//! message types (with `daemon/reexec.rs`'s handover, the only
+//! `Serialize`/`Deserialize` types of upkeep), the client, and the framing
+//! rules the server enforces.
 //!
 //! Version history (`v` in each request):
 //! * 1: start, stop, restart, reload, status, list, emit,
