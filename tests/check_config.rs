@@ -335,13 +335,20 @@ fn multi_call_names_and_unbuilt_commands() {
     let o = upkeep(&["logs", "web", "--socket", sock.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "no daemon: an error, not silence");
 
-    let o = upkeep(&["re-exec"]);
+    // A runlevel change is not built: it says so.
+    let telinit = d.path().join("telinit");
+    symlink(common::upkeep_bin(), &telinit).unwrap();
+    let o = Command::new(&telinit).arg("2").output().unwrap();
     assert_eq!(
         o.status.code(),
         Some(2),
         "an unbuilt command must not pretend to work"
     );
     assert!(stderr(&o).contains("not built yet"), "{}", stderr(&o));
+    // re-exec is built: with no daemon it fails to connect.
+    let o = upkeep(&["re-exec", "--socket", sock.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unable to connect"), "{}", stderr(&o));
 
     let o = upkeep(&["--version"]);
     assert_eq!(
