@@ -308,10 +308,10 @@ fn exported_variables_ride_on_job_events() {
     let pid = s["processes"][0]["pid"].as_i64().unwrap();
     // Read once the process has exec'd (before that, /proc shows the
     // environment of the daemon it was forked from).
-    let environ = common::daemon::wait_file(
-        std::path::Path::new(&format!("/proc/{pid}/environ")),
-        |t| t.contains("UPSTART_JOB=b\0"),
-    );
+    let environ =
+        common::daemon::wait_file(std::path::Path::new(&format!("/proc/{pid}/environ")), |t| {
+            t.contains("UPSTART_JOB=b\0")
+        });
     let vars: Vec<&[u8]> = environ.as_bytes().split(|&b| b == 0).collect();
     assert!(vars.contains(&&b"COLOR=blue"[..]));
     assert!(vars.contains(&&b"JOB=a"[..]));

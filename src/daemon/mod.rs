@@ -296,7 +296,7 @@ impl Daemon {
             stop_matchers: BTreeMap::new(),
             blocking: HashMap::new(),
             reexec_requests: Vec::new(),
-            exe: std::env::current_exe().ok(),
+            exe: own_binary(),
             argv: std::env::args_os().collect(),
         };
         d.verbose = d.cfg.verbose;
@@ -463,6 +463,9 @@ impl Daemon {
         self.log(&format!("listening on {}", self.cfg.socket.display()));
         let mut events = Events::with_capacity(256);
         self.process_events();
+        // What the boot events started is on record before the first wait:
+        // a daemon killed before anything woke it leaves nothing unknown.
+        self.save_state();
         loop {
             let timeout = if self.more_output.is_empty() {
                 self.timers
@@ -1073,6 +1076,25 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The binary `re-exec` runs: argv[0] when it names a file by a path (a
+/// symlink stays a symlink, so pointing it at a new release upgrades), else
+/// the file this process runs (`/proc/self/exe`). Read at start, so that a
+/// binary replaced since is found by its path.
+fn own_binary() -> Option<PathBuf> {
+    let arg0 = PathBuf::from(std::env::args_os().next()?);
+    if arg0.components().count() > 1 {
+        let path = if arg0.is_absolute() {
+            arg0
+        } else {
+            std::env::current_dir().ok()?.join(arg0)
+        };
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    std::env::current_exe().ok()
 }
 
 /// `NAME.log` or `NAME-INSTANCE.log`, with `/` and anything unsafe made `_`,

@@ -43,6 +43,9 @@ pub fn nobody() -> (u32, u32) {
 struct LogBuf {
     lines: Vec<String>,
     closed: bool,
+    /// Which daemon's stderr is read now (a restart makes a new one; the
+    /// old reader's end of file must not mark the new one closed).
+    generation: u32,
 }
 
 pub struct Daemon {
@@ -268,7 +271,7 @@ impl Builder {
             });
         }
         let log = Arc::new((Mutex::new(LogBuf::default()), Condvar::new()));
-        read_daemon_log(child.stderr.take().unwrap(), log.clone());
+        read_daemon_log(child.stderr.take().unwrap(), log.clone(), 0);
         let mut d = Daemon {
             dir,
             conf,
@@ -659,6 +662,11 @@ impl Daemon {
     /// starts a new one on the same conf dir, logs and socket. The new
     /// daemon's log lines are added to the same log.
     pub fn kill9_and_restart(&mut self) {
+        let started = self
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("listening on"))
+            .count();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -682,16 +690,22 @@ impl Daemon {
         {
             let mut b = self.log.0.lock().unwrap();
             b.closed = false;
+            b.generation += 1;
             b.lines.push("--- restarted ---".into());
         }
-        read_daemon_log(child.stderr.take().unwrap(), self.log.clone());
+        let generation = self.log.0.lock().unwrap().generation;
+        read_daemon_log(child.stderr.take().unwrap(), self.log.clone(), generation);
         self.child = Some(child);
-        self.wait_log_count("listening on", 2);
+        self.wait_log_count("listening on", started + 1);
     }
 }
 
 /// Collects the daemon's stderr lines into `sink`, waking waiters on each.
-fn read_daemon_log(stderr: std::process::ChildStderr, sink: Arc<(Mutex<LogBuf>, Condvar)>) {
+fn read_daemon_log(
+    stderr: std::process::ChildStderr,
+    sink: Arc<(Mutex<LogBuf>, Condvar)>,
+    generation: u32,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
@@ -703,7 +717,11 @@ fn read_daemon_log(stderr: std::process::ChildStderr, sink: Arc<(Mutex<LogBuf>, 
             cv.notify_all();
         }
         let (m, cv) = &*sink;
-        m.lock().unwrap().closed = true;
+        let mut b = m.lock().unwrap();
+        if b.generation == generation {
+            b.closed = true;
+        }
+        drop(b);
         cv.notify_all();
     });
 }
