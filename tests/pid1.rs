@@ -229,3 +229,40 @@ fn exit_with_ends_the_run_with_the_jobs_status() {
     let (code, _) = p.wait();
     assert_eq!(code, Some(137));
 }
+
+#[test]
+fn pid1_re_execs_in_place_and_still_ends_the_run() {
+    if skip("pid1_re_execs_in_place_and_still_ends_the_run") {
+        return;
+    }
+    let jobs = [
+        (
+            "main",
+            "start on startup\nexec sh -c 'while [ ! -e @DIR@/go ]; do sleep 0.05; done; exit 7'\n",
+        ),
+        (
+            "side",
+            "start on startup\npost-stop exec touch @DIR@/side-stopped\nexec sleep 1000\n",
+        ),
+    ];
+    let p = Pid1::start(&jobs, &["--exit-with", "main"]);
+    p.wait_for(
+        || p.ctl(&["status", "side"]).starts_with("side start/running"),
+        "side running",
+    );
+    let pid1 = p.host_pid();
+    let side = p.ctl(&["status", "side"]);
+    let o = Command::new(common::upkeep_bin())
+        .args(["re-exec"])
+        .env("UPKEEP_SOCKET", p.path().join("upkeep.sock"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(p.host_pid(), pid1, "still the same PID 1");
+    assert_eq!(p.ctl(&["status", "side"]), side);
+    // `--exit-with` holds in the new image.
+    fs::write(p.path().join("go"), "").unwrap();
+    let (code, dir) = p.wait();
+    assert_eq!(code, Some(7));
+    assert!(dir.path().join("side-stopped").exists());
+}
