@@ -1,7 +1,7 @@
 //! `re-exec` (`telinit u`): the daemon replaces its own image and keeps
 //! every job: its pid, its state (goals, timers, half-matched `start on`,
 //! held events, respawn counts), its output with no line lost or doubled,
-//! and its control clients, including one waiting for a job.
+//! and its control clients, including ones waiting for a job or an event.
 
 mod common;
 
@@ -59,6 +59,11 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
             "slow",
             "pre-start exec sh -c 'while [ ! -e @DIR@/go ]; do sleep 0.05; done'\nexec sleep 1000\n",
         )
+        // Started by an event whose `emit` waits for it.
+        .job(
+            "kicked",
+            "start on kick\npre-start exec sh -c 'while [ ! -e @DIR@/go ]; do sleep 0.05; done'\nexec sleep 1000\n",
+        )
         .start();
     d.ok(&["start", "writer"]);
     d.ok(&["start", "a"]);
@@ -80,6 +85,15 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
             .unwrap()
     });
     d.wait_status(&["slow"], "in pre-start", |s| s["state"] == "pre-start");
+    let socket = d.socket.clone();
+    let waiting_emit = std::thread::spawn(move || {
+        Command::new(common::upkeep_bin())
+            .args(["emit", "kick"])
+            .env("UPKEEP_SOCKET", &socket)
+            .output()
+            .unwrap()
+    });
+    d.wait_status(&["kicked"], "in pre-start", |s| s["state"] == "pre-start");
     let pids: Vec<(&str, i32)> = ["writer", "a"]
         .iter()
         .map(|&j| (j, d.main_pid(j).unwrap()))
@@ -145,6 +159,14 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("slow start/running, process "));
+    // So does the `emit` whose event the new image held until `kicked` ran.
+    let out = waiting_emit.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.status(&["kicked"])["state"], "running");
     // Not a line lost or doubled.
     d.ok(&["stop", "writer"]);
     let lines = assert_numbered(&d.log_file("writer.log"));
