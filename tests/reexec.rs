@@ -30,6 +30,19 @@ fn assert_numbered(text: &str) -> usize {
     n
 }
 
+/// Runs `upkeep ARGS` against the daemon in a thread (a client that waits).
+fn in_background(d: &Daemon, args: &[&str]) -> std::thread::JoinHandle<std::process::Output> {
+    let socket = d.socket.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        Command::new(common::upkeep_bin())
+            .args(&args)
+            .env("UPKEEP_SOCKET", &socket)
+            .output()
+            .unwrap()
+    })
+}
+
 fn exe_of(pid: u32) -> std::fs::Metadata {
     std::fs::metadata(format!("/proc/{pid}/exe")).unwrap()
 }
@@ -76,23 +89,9 @@ fn re_exec_keeps_every_job_its_pid_its_state_and_its_output() {
     let stubborn = d.main_pid("stubborn").unwrap();
     d.ok(&["stop", "--no-wait", "stubborn"]);
     d.wait_status(&["stubborn"], "killed", |s| s["state"] == "killed");
-    let socket = d.socket.clone();
-    let waiting_start = std::thread::spawn(move || {
-        Command::new(common::upkeep_bin())
-            .args(["start", "slow"])
-            .env("UPKEEP_SOCKET", &socket)
-            .output()
-            .unwrap()
-    });
+    let waiting_start = in_background(&d, &["start", "slow"]);
     d.wait_status(&["slow"], "in pre-start", |s| s["state"] == "pre-start");
-    let socket = d.socket.clone();
-    let waiting_emit = std::thread::spawn(move || {
-        Command::new(common::upkeep_bin())
-            .args(["emit", "kick"])
-            .env("UPKEEP_SOCKET", &socket)
-            .output()
-            .unwrap()
-    });
+    let waiting_emit = in_background(&d, &["emit", "kick"]);
     d.wait_status(&["kicked"], "in pre-start", |s| s["state"] == "pre-start");
     let pids: Vec<(&str, i32)> = ["writer", "a"]
         .iter()
