@@ -370,13 +370,21 @@ fn rebuild_jobs(h: &Handover) -> Result<Jobs, String> {
     for (name, i) in &h.in_force {
         jobs.classes.insert(name.clone(), class(*i)?);
     }
-    for (name, held) in &h.start_matchers {
-        let Some(expr) = jobs.classes.get(name).and_then(|c| c.start_on.clone()) else {
+    // Every expression gets its matcher; what it held comes from the state.
+    let held: HashMap<&str, &Vec<Option<u64>>> = h
+        .start_matchers
+        .iter()
+        .map(|(n, held)| (n.as_str(), held))
+        .collect();
+    for (name, class) in &jobs.classes {
+        let Some(expr) = &class.start_on else {
             continue;
         };
-        let mut m = Matcher::new(&expr);
-        if !m.restore_held(held) {
-            return Err(format!("job {name}: its start on state does not fit"));
+        let mut m = Matcher::new(expr);
+        if let Some(held) = held.get(name.as_str()) {
+            if !m.restore_held(held) {
+                return Err(format!("job {name}: its start on state does not fit"));
+            }
         }
         jobs.start_matchers.insert(name.clone(), m);
     }
@@ -413,10 +421,12 @@ fn rebuild_jobs(h: &Handover) -> Result<Jobs, String> {
             restart_pending: s.restart_pending,
             from_pre_stop: s.from_pre_stop,
         });
-        if let (Some(expr), Some(held)) = (&i.class.stop_on, &s.stop_matcher) {
+        if let Some(expr) = &i.class.stop_on {
             let mut m = Matcher::new(expr);
-            if !m.restore_held(held) {
-                return Err(format!("{}: its stop on state does not fit", i.label()));
+            if let Some(held) = &s.stop_matcher {
+                if !m.restore_held(held) {
+                    return Err(format!("{}: its stop on state does not fit", i.label()));
+                }
             }
             jobs.stop_matchers.insert(key.clone(), m);
         }
@@ -948,7 +958,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_state_or_a_misfit_matcher_is_refused() {
+    fn an_unknown_state_or_a_misfit_matcher_is_refused_and_a_missing_one_made() {
         let mut v: serde_json::Value = serde_json::from_str(FORMAT_1).unwrap();
         v["instances"][0]["state"] = "levitating".into();
         let h: Handover = serde_json::from_value(v).unwrap();
@@ -957,5 +967,11 @@ mod tests {
         v["start_matchers"][0][1] = serde_json::json!([null]);
         let h: Handover = serde_json::from_value(v).unwrap();
         assert!(rebuild_jobs(&h).unwrap_err().contains("start on"));
+        // A state that names no matcher for a job still gives it a fresh one.
+        let mut v: serde_json::Value = serde_json::from_str(FORMAT_1).unwrap();
+        v["start_matchers"] = serde_json::json!([]);
+        let h: Handover = serde_json::from_value(v).unwrap();
+        let jobs = rebuild_jobs(&h).unwrap();
+        assert!(!jobs.start_matchers["c"].is_partial());
     }
 }
