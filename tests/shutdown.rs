@@ -51,3 +51,34 @@ fn restart_applies_the_job_file_as_it_is_now() {
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", d.main_pid("r").unwrap())).unwrap();
     assert_eq!(cmdline, b"sleep\x002000\x00");
 }
+
+/// A hook that never ends (here a pre-start that ignores SIGTERM) cannot
+/// hold a shutdown up for ever, nor outlive the daemon: after `kill
+/// timeout` it gets the kill signal, then SIGKILL, and everything else is
+/// stopped as usual.
+#[test]
+fn a_hung_hook_gets_its_kill_timeout_at_shutdown_then_is_killed() {
+    let mut d = Daemon::builder()
+        .job(
+            "hung",
+            "kill timeout 1\npre-start script\n  trap '' TERM\n  while :; do sleep 0.1; done\nend script\nexec sleep 1000\n",
+        )
+        .job("web", "exec sleep 1000\n")
+        .start();
+    d.ok(&["start", "web"]);
+    d.ok(&["start", "--no-wait", "hung"]);
+    let s = d.wait_status(&["hung"], "in pre-start", |s| s["state"] == "pre-start");
+    let hook = s["processes"][0]["pid"].as_i64().unwrap() as i32;
+    let web = d.main_pid("web").unwrap();
+    assert_eq!(d.terminate(), Some(0));
+    let lines = d.log_lines().join("\n");
+    assert!(
+        lines.contains(&format!(
+            "hung pre-start process ({hook}) still running at shutdown after 1 s: sending TERM signal"
+        )),
+        "{lines}"
+    );
+    assert!(lines.contains("sending KILL signal"), "{lines}");
+    assert!(!alive(hook), "the hook outlived the daemon");
+    assert!(!alive(web));
+}

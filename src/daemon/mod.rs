@@ -53,6 +53,9 @@ enum Timer {
     Rescan,
     /// Rotate the logs that rotate daily (local midnight).
     Daily,
+    /// During a shutdown: see whether an instance on its way down is held
+    /// up by one of its hooks.
+    ShutdownHook(Key),
 }
 
 /// Where the daemon finds its jobs and puts its socket and logs.
@@ -169,6 +172,9 @@ pub struct Daemon {
     exit_code: i32,
     /// The `runlevel 0` event of a shutdown, while it is being handled.
     shutdown_event: Option<u64>,
+    /// Instances watched during a shutdown, with the hook process that was
+    /// last sent the kill signal (SIGKILL comes next).
+    shutdown_hooks: HashMap<Key, Option<i32>>,
     verbose: bool,
 
     events: BTreeMap<u64, events::Event>,
@@ -287,6 +293,7 @@ impl Daemon {
             shutting_down: false,
             exit_code: 0,
             shutdown_event: None,
+            shutdown_hooks: HashMap::new(),
             verbose: false,
             events: BTreeMap::new(),
             next_event: 0,
@@ -762,6 +769,7 @@ impl Daemon {
                     self.rotate_daily();
                     self.arm_daily();
                 }
+                Timer::ShutdownHook(key) => self.check_shutdown_hook(key),
                 Timer::Rescan => {
                     self.rescan_armed = false;
                     if self.verbose {
@@ -1046,8 +1054,73 @@ impl Daemon {
             None,
         );
         self.shutdown_event = Some(id);
+        let down: Vec<Key> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.goal == job::Goal::Stop)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in down {
+            self.watch_shutdown_hook(&key);
+        }
         self.process_events();
         self.stop_next_for_shutdown();
+    }
+
+    /// A shutdown is bounded: a job on its way down that waits for one of
+    /// its hooks (pre-start, post-start, pre-stop, post-stop; Upstart waits
+    /// for them without end) gives it `kill timeout` seconds, then the
+    /// hook's group gets the kill signal, and SIGKILL one `kill timeout`
+    /// later. So a hung hook neither holds the daemon up for ever nor is
+    /// left running when it exits.
+    fn watch_shutdown_hook(&mut self, key: &Key) {
+        if self.shutdown_hooks.contains_key(key) {
+            return;
+        }
+        self.shutdown_hooks.insert(key.clone(), None);
+        self.arm_shutdown_hook(key);
+    }
+
+    fn arm_shutdown_hook(&mut self, key: &Key) {
+        let Some(inst) = self.instances.get(key) else {
+            self.shutdown_hooks.remove(key);
+            return;
+        };
+        let after = Duration::from_secs(u64::from(inst.class.kill_timeout_secs.max(1)));
+        self.arm(after, Timer::ShutdownHook(key.clone()));
+    }
+
+    fn check_shutdown_hook(&mut self, key: Key) {
+        let Some(inst) = self.instances.get(&key) else {
+            self.shutdown_hooks.remove(&key);
+            return;
+        };
+        let hook = match inst.waiting {
+            job::Waiting::Exit(p) if p != ProcessType::Main && inst.goal == job::Goal::Stop => {
+                inst.pid(p).map(|pid| (p, pid))
+            }
+            _ => None,
+        };
+        if let Some((process, pid)) = hook {
+            let again = self.shutdown_hooks.get(&key) == Some(&Some(pid));
+            let signal = if again {
+                libc::SIGKILL
+            } else {
+                inst.class.kill_signal
+            };
+            self.log(&format!(
+                "{} {} process ({pid}) still running at shutdown after {} s: sending {} signal",
+                inst.label(),
+                process.name(),
+                inst.class.kill_timeout_secs.max(1),
+                crate::conf::signal::display(signal)
+            ));
+            if process::kill_group(pid, signal).is_err() {
+                let _ = process::kill_pid(pid, signal);
+            }
+            self.shutdown_hooks.insert(key.clone(), Some(pid));
+        }
+        self.arm_shutdown_hook(&key);
     }
 
     /// Stops jobs one at a time: first those that never reached running,
@@ -1070,6 +1143,7 @@ impl Daemon {
                 .max_by_key(|k| self.running_order.get(*k).map_or(u64::MAX, |&s| s))
                 .cloned();
             let Some(key) = next else { return };
+            self.watch_shutdown_hook(&key);
             if self.drive(&key, Input::Stop).is_err() {
                 // Cannot happen (its goal was start); avoid looping forever.
                 return;

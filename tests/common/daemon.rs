@@ -529,6 +529,20 @@ impl Drop for Daemon {
                 match child.try_wait() {
                     Ok(Some(_)) => break,
                     _ if Instant::now() > deadline => {
+                        // A daemon that would not stop (a failed test, say)
+                        // takes its jobs with it: none may go on burning
+                        // the machine's cores after the test.
+                        let pid = child.id() as i32;
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGSTOP,
+                        );
+                        for p in descendants(pid) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(p),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                        }
                         let _ = child.kill();
                         let _ = child.wait();
                         break;
@@ -538,6 +552,39 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Every process below `root` (by parent pid, from /proc).
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|&&(_, pp)| pp == p)
+                .map(|&(c, _)| c),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 /// Whether a process exists (and is not a zombie).
