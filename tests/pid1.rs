@@ -124,9 +124,12 @@ impl Drop for Pid1 {
         // goes first, and the kernel takes everything in it along.
         if self.child.try_wait().ok().flatten().is_none() {
             let me = self.child.id();
-            let kids = fs::read_to_string(format!("/proc/{me}/task/{me}/children"))
-                .unwrap_or_default();
-            for pid in kids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            let kids =
+                fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+            for pid in kids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
