@@ -329,12 +329,12 @@ impl Daemon {
     }
 
     fn new(cfg: Config) -> Result<Daemon, String> {
+        let system = process::euid() == 0;
         let original_nofile = setup::raise_nofile();
-        setup::socket_dir(&cfg.socket, process::euid() != 0)?;
+        setup::socket_dir(&cfg.socket, !system)?;
         let lock = setup::take_lock(&cfg.socket)?;
         // We hold the lock, so whoever wrote the state file is dead.
         state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
-        let system = process::euid() == 0;
         let listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
         let mut d = Daemon::bare(cfg, lock, listener, original_nofile)?;
         d.start_watching();

@@ -50,6 +50,18 @@ use crate::job::{Exit, FailedProcess, Failure, Goal, Instance, Internals, State,
 use crate::log::{LogFile, Policy};
 use crate::process::handover;
 
+impl Handover {
+    /// Every descriptor the state names: what must stay open across the
+    /// exec.
+    fn descriptors(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.lock_fd, self.listener_fd];
+        fds.extend(self.clients.iter().map(|c| c.fd));
+        fds.extend(self.readers.iter().map(|r| r.fd));
+        fds.extend(self.notifiers.iter().map(|n| n.fd));
+        fds
+    }
+}
+
 /// The variable that carries the state's descriptor into the new image.
 pub const ENV: &str = "UPKEEP_REEXEC";
 
@@ -216,19 +228,6 @@ struct SavedNotifier {
     address: String,
 }
 
-const STATES: [State; 10] = [
-    State::Waiting,
-    State::Starting,
-    State::PreStart,
-    State::Spawned,
-    State::PostStart,
-    State::Running,
-    State::PreStop,
-    State::Stopping,
-    State::Killed,
-    State::PostStop,
-];
-
 fn process_type(name: &str) -> Result<ProcessType, String> {
     ProcessType::ALL
         .into_iter()
@@ -254,7 +253,7 @@ fn goal(name: &str) -> Result<Goal, String> {
 }
 
 fn state(name: &str) -> Result<State, String> {
-    STATES
+    State::ALL
         .into_iter()
         .find(|s| s.name() == name)
         .ok_or_else(|| format!("unknown state {name:?}"))
@@ -463,7 +462,7 @@ impl Daemon {
                 "unable to re-exec: the daemon's own binary was not known at start".into(),
             );
         };
-        let (state, fds) = self.handover(&requests);
+        let state = self.handover(&requests);
         let data = match serde_json::to_vec(&state) {
             Ok(d) => d,
             Err(e) => return failed(self, format!("unable to re-exec: state: {e}")),
@@ -472,7 +471,7 @@ impl Daemon {
             Ok(f) => f,
             Err(e) => return failed(self, format!("unable to re-exec: memfd: {e}")),
         };
-        let mut kept = fds;
+        let mut kept = state.descriptors();
         kept.push(memfd.as_raw_fd());
         if let Some(e) = kept
             .iter()
@@ -496,9 +495,8 @@ impl Daemon {
         failed(self, format!("unable to re-exec {}: {err}", exe.display()));
     }
 
-    /// Everything the new image needs, and the descriptors it names.
-    fn handover(&self, answer: &[usize]) -> (Handover, Vec<RawFd>) {
-        let mut fds = vec![self._lock.fd(), self.listener.as_raw_fd()];
+    /// Everything the new image needs.
+    fn handover(&self, answer: &[usize]) -> Handover {
         // Each definition once, by identity.
         let mut classes: Vec<(String, String)> = Vec::new();
         let mut index: HashMap<*const JobClass, usize> = HashMap::new();
@@ -561,46 +559,37 @@ impl Daemon {
         let clients = self
             .clients
             .iter()
-            .map(|(&token, c)| {
-                fds.push(c.stream.as_raw_fd());
-                SavedClient {
-                    token,
-                    fd: c.stream.as_raw_fd(),
-                    uid: c.uid,
-                    inbuf: c.inbuf.clone(),
-                    outbuf: c.outbuf.clone(),
-                    busy: c.busy,
-                    read_closed: c.read_closed,
-                    close_after_flush: c.close_after_flush,
-                }
+            .map(|(&token, c)| SavedClient {
+                token,
+                fd: c.stream.as_raw_fd(),
+                uid: c.uid,
+                inbuf: c.inbuf.clone(),
+                outbuf: c.outbuf.clone(),
+                busy: c.busy,
+                read_closed: c.read_closed,
+                close_after_flush: c.close_after_flush,
             })
             .collect();
         let readers = self
             .readers
             .iter()
-            .map(|(&token, r)| {
-                fds.push(r.file.as_raw_fd());
-                SavedReader {
-                    token,
-                    fd: r.file.as_raw_fd(),
-                    log: r.log.clone(),
-                    label: r.label.clone(),
-                    partial: r.partial.clone(),
-                }
+            .map(|(&token, r)| SavedReader {
+                token,
+                fd: r.file.as_raw_fd(),
+                log: r.log.clone(),
+                label: r.label.clone(),
+                partial: r.partial.clone(),
             })
             .collect();
         let notifiers = self
             .notifiers
             .iter()
-            .map(|(&token, n)| {
-                fds.push(n.sock.as_raw_fd());
-                SavedNotifier {
-                    token,
-                    fd: n.sock.as_raw_fd(),
-                    job: n.key.0.clone(),
-                    instance: n.key.1.clone(),
-                    address: n.address.clone(),
-                }
+            .map(|(&token, n)| SavedNotifier {
+                token,
+                fd: n.sock.as_raw_fd(),
+                job: n.key.0.clone(),
+                instance: n.key.1.clone(),
+                address: n.address.clone(),
             })
             .collect();
         let logs = self
@@ -708,7 +697,7 @@ impl Daemon {
             logs,
             notifiers,
         };
-        (state, fds)
+        state
     }
 
     /// The new image: the daemon as the previous one left it.

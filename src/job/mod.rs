@@ -64,6 +64,20 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of a start and a stop.
+    pub const ALL: [State; 10] = [
+        State::Waiting,
+        State::Starting,
+        State::PreStart,
+        State::Spawned,
+        State::PostStart,
+        State::Running,
+        State::PreStop,
+        State::Stopping,
+        State::Killed,
+        State::PostStop,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             State::Waiting => "waiting",
