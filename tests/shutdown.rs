@@ -70,6 +70,13 @@ fn a_hung_hook_gets_its_kill_timeout_at_shutdown_then_is_killed() {
     let s = d.wait_status(&["hung"], "in pre-start", |s| s["state"] == "pre-start");
     let hook = s["processes"][0]["pid"].as_i64().unwrap() as i32;
     let web = d.main_pid("web").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // Within the deadline, not for ever.
+    d.wait_log("all jobs stopped; exiting");
     assert_eq!(d.terminate(), Some(0));
     let lines = d.log_lines().join("\n");
     assert!(
