@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn upkeep(args: &[&str]) -> Output {
     Command::new(common::upkeep_bin())
@@ -245,9 +245,15 @@ fn hostile_files_get_clear_errors_in_bounded_time() {
     nix_mkfifo(&p.join("fifo.conf"));
     symlink(p, p.join("self")).unwrap();
 
-    let t0 = Instant::now();
-    let o = check(p);
-    let elapsed = t0.elapsed();
+    // Bounded: a FIFO opened for reading, or a million operands handled
+    // badly, would never end. The deadline only catches such a hang; how
+    // fast it goes is the benchmark's business.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let dir = p.to_path_buf();
+    std::thread::spawn(move || tx.send(check(&dir)));
+    let o = rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("check-config hung on the hostile dir");
     let out = stdout(&o);
     let has = |needle: String| assert!(out.contains(&needle), "missing {needle:?} in:\n{out}");
     let at = |name: &str| p.join(name).display().to_string();
@@ -282,8 +288,6 @@ fn hostile_files_get_clear_errors_in_bounded_time() {
         "a dir named x.conf is walked:\n{out}"
     );
     assert_eq!(o.status.code(), Some(1));
-    // Generous: this is about "bounded", not about speed (the bench does speed).
-    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
 }
 
 fn nix_mkfifo(path: &Path) {

@@ -1,19 +1,20 @@
 //! The systemd units in `contrib/` pass `systemd-analyze verify` (with
-//! ExecStart pointed at the built binary). Skipped where systemd-analyze is
-//! missing; CI's machines have it.
+//! ExecStart pointed at the built binary). Ignored, with the reason, where
+//! systemd-analyze is missing; CI's machines have it.
 
 mod common;
 
 use std::process::Command;
 
-fn verify(unit: &str, user: bool) {
-    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("skipped: systemd-analyze is not installed");
-        return;
-    };
-    if !probe.status.success() {
-        eprintln!("skipped: systemd-analyze does not run here");
-        return;
+use common::runner::{need_program, Missing};
+
+fn verify(unit: &str, user: bool) -> Result<(), Missing> {
+    let analyze = need_program("systemd-analyze")?;
+    let probe = Command::new(&analyze).arg("--version").output();
+    if !probe.is_ok_and(|p| p.status.success()) {
+        return Err(Missing::new(
+            "needs systemd-analyze, which does not run here",
+        ));
     }
     let text =
         std::fs::read_to_string(format!("{}/contrib/{unit}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -40,14 +41,15 @@ fn verify(unit: &str, user: bool) {
     // machine it runs on).
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("upkeep")).collect();
     assert!(o.status.success() && ours.is_empty(), "{unit}: {err}");
+    Ok(())
 }
 
-#[test]
-fn the_system_unit_verifies() {
-    verify("upkeep.service", false);
+fn the_system_unit_verifies() -> Result<(), Missing> {
+    verify("upkeep.service", false)
 }
 
-#[test]
-fn the_user_unit_verifies() {
-    verify("upkeep-user.service", true);
+fn the_user_unit_verifies() -> Result<(), Missing> {
+    verify("upkeep-user.service", true)
 }
+
+tests![the_system_unit_verifies, the_user_unit_verifies];

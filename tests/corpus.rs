@@ -3,14 +3,11 @@
 
 mod common;
 
+use common::runner::{need_corpus, need_corpus_files, Missing};
 use upkeep::conf::{line_col, parse_job, print::to_job_file};
 
-#[test]
-fn every_corpus_file_parses_as_upstart_does() {
-    let files = common::corpus_files();
-    if files.is_empty() {
-        return; // said why in corpus_files
-    }
+fn every_corpus_file_parses_as_upstart_does() -> Result<(), Missing> {
+    let files = need_corpus_files()?;
     assert!(files.len() >= 140, "corpus has {} files", files.len());
     let mut failures = Vec::new();
     for path in &files {
@@ -37,11 +34,11 @@ fn every_corpus_file_parses_as_upstart_does() {
         "corpus files that should parse:\n{}",
         failures.join("\n")
     );
+    Ok(())
 }
 
-#[test]
-fn every_corpus_job_prints_back_to_itself() {
-    for path in common::corpus_files() {
+fn every_corpus_job_prints_back_to_itself() -> Result<(), Missing> {
+    for path in need_corpus_files()? {
         let text = std::fs::read(&path).unwrap();
         let Ok(job) = parse_job("j", &text) else {
             continue;
@@ -60,16 +57,21 @@ fn every_corpus_job_prints_back_to_itself() {
             path.display()
         );
     }
+    Ok(())
 }
 
-#[test]
-fn corpus_overrides_apply_over_their_confs() {
-    let Some(dir) = common::corpus_dir() else {
-        return;
-    };
+fn corpus_overrides_apply_over_their_confs() -> Result<(), Missing> {
+    let dir = need_corpus()?;
     let conf = std::fs::read(dir.join("003-buildbotvm.conf")).unwrap();
     let over = std::fs::read(dir.join("004-buildbotvm-override.conf")).unwrap();
     let base = parse_job("buildbotvm", &conf).unwrap();
     let merged = upkeep::conf::parse_override(&base, &over).unwrap();
     assert_ne!(merged, base, "the override changes the job");
+    Ok(())
 }
+
+tests![
+    every_corpus_file_parses_as_upstart_does,
+    every_corpus_job_prints_back_to_itself,
+    corpus_overrides_apply_over_their_confs,
+];

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::runner::{need_corpus, need_corpus_files, Missing};
+
 use std::rc::Rc;
 
 use upkeep::conf::{parse_job, JobClass};
@@ -10,12 +12,12 @@ use upkeep::event::expand::expand;
 use upkeep::event::matcher::{EventRef, Matcher};
 use upkeep::event::EventExpr;
 
+type StatsRow = (&'static str, String, Vec<String>);
+
 /// `STATS.md`'s tables: (start/stop, expression as written collapsed on one
 /// line, the example files).
-fn stats_rows() -> Vec<(&'static str, String, Vec<String>)> {
-    let Some(dir) = common::corpus_dir() else {
-        return Vec::new();
-    };
+fn stats_rows() -> Result<Vec<StatsRow>, Missing> {
+    let dir = need_corpus()?;
     let text = std::fs::read_to_string(dir.join("STATS.md")).unwrap();
     let mut rows = Vec::new();
     let mut section = "";
@@ -51,11 +53,11 @@ fn stats_rows() -> Vec<(&'static str, String, Vec<String>)> {
             .collect();
         rows.push((section, expr, files));
     }
-    rows
+    Ok(rows)
 }
 
 fn corpus_job(number: &str) -> (String, JobClass) {
-    let dir = common::corpus_dir().unwrap();
+    let dir = need_corpus().unwrap();
     let path = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -73,12 +75,8 @@ fn corpus_job(number: &str) -> (String, JobClass) {
     (text, job)
 }
 
-#[test]
-fn every_corpus_expression_parses_into_the_same_tree_as_its_one_line_form() {
-    let rows = stats_rows();
-    if rows.is_empty() {
-        return;
-    }
+fn every_corpus_expression_parses_into_the_same_tree_as_its_one_line_form() -> Result<(), Missing> {
+    let rows = stats_rows()?;
     assert!(rows.len() >= 100, "{} rows read from STATS.md", rows.len());
     let mut checked = 0;
     for (kind, expr, files) in rows {
@@ -114,6 +112,7 @@ fn every_corpus_expression_parses_into_the_same_tree_as_its_one_line_form() {
         }
     }
     assert!(checked >= 130, "only {checked} expressions checked");
+    Ok(())
 }
 
 /// The boot sequence, as the daemon emits it (with one interface besides
@@ -205,19 +204,15 @@ fn started_by(job: &JobClass, events: &[(&'static str, Vec<String>)]) -> bool {
     job.instance.is_empty() || expand(&job.instance, &scope).is_ok()
 }
 
-fn corpus_numbers() -> Vec<(String, std::path::PathBuf)> {
-    common::corpus_files()
+fn corpus_numbers() -> Result<Vec<(String, std::path::PathBuf)>, Missing> {
+    Ok(need_corpus_files()?
         .into_iter()
         .map(|p| (p.file_name().unwrap().to_str().unwrap()[..3].to_string(), p))
-        .collect()
+        .collect())
 }
 
-#[test]
-fn the_listed_corpus_jobs_are_the_ones_the_boot_events_start() {
-    let files = corpus_numbers();
-    if files.is_empty() {
-        return;
-    }
+fn the_listed_corpus_jobs_are_the_ones_the_boot_events_start() -> Result<(), Missing> {
+    let files = corpus_numbers()?;
     let mut computed = Vec::new();
     for (n, path) in &files {
         let Ok(job) = parse_job("j", &std::fs::read(path).unwrap()) else {
@@ -228,14 +223,11 @@ fn the_listed_corpus_jobs_are_the_ones_the_boot_events_start() {
         }
     }
     assert_eq!(computed, STARTED_AT_BOOT, "update STARTED_AT_BOOT");
+    Ok(())
 }
 
-#[test]
-fn the_daemon_starts_them_at_boot() {
-    let files = corpus_numbers();
-    if files.is_empty() {
-        return;
-    }
+fn the_daemon_starts_them_at_boot() -> Result<(), Missing> {
+    let files = corpus_numbers()?;
     // Each listed job with its start conditions as written, but `exec
     // sleep` for its processes: this is about what starts them, and the
     // corpus's own programs (network and disk tools) are not for a test
@@ -275,4 +267,11 @@ fn the_daemon_starts_them_at_boot() {
             "{name} not running:\n{list}"
         );
     }
+    Ok(())
 }
+
+tests![
+    every_corpus_expression_parses_into_the_same_tree_as_its_one_line_form,
+    the_listed_corpus_jobs_are_the_ones_the_boot_events_start,
+    the_daemon_starts_them_at_boot,
+];

@@ -5,8 +5,8 @@
 //!
 //! These tests set up what each job expects on the machine (files in /etc,
 //! a user, links in /usr/local) and take it away again, so they run only in
-//! CI (`CI` set) or when asked (`UPKEEP_SYSTEM_TESTS=1`), as root; under CI
-//! a missing program is a failure. `.ci/run` installs the programs: nginx,
+//! CI (`CI` set) or when asked (`UPKEEP_SYSTEM_TESTS=1`), as root, and show
+//! as ignored otherwise; under CI a missing program is a failure. `.ci/run` installs the programs: nginx,
 //! redis-server, memcached, supervisor, stunnel4, and a venv with gunicorn
 //! (`UPKEEP_E2E_VENV`, `/opt/upkeep-e2e/venv` by default).
 
@@ -19,37 +19,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::daemon::{alive, is_root, Daemon, DEADLINE};
+use common::daemon::{alive, Daemon, DEADLINE};
+use common::runner::{need_corpus, need_e2e_venv, need_program, need_system_tests, Missing};
 
 /// One job at a time: several use the same system paths and ports.
 static MACHINE: Mutex<()> = Mutex::new(());
 
-fn venv() -> PathBuf {
-    std::env::var_os("UPKEEP_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/upkeep-e2e/venv"))
-}
-
-/// The corpus file's bytes, or `None` (said) when this machine may not or
-/// cannot run it.
-fn corpus_job(file: &str, programs: &[&str]) -> Option<String> {
-    let opted_in = std::env::var_os("CI").is_some()
-        || std::env::var_os("UPKEEP_SYSTEM_TESTS").is_some_and(|v| v == "1");
-    if !opted_in || !is_root() {
-        eprintln!("skipped: {file} changes the machine; it runs as root under CI or UPKEEP_SYSTEM_TESTS=1");
-        return None;
+/// The corpus file's bytes, once this machine may and can run it.
+fn corpus_job(file: &str, programs: &[&str]) -> Result<String, Missing> {
+    need_system_tests()?;
+    let dir = need_corpus()?;
+    for p in programs {
+        need_program(p)?;
     }
-    let dir = common::corpus_dir()?;
-    let missing: Vec<&&str> = programs.iter().filter(|p| !Path::new(p).exists()).collect();
-    if !missing.is_empty() {
-        let msg = format!("{file} needs {missing:?}");
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg}");
-        }
-        eprintln!("skipped: {msg}");
-        return None;
-    }
-    Some(fs::read_to_string(dir.join(file)).expect("corpus file"))
+    Ok(fs::read_to_string(dir.join(file)).expect("corpus file"))
 }
 
 /// What a test put on the machine; taken away when dropped, last first.
@@ -231,11 +214,8 @@ fn daemon(name: &str, text: &str) -> Daemon {
     Daemon::builder().run_as_root().job(name, text).start()
 }
 
-#[test]
-fn redis_061_through_su_with_oom_never() {
-    let Some(job) = corpus_job("061-redis.conf", &["/usr/bin/redis-server", "/usr/bin/su"]) else {
-        return;
-    };
+fn redis_061_through_su_with_oom_never() -> Result<(), Missing> {
+    let job = corpus_job("061-redis.conf", &["/usr/bin/redis-server", "/usr/bin/su"])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Setup::default();
     // The job was written for a layout with redis in /usr/sbin.
@@ -258,16 +238,21 @@ fn redis_061_through_su_with_oom_never() {
             .unwrap();
         if u64::from_str_radix(caps.trim(), 16).unwrap() & (1 << 24) != 0 {
             assert_eq!(oom.trim(), "-1000", "oom never");
+        } else {
+            let inherited = fs::read_to_string(format!("/proc/{}/oom_score_adj", d.pid())).unwrap();
+            assert_eq!(
+                oom.trim(),
+                inherited.trim(),
+                "the daemon's score, inherited"
+            );
         }
         d.wait_log_file("redis.log", "Ready to accept connections");
     });
+    Ok(())
 }
 
-#[test]
-fn nginx_050_in_the_foreground() {
-    let Some(job) = corpus_job("050-nginx-minimal.conf", &["/usr/sbin/nginx"]) else {
-        return;
-    };
+fn nginx_050_in_the_foreground() -> Result<(), Missing> {
+    let job = corpus_job("050-nginx-minimal.conf", &["/usr/sbin/nginx"])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Setup::default();
     s.link("/opt/nginx/sbin/nginx", Path::new("/usr/sbin/nginx"));
@@ -275,13 +260,11 @@ fn nginx_050_in_the_foreground() {
     run_and_stop(&d, "nginx", Stop::Clean, |_| {
         wait_answer(80, HTTP, "HTTP/1.1 ");
     });
+    Ok(())
 }
 
-#[test]
-fn nginx_058_expect_fork_and_a_post_stop() {
-    let Some(job) = corpus_job("058-nginx-obsqure.conf", &["/usr/sbin/nginx"]) else {
-        return;
-    };
+fn nginx_058_expect_fork_and_a_post_stop() -> Result<(), Missing> {
+    let job = corpus_job("058-nginx-obsqure.conf", &["/usr/sbin/nginx"])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let d = daemon("nginx", &job);
     run_and_stop(&d, "nginx", Stop::PostStopFails, |d| {
@@ -291,13 +274,11 @@ fn nginx_058_expect_fork_and_a_post_stop() {
         let cmd = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
         assert!(cmd.starts_with("nginx: master process"), "{cmd}");
     });
+    Ok(())
 }
 
-#[test]
-fn nginx_006_pre_stop_asks_initctl_for_its_own_pid() {
-    let Some(job) = corpus_job("006-nginx-anrdaemon.conf", &["/usr/sbin/nginx"]) else {
-        return;
-    };
+fn nginx_006_pre_stop_asks_initctl_for_its_own_pid() -> Result<(), Missing> {
+    let job = corpus_job("006-nginx-anrdaemon.conf", &["/usr/sbin/nginx"])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Setup::default();
     s.commands(&["initctl"]);
@@ -320,35 +301,31 @@ fn nginx_006_pre_stop_asks_initctl_for_its_own_pid() {
         "{}",
         d.log_lines().join("\n")
     );
+    Ok(())
 }
 
-#[test]
-fn nginx_045_post_stop_uses_start_stop_daemon() {
-    let Some(job) = corpus_job(
+fn nginx_045_post_stop_uses_start_stop_daemon() -> Result<(), Missing> {
+    let job = corpus_job(
         "045-nginx-hobson.conf",
         &["/usr/sbin/nginx", "/usr/sbin/start-stop-daemon"],
-    ) else {
-        return;
-    };
+    )?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let d = daemon("nginx", &job);
     run_and_stop(&d, "nginx", Stop::PostStopFails, |_| {
         wait_answer(80, HTTP, "HTTP/1.1 ");
     });
     d.wait_log("nginx post-stop process");
+    Ok(())
 }
 
-#[test]
-fn memcached_091_an_instance_through_a_double_forking_script() {
-    let Some(job) = corpus_job(
+fn memcached_091_an_instance_through_a_double_forking_script() -> Result<(), Missing> {
+    let job = corpus_job(
         "091-memcached-server.conf",
         &[
             "/usr/bin/memcached",
             "/usr/share/memcached/scripts/start-memcached",
         ],
-    ) else {
-        return;
-    };
+    )?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let d = daemon("memcached-server", &job);
     run_and_stop(&d, "memcached-server", Stop::Clean, |d| {
@@ -361,13 +338,11 @@ fn memcached_091_an_instance_through_a_double_forking_script() {
             "expect daemon follows"
         );
     });
+    Ok(())
 }
 
-#[test]
-fn supervisord_140_a_supervisor_under_upkeep() {
-    let Some(job) = corpus_job("140-supervisor.conf", &["/usr/bin/supervisord"]) else {
-        return;
-    };
+fn supervisord_140_a_supervisor_under_upkeep() -> Result<(), Missing> {
+    let job = corpus_job("140-supervisor.conf", &["/usr/bin/supervisord"])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Setup::default();
     s.link("/usr/local/bin/supervisord", Path::new("/usr/bin/supervisord"))
@@ -394,13 +369,11 @@ fn supervisord_140_a_supervisor_under_upkeep() {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
+    Ok(())
 }
 
-#[test]
-fn stunnel_001_console_log() {
-    let Some(job) = corpus_job("001-stunnel-kmru.conf", &["/usr/bin/stunnel4"]) else {
-        return;
-    };
+fn stunnel_001_console_log() -> Result<(), Missing> {
+    let job = corpus_job("001-stunnel-kmru.conf", &["/usr/bin/stunnel4"])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Setup::default();
     s.file(
@@ -416,18 +389,17 @@ fn stunnel_001_console_log() {
         }
         d.wait_log_file("stunnel.log", "Configuration successful");
     });
+    Ok(())
 }
 
-#[test]
-fn gunicorn_029_a_script_that_sources_a_virtualenv_as_its_user() {
-    let venv = venv();
+fn gunicorn_029_a_script_that_sources_a_virtualenv_as_its_user() -> Result<(), Missing> {
+    need_system_tests()?;
+    let venv = need_e2e_venv()?;
     let gunicorn = venv.join("bin/gunicorn");
-    let Some(job) = corpus_job(
+    let job = corpus_job(
         "029-gunicorn-cssmatic.conf",
         &[gunicorn.to_str().unwrap(), "/usr/sbin/useradd"],
-    ) else {
-        return;
-    };
+    )?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     if nix::unistd::User::from_name("cssmatic")
         .ok()
@@ -468,13 +440,11 @@ fn gunicorn_029_a_script_that_sources_a_virtualenv_as_its_user() {
         );
         d.wait_log_file("cssmatic.log", "Booting worker");
     });
+    Ok(())
 }
 
-#[test]
-fn wait_for_state_121_starts_what_it_waits_for_and_is_stopped_by_it() {
-    let Some(job) = corpus_job("121-wait-for-state.conf", &[]) else {
-        return;
-    };
+fn wait_for_state_121_starts_what_it_waits_for_and_is_stopped_by_it() -> Result<(), Missing> {
+    let job = corpus_job("121-wait-for-state.conf", &[])?;
     let _lock = MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let mut s = Setup::default();
     s.commands(&["start", "status"]);
@@ -492,4 +462,18 @@ fn wait_for_state_121_starts_what_it_waits_for_and_is_stopped_by_it() {
         .ok(&["status", "svc"])
         .starts_with("svc start/running, process "));
     d.ok(&["stop", "svc"]);
+    Ok(())
 }
+
+tests![
+    redis_061_through_su_with_oom_never,
+    nginx_050_in_the_foreground,
+    nginx_058_expect_fork_and_a_post_stop,
+    nginx_006_pre_stop_asks_initctl_for_its_own_pid,
+    nginx_045_post_stop_uses_start_stop_daemon,
+    memcached_091_an_instance_through_a_double_forking_script,
+    supervisord_140_a_supervisor_under_upkeep,
+    stunnel_001_console_log,
+    gunicorn_029_a_script_that_sources_a_virtualenv_as_its_user,
+    wait_for_state_121_starts_what_it_waits_for_and_is_stopped_by_it,
+];

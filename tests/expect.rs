@@ -5,14 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::{alive, Daemon};
+use common::daemon::{alive, Daemon, DEADLINE};
 
 fn fixture() -> String {
     format!("{}/tests/fixtures/daemonize.py", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn read_pid(path: &std::path::Path) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(p) = std::fs::read_to_string(path)
             .ok()
@@ -77,7 +77,7 @@ fn expect_fork_and_daemon_follow_the_program_to_its_real_main_process() {
         );
         d.wait_log(&format!("forked; following it to {real}"));
         assert_eq!(d.ok(&["stop", job]), format!("{job} stop/waiting\n"));
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + DEADLINE;
         while alive(real) {
             assert!(Instant::now() < deadline, "{job}'s daemon survived stop");
             std::thread::sleep(Duration::from_millis(10));
@@ -174,7 +174,7 @@ fn a_wrong_fork_count_never_leaves_the_job_stuck() {
     d.wait_status_text("more", "stop/waiting", |t| {
         t.starts_with("more stop/waiting")
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         let left = processes_of_job(&d, "more");
         if left.is_empty() {
@@ -201,7 +201,7 @@ fn expect_stop_waits_for_the_job_to_stop_itself_then_continues_it() {
         t0.elapsed() >= Duration::from_millis(250),
         "start returned before the job was ready"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     let order = loop {
         let text = std::fs::read_to_string(d.dir.path().join("order")).unwrap_or_default();
         if text.lines().count() >= 3 {

@@ -11,7 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::{alive, nobody, skip_unless_root, wait_gone, Daemon, DEADLINE};
+use common::daemon::{alive, nobody, wait_gone, Daemon, DEADLINE};
+use common::runner::{need_root, Missing};
 
 /// The daemon's open descriptors.
 fn fd_count(pid: u32) -> usize {
@@ -45,7 +46,6 @@ fn raise_nofile() {
 
 /// T01: a job that dies by one signal after another is respawned after
 /// each, and each death is logged with the signal's name.
-#[test]
 fn t01_death_by_every_signal_is_logged_and_respawned() {
     let signals = [
         "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
@@ -71,7 +71,6 @@ fn t01_death_by_every_signal_is_logged_and_respawned() {
 /// T05: a storm of concurrent restarts of a job that crashes every 50 ms:
 /// every request answered, one instance at the end, at most one main
 /// process at any time.
-#[test]
 fn t05_a_restart_storm_on_a_crash_loop() {
     let job = "respawn\nrespawn limit unlimited\nexec sh -c 'sleep 0.05; exit 1'\n";
     let mut d = Daemon::builder().canary().job("crashy", job).start();
@@ -108,7 +107,6 @@ fn t05_a_restart_storm_on_a_crash_loop() {
 // --------------------------------------------------- F. scale, exhaustion
 
 /// T25: 1,000 jobs start, answer `list`, and stop, with nothing left.
-#[test]
 fn t25_a_thousand_jobs() {
     raise_nofile();
     let mut b = Daemon::builder().canary();
@@ -141,7 +139,6 @@ fn t25_a_thousand_jobs() {
 /// T26: 1,000 clients connect at once: 800 ask for status, 100 send half a
 /// request and stall, 100 connect and leave. Every whole request is
 /// answered, and the daemon's descriptors return to where they were.
-#[test]
 fn t26_a_thousand_concurrent_clients() {
     raise_nofile();
     let mut d = Daemon::builder().canary().start();
@@ -191,7 +188,6 @@ fn t26_a_thousand_concurrent_clients() {
 /// T27: with 64 descriptors, jobs past the limit fail to start with the
 /// reason, clients past it wait without the loop spinning, and all is well
 /// once descriptors are free again.
-#[test]
 fn t27_descriptor_exhaustion() {
     let mut b = Daemon::builder().canary().limit("--nofile=64:64");
     for i in 0..80 {
@@ -231,11 +227,8 @@ fn t27_descriptor_exhaustion() {
 
 /// T28: the daemon's user at its process limit: a start fails with the
 /// reason, the daemon keeps serving, and starts work once the limit rises.
-#[test]
-fn t28_fork_failure_at_the_process_limit() {
-    if skip_unless_root("t28_fork_failure_at_the_process_limit") {
-        return;
-    }
+fn t28_fork_failure_at_the_process_limit() -> Result<(), Missing> {
+    need_root()?;
     // A uid of its own, so that no other test's processes count; the
     // canary is one process that never forks: the daemon and the canary are
     // all this user runs.
@@ -271,15 +264,13 @@ fn t28_fork_failure_at_the_process_limit() {
     limit("100");
     assert!(d.ok(&["start", "more"]).starts_with("more start/running"));
     d.assert_canary();
+    Ok(())
 }
 
 /// T29: `setuid` to a user that does not exist, `setgid` to a missing
 /// group: the start fails with the reason, and nothing runs as root.
-#[test]
-fn t29_setuid_to_a_missing_user_never_runs_as_root() {
-    if skip_unless_root("t29_setuid_to_a_missing_user_never_runs_as_root") {
-        return;
-    }
+fn t29_setuid_to_a_missing_user_never_runs_as_root() -> Result<(), Missing> {
+    need_root()?;
     let mut d = Daemon::builder()
         .canary()
         .run_as_root()
@@ -299,11 +290,11 @@ fn t29_setuid_to_a_missing_user_never_runs_as_root() {
         assert!(!d.dir.path().join(format!("ran-{job}")).exists());
     }
     d.assert_canary();
+    Ok(())
 }
 
 /// T29, the other side: a daemon that is not root cannot run a job as
 /// root, and says so.
-#[test]
 fn t29_an_unprivileged_daemon_cannot_setuid_root() {
     let mut d = Daemon::builder()
         .canary()
@@ -325,7 +316,6 @@ fn t29_an_unprivileged_daemon_cannot_setuid_root() {
 /// T31: malformed, huge, binary and deeply nested job files dropped into a
 /// running daemon's conf dir: each reported, none defines a job, the rest
 /// unaffected.
-#[test]
 fn t31_hostile_job_files_at_runtime() {
     let mut d = Daemon::builder().canary().start();
     let deep = format!(
@@ -372,7 +362,6 @@ fn t31_hostile_job_files_at_runtime() {
 
 /// T34: control messages that are not requests: each gets an error (or a
 /// closed connection), and the daemon serves on.
-#[test]
 fn t34_malformed_control_messages() {
     let mut d = Daemon::builder().canary().start();
     let huge = vec![b'x'; 1 << 20];
@@ -422,11 +411,8 @@ fn t34_malformed_control_messages() {
 
 /// T35: an unprivileged client of root's daemon may read but not change;
 /// a uid written into the request changes nothing.
-#[test]
-fn t35_a_forged_uid_in_the_request_is_ignored() {
-    if skip_unless_root("t35_a_forged_uid_in_the_request_is_ignored") {
-        return;
-    }
+fn t35_a_forged_uid_in_the_request_is_ignored() -> Result<(), Missing> {
+    need_root()?;
     let mut d = Daemon::builder()
         .canary()
         .run_as_root()
@@ -469,6 +455,7 @@ fn t35_a_forged_uid_in_the_request_is_ignored() {
     assert!(alive(pid));
     assert_eq!(d.main_pid("web"), Some(pid));
     d.assert_canary();
+    Ok(())
 }
 
 // ----------------------------------------------------------- E. logs
@@ -476,7 +463,6 @@ fn t35_a_forged_uid_in_the_request_is_ignored() {
 /// T19: the log dir unwritable while a job writes, then writable again:
 /// what was written meanwhile arrives in order (up to the per-job buffer),
 /// or is counted as lost; nothing blocks the job.
-#[test]
 fn t19_an_unwritable_log_dir_then_a_writable_one() {
     use std::os::unix::fs::PermissionsExt;
     let mut d = Daemon::builder()
@@ -486,10 +472,8 @@ fn t19_an_unwritable_log_dir_then_a_writable_one() {
             "script\n  for i in 1 2 3 4 5; do echo \"line $i\"; done\n  while [ ! -e @DIR@/go ]; do sleep 0.05; done\n  echo \"line 6\"\n  exec sleep 100000\nend script\n",
         )
         .start();
-    if d.uid == 0 {
-        eprintln!("skipped: root writes anywhere");
-        return;
-    }
+    // Root writes anywhere: the daemon runs as nobody under a root run.
+    assert_ne!(d.uid, 0);
     // The canary's file is open already; only new files fail.
     std::fs::set_permissions(&d.logs, std::fs::Permissions::from_mode(0o555)).unwrap();
     d.ok(&["start", "w"]);
@@ -517,7 +501,6 @@ fn t19_an_unwritable_log_dir_then_a_writable_one() {
 
 /// T37: variables given to `emit` reach the jobs it starts as data; the
 /// job's identity cannot be overridden; a malformed pair is refused.
-#[test]
 fn t37_emit_cannot_override_a_jobs_identity() {
     let mut d = Daemon::builder()
         .canary()
@@ -542,7 +525,6 @@ fn t37_emit_cannot_override_a_jobs_identity() {
 
 /// T38: a symlink or a regular file where the socket should be: the
 /// daemon refuses to start and touches neither.
-#[test]
 fn t38_the_socket_path_is_never_followed_or_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("precious");
@@ -577,7 +559,6 @@ fn t38_the_socket_path_is_never_followed_or_replaced() {
 /// temporary path are never followed: their targets stay as they were,
 /// the refusal is logged, and logging resumes in a real file once the
 /// link is gone, saying what was lost.
-#[test]
 fn t24_symlinks_at_log_and_state_paths_are_never_followed() {
     let mut d = Daemon::builder()
         .canary()
@@ -621,16 +602,16 @@ fn t24_symlinks_at_log_and_state_paths_are_never_followed() {
 
 /// libfaketime, which moves the wall clock of the process it is preloaded
 /// into (Debian's `faketime` package).
-fn libfaketime() -> Option<std::path::PathBuf> {
-    let lib = std::fs::read_dir("/usr/lib")
-        .ok()?
+fn need_libfaketime() -> Result<std::path::PathBuf, Missing> {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| e.path().join("faketime/libfaketime.so.1"))
-        .find(|p| p.exists());
-    if lib.is_none() {
-        eprintln!("skipped: libfaketime is not installed (.ci/run installs it)");
-    }
-    lib
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            Missing::new("needs libfaketime, which is not installed (Debian's faketime; .ci/run installs it)")
+        })
 }
 
 /// T36: the wall clock jumps an hour back, then a day forward, while a
@@ -638,9 +619,8 @@ fn libfaketime() -> Option<std::path::PathBuf> {
 /// limit. Every timer is on the monotonic clock: the kill comes no sooner
 /// than the timeout says, and the respawn limit counts as before (a window
 /// on the wall clock would have reset and let the loop go on).
-#[test]
-fn t36_wall_clock_jumps_move_no_timer() {
-    let Some(lib) = libfaketime() else { return };
+fn t36_wall_clock_jumps_move_no_timer() -> Result<(), Missing> {
+    let lib = need_libfaketime()?;
     // Only the daemon's clock moves; its jobs keep the real one.
     const REAL: &str = "env LD_PRELOAD=\n";
     let mut d = Daemon::builder()
@@ -689,4 +669,24 @@ fn t36_wall_clock_jumps_move_no_timer() {
         "{daemon_log}"
     );
     d.assert_canary();
+    Ok(())
 }
+
+tests![
+    t01_death_by_every_signal_is_logged_and_respawned,
+    t05_a_restart_storm_on_a_crash_loop,
+    t25_a_thousand_jobs,
+    t26_a_thousand_concurrent_clients,
+    t27_descriptor_exhaustion,
+    t28_fork_failure_at_the_process_limit,
+    t29_setuid_to_a_missing_user_never_runs_as_root,
+    t29_an_unprivileged_daemon_cannot_setuid_root,
+    t31_hostile_job_files_at_runtime,
+    t34_malformed_control_messages,
+    t35_a_forged_uid_in_the_request_is_ignored,
+    t19_an_unwritable_log_dir_then_a_writable_one,
+    t37_emit_cannot_override_a_jobs_identity,
+    t38_the_socket_path_is_never_followed_or_replaced,
+    t24_symlinks_at_log_and_state_paths_are_never_followed,
+    t36_wall_clock_jumps_move_no_timer,
+];

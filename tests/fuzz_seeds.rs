@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::runner::{need_corpus_files, Missing};
+
 use std::path::Path;
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -29,30 +31,42 @@ fn replay(target: &str, inputs: Vec<(String, Vec<u8>)>, check: fn(&[u8])) {
     }
 }
 
-#[test]
-fn job_file_seeds_and_the_whole_corpus() {
-    let mut inputs = seeds("job_file");
-    for p in common::corpus_files() {
-        inputs.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-    }
-    replay("job_file", inputs, upkeep::fuzzing::job_file);
+fn job_file_seeds() {
+    replay("job_file", seeds("job_file"), upkeep::fuzzing::job_file);
 }
 
-#[test]
-fn event_expr_seeds_and_the_corpus_expressions() {
-    let mut inputs = seeds("event_expr");
-    // Every corpus file's `start on` / `stop on` text, as the target sees it.
-    for p in common::corpus_files() {
+fn job_file_check_on_the_whole_corpus() -> Result<(), Missing> {
+    let inputs = need_corpus_files()?
+        .into_iter()
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
+    replay("job_file", inputs, upkeep::fuzzing::job_file);
+    Ok(())
+}
+
+fn event_expr_seeds() {
+    replay(
+        "event_expr",
+        seeds("event_expr"),
+        upkeep::fuzzing::event_expr,
+    );
+}
+
+/// Every corpus file's `start on` / `stop on` text, as the target sees it.
+fn event_expr_check_on_the_corpus_expressions() -> Result<(), Missing> {
+    let mut inputs = Vec::new();
+    for p in need_corpus_files()? {
         if let Ok(job) = upkeep::conf::parse_job("c", &std::fs::read(&p).unwrap()) {
             for on in [&job.start_on, &job.stop_on].into_iter().flatten() {
                 inputs.push((p.display().to_string(), on.bracketed().into_bytes()));
             }
         }
     }
+    assert!(inputs.len() > 100, "{} expressions", inputs.len());
     replay("event_expr", inputs, upkeep::fuzzing::event_expr);
+    Ok(())
 }
 
-#[test]
 fn control_request_seeds() {
     replay(
         "control_request",
@@ -60,3 +74,11 @@ fn control_request_seeds() {
         upkeep::fuzzing::control_request,
     );
 }
+
+tests![
+    job_file_seeds,
+    job_file_check_on_the_whole_corpus,
+    event_expr_seeds,
+    event_expr_check_on_the_corpus_expressions,
+    control_request_seeds,
+];

@@ -6,14 +6,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::{alive, Daemon};
+use common::daemon::{alive, Daemon, DEADLINE};
 
 /// A job whose shell ignores TERM and starts children that ignore it too,
 /// writing their pids to a file.
 const STUBBORN: &str = "kill timeout 1\nscript\n  trap '' TERM\n  sh -c \"trap '' TERM; sleep 1000\" &\n  echo $! > $PIDS\n  sh -c \"trap '' TERM; sleep 1000\" &\n  echo $! >> $PIDS\n  while true; do sleep 1; done\nend script\n";
 
 fn pids(path: &std::path::Path) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let v: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
@@ -54,7 +54,7 @@ fn leftovers_of_a_dead_main_are_killed_before_the_respawn() {
     let pidfile = d.dir.path().join("pids");
     d.ok(&["start", "leaky", &format!("PIDS={}", pidfile.display())]);
     let first_child = {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(p) = std::fs::read_to_string(&pidfile)
                 .unwrap_or_default()

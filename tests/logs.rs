@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, DEADLINE};
 
 /// The log and its rotated files, oldest first, decompressed. (While a
 /// compression helper works, a file may go between listing and reading:
@@ -50,7 +50,7 @@ fn try_all_output(dir: &Path, name: &str) -> Option<Vec<u8>> {
 
 /// Waits until the log and its plain rotated files hold `n` bytes.
 fn wait_for_bytes(dir: &Path, name: &str, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         let total: u64 = fs::read_dir(dir)
             .unwrap()
@@ -126,7 +126,7 @@ fn compressed_rotations_keep_every_line_too() {
     let d = Daemon::with_jobs(&[("z", &job)]);
     d.ok(&["start", "z"]);
     let want = expected_lines(n);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + DEADLINE;
     loop {
         // Compression helpers finish in their own time: wait for no
         // plain file beyond .1.
@@ -259,7 +259,7 @@ fn binary_output_and_a_ten_megabyte_line_arrive_intact() {
     let job = "task\nscript\n  head -c 1048576 /dev/urandom > @DIR@/random\n  cat @DIR@/random\n  head -c 10485760 /dev/zero | tr '\\0' x\n  echo\n  echo end\nend script\n";
     let mut d = Daemon::with_jobs_and_canary(&[("bin", job)]);
     d.ok(&["start", "bin"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + DEADLINE;
     let text = loop {
         let t = fs::read(d.logs.join("bin.log")).unwrap_or_default();
         if t.ends_with(b"\nend\n") {
@@ -299,7 +299,7 @@ fn log_to_stdout_prefixes_each_line_with_the_job() {
         .capture_stdout()
         .start();
     d.ok(&["start", "say"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     while !d.stdout_text().contains("say: two\n") {
         assert!(Instant::now() < deadline, "stdout: {:?}", d.stdout_text());
         std::thread::sleep(Duration::from_millis(10));
@@ -330,7 +330,7 @@ fn logs_follow_goes_on_across_rotations() {
         }
     });
     // Two kilobytes hold about 250 ticks: tick 600 is in a later file.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + DEADLINE;
     let mut seen = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -380,7 +380,7 @@ fn the_daemons_own_log_rotates_and_compresses_like_a_jobs() {
     for _ in 0..20 {
         d.ok(&["start", "t"]);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + DEADLINE;
     while !d.logs.join("upkeep@daemon.log.2.gz").exists() {
         assert!(
             Instant::now() < deadline,

@@ -4,25 +4,24 @@
 
 mod common;
 
+use common::daemon::DEADLINE;
+use common::runner::{need_kernel, need_program, need_root, Kernel, Missing};
+
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn skip(name: &str) -> bool {
-    if !common::daemon::is_root() {
-        eprintln!("skipped {name}: needs root (a new PID namespace)");
-        return true;
-    }
-    let ok = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("skipped {name}: unshare --pid is refused here");
-    }
-    !ok
+/// Root, and a kernel that gives it a new PID namespace.
+fn need_pid_namespace() -> Result<(), Missing> {
+    need_root()?;
+    need_program("unshare")?;
+    need_kernel(Kernel::PidNamespace, || {
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 struct Pid1 {
@@ -64,7 +63,7 @@ impl Pid1 {
         // Up (its socket is there), or already gone (an --exit-with job
         // that failed at once).
         let sock = p.path().join("upkeep.sock");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + DEADLINE;
         while !sock.exists() && p.child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "PID 1 never came up");
             std::thread::sleep(Duration::from_millis(20));
@@ -77,7 +76,7 @@ impl Pid1 {
     }
 
     fn wait_for(&self, f: impl Fn() -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + DEADLINE;
         while !f() {
             assert!(Instant::now() < deadline, "never saw {what}");
             std::thread::sleep(Duration::from_millis(20));
@@ -107,7 +106,7 @@ impl Pid1 {
     }
 
     fn wait(mut self) -> (Option<i32>, tempfile::TempDir) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(st) = self.child.try_wait().unwrap() {
                 return (st.code(), self.dir.take().unwrap());
@@ -163,11 +162,8 @@ fn children_of(pid: i32) -> (usize, usize) {
     (kids, zombies)
 }
 
-#[test]
-fn a_thousand_orphans_are_all_reaped() {
-    if skip("a_thousand_orphans_are_all_reaped") {
-        return;
-    }
+fn a_thousand_orphans_are_all_reaped() -> Result<(), Missing> {
+    need_pid_namespace()?;
     // Each orphan leaves the job's session, so only PID 1 can reap it.
     let job = "start on startup\ntask\nscript\n  i=0\n  while [ $i -lt 1000 ]; do (setsid sleep 0.5 &); i=$((i+1)); done\n  touch @DIR@/spawned\nend script\n";
     let p = Pid1::start(&[("orphans", job)], &[]);
@@ -183,13 +179,11 @@ fn a_thousand_orphans_are_all_reaped() {
         "the orphans reaped",
     );
     assert!(p.ctl(&["list"]).starts_with("orphans stop/waiting"));
+    Ok(())
 }
 
-#[test]
-fn sigterm_to_pid1_stops_jobs_in_order_and_exits_zero() {
-    if skip("sigterm_to_pid1_stops_jobs_in_order_and_exits_zero") {
-        return;
-    }
+fn sigterm_to_pid1_stops_jobs_in_order_and_exits_zero() -> Result<(), Missing> {
+    need_pid_namespace()?;
     let job = |n: &str, on: &str| {
         format!("start on {on}\npost-stop exec sh -c 'echo {n} >> @DIR@/down'\nexec sleep 1000\n")
     };
@@ -216,13 +210,11 @@ fn sigterm_to_pid1_stops_jobs_in_order_and_exits_zero() {
         fs::read_to_string(dir.path().join("down")).unwrap(),
         "c\nb\na\n"
     );
+    Ok(())
 }
 
-#[test]
-fn exit_with_ends_the_run_with_the_jobs_status() {
-    if skip("exit_with_ends_the_run_with_the_jobs_status") {
-        return;
-    }
+fn exit_with_ends_the_run_with_the_jobs_status() -> Result<(), Missing> {
+    need_pid_namespace()?;
     let jobs = [
         ("main", "start on startup\nexec sh -c 'sleep 0.3; exit 7'\n"),
         (
@@ -244,13 +236,11 @@ fn exit_with_ends_the_run_with_the_jobs_status() {
     );
     let (code, _) = p.wait();
     assert_eq!(code, Some(137));
+    Ok(())
 }
 
-#[test]
-fn pid1_re_execs_in_place_and_still_ends_the_run() {
-    if skip("pid1_re_execs_in_place_and_still_ends_the_run") {
-        return;
-    }
+fn pid1_re_execs_in_place_and_still_ends_the_run() -> Result<(), Missing> {
+    need_pid_namespace()?;
     let jobs = [
         (
             "main",
@@ -281,4 +271,12 @@ fn pid1_re_execs_in_place_and_still_ends_the_run() {
     let (code, dir) = p.wait();
     assert_eq!(code, Some(7));
     assert!(dir.path().join("side-stopped").exists());
+    Ok(())
 }
+
+tests![
+    a_thousand_orphans_are_all_reaped,
+    sigterm_to_pid1_stops_jobs_in_order_and_exits_zero,
+    exit_with_ends_the_run_with_the_jobs_status,
+    pid1_re_execs_in_place_and_still_ends_the_run,
+];

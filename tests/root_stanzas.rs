@@ -1,11 +1,10 @@
 //! setuid, setgid and limit need a root daemon: these tests run when the
-//! suite runs as root (CI does) and say that they skipped otherwise.
+//! suite runs as root (CI does) and show as ignored, with the reason, otherwise.
 
 mod common;
 
 use common::daemon::{nobody, Daemon};
-
-use common::daemon::skip_unless_root as skip;
+use common::runner::{need_root, Missing};
 
 fn proc_status(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap()
@@ -19,11 +18,8 @@ fn field<'a>(status: &'a str, name: &str) -> &'a str {
         .trim()
 }
 
-#[test]
-fn setuid_and_setgid_drop_privileges_with_supplementary_groups() {
-    if skip("setuid_and_setgid_drop_privileges_with_supplementary_groups") {
-        return;
-    }
+fn setuid_and_setgid_drop_privileges_with_supplementary_groups() -> Result<(), Missing> {
+    need_root()?;
     let mut d = Daemon::builder()
         .canary()
         .job("u", "setuid nobody\nexec sleep 1000\n")
@@ -58,13 +54,11 @@ fn setuid_and_setgid_drop_privileges_with_supplementary_groups() {
         daemon_gid.to_string()
     );
     d.assert_canary();
+    Ok(())
 }
 
-#[test]
-fn unknown_user_fails_the_spawn_and_the_daemon_goes_on() {
-    if skip("unknown_user_fails_the_spawn_and_the_daemon_goes_on") {
-        return;
-    }
+fn unknown_user_fails_the_spawn_and_the_daemon_goes_on() -> Result<(), Missing> {
+    need_root()?;
     let d = Daemon::builder()
         .job("ghost", "setuid no-such-user-here\nexec sleep 1000\n")
         .job("canary", "exec sleep 1000\n")
@@ -78,13 +72,11 @@ fn unknown_user_fails_the_spawn_and_the_daemon_goes_on() {
     assert!(d
         .ok(&["start", "canary"])
         .starts_with("canary start/running"));
+    Ok(())
 }
 
-#[test]
-fn limits_are_applied_and_nofile_is_given_back() {
-    if skip("limits_are_applied_and_nofile_is_given_back") {
-        return;
-    }
+fn limits_are_applied_and_nofile_is_given_back() -> Result<(), Missing> {
+    need_root()?;
     let d = Daemon::builder()
         .job(
             "lim",
@@ -138,6 +130,7 @@ fn limits_are_applied_and_nofile_is_given_back() {
         daemon[0], daemon[1],
         "daemon's soft limit raised to its hard limit"
     );
+    Ok(())
 }
 
 /// Whether this process may lower OOM scores (CAP_SYS_RESOURCE, bit 24).
@@ -147,11 +140,8 @@ fn may_lower_oom_scores() -> bool {
     caps & (1 << 24) != 0
 }
 
-#[test]
-fn oom_score_is_set_where_allowed_and_never_stops_the_job() {
-    if skip("oom_score_is_set_where_allowed_and_never_stops_the_job") {
-        return;
-    }
+fn oom_score_is_set_where_allowed_and_never_stops_the_job() -> Result<(), Missing> {
+    need_root()?;
     let d = Daemon::builder()
         .job("low", "oom score never\nexec sleep 1000\n")
         .job("high", "oom score 500\nexec sleep 1000\n")
@@ -162,10 +152,23 @@ fn oom_score_is_set_where_allowed_and_never_stops_the_job() {
         assert!(out.starts_with(&format!("{job} start/running")), "{out}");
         let pid = d.main_pid(job).unwrap();
         let score = std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap();
-        // Raising needs no privilege; lowering is skipped in a container
-        // whose root may not (as here, where CAP_SYS_RESOURCE is missing).
+        // Raising needs no privilege; lowering needs CAP_SYS_RESOURCE,
+        // which a container's root may lack (CI's does): then the job runs
+        // with the score it inherited from the daemon.
         if want == "500" || may_lower_oom_scores() {
             assert_eq!(score.trim(), want, "{job}");
+        } else {
+            let inherited =
+                std::fs::read_to_string(format!("/proc/{}/oom_score_adj", d.pid())).unwrap();
+            assert_eq!(score.trim(), inherited.trim(), "{job}: inherited");
         }
     }
+    Ok(())
 }
+
+tests![
+    setuid_and_setgid_drop_privileges_with_supplementary_groups,
+    unknown_user_fails_the_spawn_and_the_daemon_goes_on,
+    limits_are_applied_and_nofile_is_given_back,
+    oom_score_is_set_where_allowed_and_never_stops_the_job,
+];

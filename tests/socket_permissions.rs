@@ -2,11 +2,13 @@
 
 mod common;
 
+use common::runner::{need_root, Missing};
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use common::daemon::{is_root, nobody, Daemon};
+use common::daemon::{nobody, Daemon};
 
 fn as_nobody(d: &Daemon, args: &[&str]) -> std::process::Output {
     let (u, g) = nobody();
@@ -19,12 +21,8 @@ fn as_nobody(d: &Daemon, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn root_daemon_lets_anyone_read_and_only_root_change() {
-    if !is_root() {
-        eprintln!("skipped root_daemon_lets_anyone_read_and_only_root_change: needs root");
-        return;
-    }
+fn root_daemon_lets_anyone_read_and_only_root_change() -> Result<(), Missing> {
+    need_root()?;
     let mut d = Daemon::builder()
         .canary()
         .job("web", "exec sleep 1000\n")
@@ -53,9 +51,9 @@ fn root_daemon_lets_anyone_read_and_only_root_change() {
     );
     assert!(d.ok(&["status", "web"]).starts_with("web start/running"));
     d.assert_canary();
+    Ok(())
 }
 
-#[test]
 fn user_daemon_socket_is_reachable_by_its_user_alone() {
     let d = Daemon::with_jobs(&[("j", "exec sleep 1000\n")]);
     let meta = std::fs::metadata(&d.socket).unwrap();
@@ -65,7 +63,6 @@ fn user_daemon_socket_is_reachable_by_its_user_alone() {
     assert_eq!(dir.mode() & 0o777, 0o700);
 }
 
-#[test]
 fn a_second_daemon_on_the_same_socket_refuses_to_start() {
     let mut d = Daemon::with_jobs_and_canary(&[]);
     let o = Command::new(common::upkeep_bin())
@@ -90,3 +87,9 @@ fn a_second_daemon_on_the_same_socket_refuses_to_start() {
     assert!(d.ok(&["list"]).starts_with("canary start/running"));
     d.assert_canary();
 }
+
+tests![
+    root_daemon_lets_anyone_read_and_only_root_change,
+    user_daemon_socket_is_reachable_by_its_user_alone,
+    a_second_daemon_on_the_same_socket_refuses_to_start,
+];

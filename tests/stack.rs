@@ -13,41 +13,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::daemon::{alive, is_root, Daemon, DEADLINE};
+use common::daemon::{alive, Daemon, DEADLINE};
+use common::runner::{need_e2e_venv, need_program, need_root, Missing};
 
 const NGINX: u16 = 18080;
 const GUNICORN: u16 = 18000;
 const REDIS: u16 = 16390;
 const JOBS: [&str; 4] = ["redis", "web", "worker", "nginx"];
 
-/// The venv, or `None` (said) when something the stack needs is missing;
-/// under CI a missing piece is a failure, so CI never passes by skipping.
-fn prerequisites() -> Option<PathBuf> {
-    let venv = std::env::var_os("UPKEEP_E2E_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/upkeep-e2e/venv"));
-    let mut missing = Vec::new();
-    if !is_root() {
-        missing.push("root".to_string());
-    }
-    for p in [
-        PathBuf::from("/usr/bin/redis-server"),
-        PathBuf::from("/usr/sbin/nginx"),
-        venv.join("bin/gunicorn"),
-    ] {
-        if !p.exists() {
-            missing.push(p.display().to_string());
-        }
-    }
-    if missing.is_empty() {
-        return Some(venv);
-    }
-    let msg = format!("the stack test needs {}", missing.join(", "));
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}");
-    }
-    eprintln!("skipped: {msg}");
-    None
+/// The venv, once everything the stack needs is here.
+fn prerequisites() -> Result<PathBuf, Missing> {
+    need_root()?;
+    need_program("/usr/bin/redis-server")?;
+    need_program("/usr/sbin/nginx")?;
+    need_e2e_venv()
 }
 
 /// Copies `from` to `to`, with `/srv/stack` in every file meaning `root`.
@@ -133,9 +112,8 @@ fn job_processes(d: &Daemon) -> Vec<i32> {
     pids
 }
 
-#[test]
-fn the_stack_runs_recovers_and_stops_in_order() {
-    let Some(venv) = prerequisites() else { return };
+fn the_stack_runs_recovers_and_stops_in_order() -> Result<(), Missing> {
+    let venv = prerequisites()?;
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stack");
     let mut b = Daemon::builder().run_as_root().flag("--runlevel").flag("2");
     for job in JOBS {
@@ -233,4 +211,7 @@ fn the_stack_runs_recovers_and_stops_in_order() {
     let left: Vec<i32> = pids.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "left running: {left:?}");
     assert!(!listening(REDIS) && !listening(GUNICORN) && !listening(NGINX));
+    Ok(())
 }
+
+tests![the_stack_runs_recovers_and_stops_in_order];

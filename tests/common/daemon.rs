@@ -13,21 +13,13 @@ use std::time::{Duration, Instant};
 
 use super::upkeep_bin;
 
-/// How long anything may take before a test gives up (a loaded 2-core
-/// machine is slow; a correct run is far quicker).
-pub const DEADLINE: Duration = Duration::from_secs(30);
+/// How long a wait may last before a test gives up. It only catches a
+/// hang: a correct run is far quicker, even on a loaded 2-core machine, so
+/// it never decides the outcome of a slow but correct run.
+pub const DEADLINE: Duration = Duration::from_secs(120);
 
 pub fn is_root() -> bool {
     upkeep::process::euid() == 0
-}
-
-/// True (and says so) when a test that needs root runs without it.
-pub fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipped {test}: needs root (CI runs it as root)");
-        return true;
-    }
-    false
 }
 
 /// `nobody`'s uid and gid, for running unprivileged under a root test run.
