@@ -482,7 +482,9 @@ impl Daemon {
             processes,
             started_at,
             respawns: inst.respawns,
-            last_exit: inst.last_exit.map(|e| e.event_var()),
+            last_exit: inst
+                .last_exit
+                .map(|e| e.event_var().unwrap_or_else(|| "unknown".into())),
             waiting_for: None,
             file_changed: self
                 .classes

@@ -119,10 +119,12 @@ pub(super) fn job_event_env(
             Some(f) => {
                 env.push("RESULT=failed".into());
                 env.push(format!("PROCESS={}", f.process.name()));
-                if let Some(exit) = f.exit {
-                    if exit != Exit::Code(0) {
-                        env.push(exit.event_var());
-                    }
+                if let Some(var) = f
+                    .exit
+                    .filter(|&e| e != Exit::Code(0))
+                    .and_then(Exit::event_var)
+                {
+                    env.push(var);
                 }
             }
         }

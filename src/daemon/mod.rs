@@ -131,6 +131,8 @@ pub struct Daemon {
     proc_identity: HashMap<i32, (u64, i32)>,
     notifiers: HashMap<usize, notify::Notifier>,
     notify_by_key: HashMap<Key, usize>,
+    /// Main processes named by `MAINPID` that are not our children.
+    aliens: HashMap<usize, notify::Alien>,
     /// Main processes of `expect fork/daemon` jobs that exited with no
     /// child to follow yet: (pid, status, start time), decided on later.
     pending_exit: HashMap<Key, (i32, crate::job::Exit, Option<u64>)>,
@@ -275,6 +277,7 @@ impl Daemon {
             proc_identity: HashMap::new(),
             notifiers: HashMap::new(),
             notify_by_key: HashMap::new(),
+            aliens: HashMap::new(),
             timer_seq: 0,
             running_order: HashMap::new(),
             running_seq: 0,
@@ -333,6 +336,7 @@ impl Daemon {
         let original_nofile = setup::raise_nofile();
         setup::socket_dir(&cfg.socket, !system)?;
         let lock = setup::take_lock(&cfg.socket)?;
+        setup::notify_dir(&cfg.socket)?;
         // We hold the lock, so whoever wrote the state file is dead.
         state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
         let listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
@@ -497,6 +501,7 @@ impl Daemon {
                     INOTIFY => self.on_conf_change(),
                     Token(t) if self.readers.contains_key(&t) => self.on_output(t),
                     Token(t) if self.notifiers.contains_key(&t) => self.on_notify(t),
+                    Token(t) if self.aliens.contains_key(&t) => self.on_alien(t),
                     Token(t) => self.on_client(t, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -531,6 +536,7 @@ impl Daemon {
         self.log("all jobs stopped; exiting");
         let _ = std::fs::remove_file(&self.cfg.socket);
         let _ = std::fs::remove_file(state::state_path(&self.cfg.socket));
+        let _ = std::fs::remove_dir_all(notify::notify_dir(&self.cfg.socket));
         self.exit_code
     }
 
@@ -1002,7 +1008,7 @@ impl Daemon {
             .get(key)
             .is_some_and(|i| i.class.expect == crate::conf::Expect::Notify);
         let notify = if wants_notify {
-            self.notify_socket(key)
+            Some(self.notify_socket(key)?)
         } else {
             None
         };

@@ -150,6 +150,7 @@ struct SavedInstance {
 enum SavedExit {
     Code(i32),
     Signal(i32),
+    Unknown,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -264,6 +265,7 @@ impl From<Exit> for SavedExit {
         match e {
             Exit::Code(c) => SavedExit::Code(c),
             Exit::Signal(s) => SavedExit::Signal(s),
+            Exit::Unknown => SavedExit::Unknown,
         }
     }
 }
@@ -273,6 +275,7 @@ impl From<SavedExit> for Exit {
         match e {
             SavedExit::Code(c) => Exit::Code(c),
             SavedExit::Signal(s) => Exit::Signal(s),
+            SavedExit::Unknown => Exit::Unknown,
         }
     }
 }
@@ -874,6 +877,19 @@ impl Daemon {
         // Everything handed across is adopted: from here on, no descriptor
         // of the daemon reaches a job or a later image unasked.
         crate::process::spawn::close_inherited_fds();
+        // Main processes that are not our children are watched again.
+        let me = std::process::id() as i32;
+        let aliens: Vec<(Key, i32)> = d
+            .instances
+            .iter()
+            .filter_map(|(k, i)| i.pid(ProcessType::Main).map(|p| (k.clone(), p)))
+            .filter(|&(_, p)| crate::process::tree::ppid_of(p).is_some_and(|pp| pp != me))
+            .collect();
+        for (key, pid) in aliens {
+            if let Ok(fd) = crate::process::pidfd_open(pid) {
+                d.watch_alien(&key, pid, fd);
+            }
+        }
         d.start_watching();
         crate::process::time::ignore_sigxfsz();
         // The conf dirs as they are now: changed jobs take effect at their

@@ -84,6 +84,29 @@ pub fn socket_dir(socket: &Path, private: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Makes `SOCKET.notify`, the directory of the notify sockets (mode 0711:
+/// anyone may reach a socket whose name they know, and each socket's own
+/// mode says who may send), emptied of what an earlier daemon left. Called
+/// with the lock held, in the socket's directory, which only the daemon's
+/// user can write.
+pub fn notify_dir(socket: &Path) -> Result<(), String> {
+    let dir = super::notify::notify_dir(socket);
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(&dir);
+        }
+        Err(_) => {}
+    }
+    fs::DirBuilder::new()
+        .mode(0o711)
+        .create(&dir)
+        .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)))
+        .map_err(|e| format!("{}: unable to create directory: {e}", dir.display()))
+}
+
 /// Takes `SOCKET.lock`, or says which daemon holds it.
 pub fn take_lock(socket: &Path) -> Result<Lock, String> {
     let path = lock_path(socket);

@@ -99,6 +99,10 @@ impl State {
 pub enum Exit {
     Code(i32),
     Signal(i32),
+    /// A main process that was not the daemon's child (named by
+    /// `MAINPID`) ended, and its parent collected its status: the daemon
+    /// knows only that it ended. Counts as abnormal.
+    Unknown,
 }
 
 impl Exit {
@@ -110,11 +114,13 @@ impl Exit {
         })
     }
 
-    /// `EXIT_STATUS=1` or `EXIT_SIGNAL=TERM`, as job events carry it.
-    pub fn event_var(self) -> String {
+    /// `EXIT_STATUS=1` or `EXIT_SIGNAL=TERM`, as job events carry it
+    /// (nothing when the status is unknown).
+    pub fn event_var(self) -> Option<String> {
         match self {
-            Exit::Code(c) => format!("EXIT_STATUS={c}"),
-            Exit::Signal(s) => format!("EXIT_SIGNAL={}", signal::display(s)),
+            Exit::Code(c) => Some(format!("EXIT_STATUS={c}")),
+            Exit::Signal(s) => Some(format!("EXIT_SIGNAL={}", signal::display(s))),
+            Exit::Unknown => None,
         }
     }
 }
@@ -442,6 +448,13 @@ impl Instance {
                 self.restart_pending = input == Input::Restart;
                 match (self.state, self.waiting) {
                     (State::Running, _) => self.advance(latest, now, &mut out),
+                    // Not ready yet: the stop does not wait for a
+                    // readiness that may never come (the ready timeout).
+                    (State::Spawned, Waiting::Ready) => {
+                        self.timer_gen += 1;
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
+                    }
                     (State::PostStop, Waiting::Delay) => {
                         self.timer_gen += 1;
                         self.waiting = Waiting::Nothing;
@@ -696,6 +709,7 @@ impl Instance {
             (_, Some(Exit::Signal(s)), _) => {
                 format!("{p} process killed by {} signal", signal::display(s))
             }
+            (_, Some(Exit::Unknown), _) => format!("{p} process ended with an unknown status"),
             (_, None, None) => format!("{p} process failed"),
         });
     }
@@ -1057,6 +1071,9 @@ fn exit_message(label: &str, process: ProcessType, pid: Pid, status: Exit) -> St
         Exit::Signal(s) => format!(
             "{label} {p} process ({pid}) killed by {} signal",
             signal::display(s)
+        ),
+        Exit::Unknown => format!(
+            "{label} {p} process ({pid}) ended; its status went to its parent, not to the daemon"
         ),
     }
 }

@@ -68,6 +68,13 @@ fn send(target: i32, signal: i32) -> Result<(), Errno> {
     if target == 0 || target == -1 || target == 1 || target == i32::MIN {
         return Err(Errno::EINVAL); // never the daemon's own group or everyone
     }
+    // Never the daemon itself or its own process group, whatever a job's
+    // records say (a forged notification once named a process in it).
+    let me = std::process::id() as i32;
+    let my_group = nix::unistd::getpgrp().as_raw();
+    if target == me || target == -me || target == -my_group {
+        return Err(Errno::EPERM);
+    }
     // SAFETY: kill(2) takes plain integers and has no memory effects; any
     // signal number (real-time ones included) is passed through as written
     // in the job file, and the kernel rejects invalid ones with EINVAL.
@@ -77,6 +84,45 @@ fn send(target: i32, signal: i32) -> Result<(), Errno> {
     } else {
         Err(Errno::last())
     }
+}
+
+/// A datagram socket at `path` (in a directory only the daemon writes),
+/// mode 0600 and owned by `owner` when given: only that user (and root)
+/// may send to it. It is made with a umask that leaves no moment in which
+/// others could connect.
+pub fn bind_private_datagram(
+    path: &std::path::Path,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<std::os::unix::net::UnixDatagram> {
+    use nix::sys::stat::{umask, Mode};
+    let _ = std::fs::remove_file(path);
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let sock = std::os::unix::net::UnixDatagram::bind(path);
+    umask(old);
+    let sock = sock?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    }
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
+/// A descriptor for a process that is not the daemon's child (a main
+/// process named by `MAINPID`): it becomes readable when the process ends,
+/// which no SIGCHLD would tell.
+pub fn pidfd_open(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new
+    // descriptor (or -1); it touches no memory of ours. The descriptor is
+    // owned by the OwnedFd from here on, and is close-on-exec by the
+    // kernel's rule for pidfds.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor the kernel has just given us, open and
+    // owned by no one else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Whether a process group has no member left (zombies count as members

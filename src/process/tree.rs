@@ -160,6 +160,36 @@ pub fn is_job_process(pid: i32, job: &str, instance: &str) -> bool {
     )
 }
 
+/// A live process's parent.
+pub fn ppid_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|(ppid, _, _, _)| ppid)
+}
+
+/// A live process's session.
+pub fn session_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|(_, _, sid, _)| sid)
+}
+
+/// Whether `pid` descends from one of the processes `is_root` accepts: the
+/// chain of parents (the kernel's, which no process can forge) is walked
+/// up to `stop_at` (the daemon), init, or 64 steps.
+pub fn descends_from(pid: i32, stop_at: i32, is_root: &dyn Fn(i32) -> bool) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        let Some(parent) = ppid_of(p) else {
+            return false;
+        };
+        if parent <= 1 || parent == stop_at {
+            return false;
+        }
+        if is_root(parent) {
+            return true;
+        }
+        p = parent;
+    }
+    false
+}
+
 /// A process's group, if it lives.
 pub fn pgid_of(pid: i32) -> Option<i32> {
     stat(pid).map(|(_, pgid, _, _)| pgid)
