@@ -383,6 +383,8 @@ fn t34_malformed_control_messages() {
         // is written: a broken pipe here is one of the right answers.
         let _ = s.write_all(&frame);
         let _ = s.write_all(b"\n");
+        // Nothing more comes: the daemon answers, or closes at the end.
+        let _ = s.shutdown(std::net::Shutdown::Write);
         // One answer line, or the connection closed.
         let mut answer = Vec::new();
         let mut buf = [0u8; 4096];

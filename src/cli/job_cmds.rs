@@ -126,9 +126,9 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
             prog.error(e);
             1
         }
-        Ok(Response::Path { path }) => {
-            out(&format!("{path}\n"));
-            0
+        Ok(Response::Log { .. }) => {
+            prog.error("unexpected answer from the daemon");
+            1
         }
         Ok(Response::Error { message }) => {
             prog.error(message);

@@ -1,12 +1,14 @@
 //! `upkeep logs JOB [KEY=VALUE]... [-n N] [-f]`: the last lines of a job's
-//! log, and with `-f` what follows, across rotations. The daemon says
-//! where the file is; the client reads it.
+//! log, and with `-f` what follows, across rotations. The daemon opens the
+//! file and passes the descriptor over the socket (for root, the daemon's
+//! user and the job's own user); the client never opens a log by its path,
+//! where a planted link could send it elsewhere. On a terminal, control
+//! characters are shown escaped.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{out, Prog};
@@ -53,15 +55,24 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
     let Some(job) = job else {
         return prog.usage_error("missing job name");
     };
-    let path = match client::call(
-        &socket,
-        Command::LogPath {
-            job: job.clone(),
-            env,
-        },
-    ) {
-        Ok(Response::Path { path }) => PathBuf::from(path),
-        Ok(Response::Error { message }) => {
+    let ask = || {
+        client::call_with_fd(
+            &socket,
+            Command::LogOpen {
+                job: job.clone(),
+                env: env.clone(),
+            },
+        )
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut file = match ask() {
+        Ok((Response::Log { .. }, Some(fd))) => Some(File::from(fd)),
+        Ok((Response::Error { message }, _))
+            if follow && message.ends_with("written nothing yet") =>
+        {
+            None
+        }
+        Ok((Response::Error { message }, _)) => {
             prog.error(message);
             return 1;
         }
@@ -74,32 +85,20 @@ pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    let mut file = match File::open(&path) {
-        Ok(f) => Some(f),
-        Err(_) if follow => None,
-        Err(e) => {
-            prog.error(format!(
-                "{}: {} (the job has written nothing yet?)",
-                path.display(),
-                crate::confdir::io_message(&e)
-            ));
-            return 1;
-        }
-    };
     if let Some(f) = &mut file {
-        if let Err(e) = print_tail(f, lines) {
-            prog.error(format!("{}: {e}", path.display()));
+        if let Err(e) = print_tail(f, lines, terminal) {
+            prog.error(format!("{job}: {e}"));
             return 1;
         }
     }
     if !follow {
         return 0;
     }
-    follow_file(&path, file)
+    follow_file(ask, file, terminal)
 }
 
 /// Prints the last `n` lines, reading backwards from the end.
-fn print_tail(f: &mut File, n: usize) -> std::io::Result<()> {
+fn print_tail(f: &mut File, n: usize, terminal: bool) -> std::io::Result<()> {
     let len = f.seek(SeekFrom::End(0))?;
     let mut start = len;
     let mut newlines = 0;
@@ -129,11 +128,11 @@ fn print_tail(f: &mut File, n: usize) -> std::io::Result<()> {
         start = len;
     }
     f.seek(SeekFrom::Start(start))?;
-    copy_out(f)?;
+    copy_out(f, terminal)?;
     Ok(())
 }
 
-fn copy_out(f: &mut File) -> std::io::Result<u64> {
+fn copy_out(f: &mut File, terminal: bool) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     loop {
@@ -142,31 +141,66 @@ fn copy_out(f: &mut File) -> std::io::Result<u64> {
             return Ok(total);
         }
         total += n as u64;
-        out(&String::from_utf8_lossy(&buf[..n]));
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if terminal {
+            out(&escape_controls(&text));
+        } else {
+            out(&text);
+        }
     }
 }
 
-/// Follows the file like `tail -F`: when it is rotated away or recreated,
-/// the rest of the old one is printed, then the new one from its start.
-fn follow_file(path: &Path, mut file: Option<File>) -> i32 {
+/// What a job wrote, made harmless for a terminal (as `journalctl` does): a
+/// job running as another user must not drive the reader's terminal with
+/// escape sequences. Control characters other than tab and newline are
+/// shown as `\xNN` (`\u{NN}` for the C1 controls).
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if (0x80..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Follows the log like `tail -F`: every 200 ms it asks the daemon for the
+/// log again; when that is another file (rotated, recreated), the rest of
+/// the old one is printed, then the new one from its start.
+fn follow_file<F>(ask: F, mut file: Option<File>, terminal: bool) -> i32
+where
+    F: Fn() -> Result<(Response, Option<std::os::fd::OwnedFd>), String>,
+{
     loop {
         if let Some(f) = &mut file {
-            let _ = copy_out(f);
+            let _ = copy_out(f, terminal);
         }
         std::thread::sleep(Duration::from_millis(200));
-        let replaced = match (&file, std::fs::metadata(path)) {
-            (Some(f), Ok(now)) => f
+        let now = match ask() {
+            Ok((Response::Log { .. }, Some(fd))) => Some(File::from(fd)),
+            _ => None,
+        };
+        let Some(now) = now else { continue };
+        let replaced = match (&file, now.metadata()) {
+            (Some(f), Ok(n)) => f
                 .metadata()
-                .map(|m| (m.dev(), m.ino()) != (now.dev(), now.ino()))
+                .map(|m| (m.dev(), m.ino()) != (n.dev(), n.ino()))
                 .unwrap_or(true),
-            (None, Ok(_)) => true,
+            (None, _) => true,
             (_, Err(_)) => false,
         };
         if replaced {
             if let Some(f) = &mut file {
-                let _ = copy_out(f);
+                let _ = copy_out(f, terminal);
             }
-            file = File::open(path).ok();
+            file = Some(now);
         } else if let Some(f) = &mut file {
             // Truncated in place: start again from the top.
             let pos = f.stream_position().unwrap_or(0);
@@ -174,5 +208,20 @@ fn follow_file(path: &Path, mut file: Option<File>) -> i32 {
                 let _ = f.seek(SeekFrom::Start(0));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_shown_not_sent() {
+        assert_eq!(
+            escape_controls("a\x1b]0;owned\x07b\tc\n"),
+            "a\\x1b]0;owned\\x07b\tc\n"
+        );
+        assert_eq!(escape_controls("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(escape_controls("plain ünïcode\n"), "plain ünïcode\n");
     }
 }

@@ -186,12 +186,13 @@ pub fn main() -> i32 {
         Some("-V") | Some("--version") => run(&prog, &invoked, "version", Vec::new()),
         // The daemon's compression helper (not a user command).
         Some("__gzip") => match rest.next() {
-            Some(path) => match crate::log::gzip::compress_file(std::path::Path::new(&path)) {
+            Some(name) => match crate::log::gzip::helper_main(&name.to_string_lossy()) {
                 Ok(()) => 0,
                 Err(e) => {
                     prog.error(format!(
-                        "{}: unable to compress: {e}",
-                        path.to_string_lossy()
+                        "{}: unable to compress: {}",
+                        name.to_string_lossy(),
+                        crate::confdir::io_message(&e)
                     ));
                     1
                 }

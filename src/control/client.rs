@@ -1,14 +1,13 @@
 //! The client side: one request, one response, over the daemon's socket.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use super::{Command, Request, Response, PROTOCOL_VERSION};
 
-/// Sends `command` and waits for the answer (which, for `start` and `stop`
-/// without `--no-wait`, comes when the job got there).
-pub fn call(socket: &Path, command: Command) -> Result<Response, String> {
+fn connect_and_send(socket: &Path, command: Command) -> Result<UnixStream, String> {
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "unable to connect to the upkeep daemon at {}: {} (is `upkeep daemon` running? --socket or UPKEEP_SOCKET name another)",
@@ -25,13 +24,47 @@ pub fn call(socket: &Path, command: Command) -> Result<Response, String> {
     stream
         .write_all(&line)
         .map_err(|e| format!("unable to send to the daemon: {e}"))?;
-    let mut reader = BufReader::new(stream);
-    let mut answer = String::new();
-    reader
-        .read_line(&mut answer)
-        .map_err(|e| format!("unable to read the daemon's answer: {e}"))?;
+    Ok(stream)
+}
+
+fn decode(answer: &[u8]) -> Result<Response, String> {
     if answer.is_empty() {
         return Err("the daemon closed the connection without answering".into());
     }
-    serde_json::from_str(&answer).map_err(|e| format!("unreadable answer from the daemon: {e}"))
+    serde_json::from_slice(answer).map_err(|e| format!("unreadable answer from the daemon: {e}"))
+}
+
+/// Sends `command` and waits for the answer (which, for `start` and `stop`
+/// without `--no-wait`, comes when the job got there).
+pub fn call(socket: &Path, command: Command) -> Result<Response, String> {
+    let stream = connect_and_send(socket, command)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = Vec::new();
+    reader
+        .read_until(b'\n', &mut answer)
+        .map_err(|e| format!("unable to read the daemon's answer: {e}"))?;
+    decode(&answer)
+}
+
+/// Like [`call`], for an answer that carries a descriptor (`log-open`).
+pub fn call_with_fd(
+    socket: &Path,
+    command: Command,
+) -> Result<(Response, Option<OwnedFd>), String> {
+    let stream = connect_and_send(socket, command)?;
+    let mut answer = Vec::new();
+    let mut fd = None;
+    let mut buf = [0u8; 4096];
+    while !answer.contains(&b'\n') {
+        let (n, fds) = crate::process::recv_with_fds(stream.as_fd(), &mut buf)
+            .map_err(|e| format!("unable to read the daemon's answer: {e}"))?;
+        if fd.is_none() {
+            fd = fds.into_iter().next();
+        }
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    Ok((decode(&answer)?, fd))
 }

@@ -7,9 +7,12 @@
 //!
 //! Version history (`v` in each request):
 //! * 1: start, stop, restart, reload, status, list, emit,
-//!   reload-configuration, reopen-logs, log-path; an optional `instance`
-//!   on the job commands (older daemons ignore it); re-exec (a daemon
-//!   that predates it answers that the command is unknown).
+//!   reload-configuration, reopen-logs; an optional `instance` on the job
+//!   commands (older daemons ignore it); re-exec (a daemon that predates it
+//!   answers that the command is unknown); log-open, answered with the log
+//!   file's descriptor passed along (SCM_RIGHTS), which replaced log-path
+//!   (clients never open a log file by its path). Commands are named,
+//!   never numbered.
 
 pub mod client;
 
@@ -88,8 +91,10 @@ pub enum Command {
     /// Replace the daemon's image with its binary as it is on disk now,
     /// keeping every job; answered once the new image serves.
     ReExec,
-    /// Where a job's log file is.
-    LogPath {
+    /// A job's log file, open for reading: the answer carries the
+    /// descriptor (SCM_RIGHTS), for root, the daemon's user and the job's
+    /// own user.
+    LogOpen {
         job: String,
         #[serde(default)]
         env: Vec<String>,
@@ -147,9 +152,17 @@ pub struct InstanceStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
-    Ok { instances: Vec<InstanceStatus> },
-    Path { path: String },
-    Error { message: String },
+    Ok {
+        instances: Vec<InstanceStatus>,
+    },
+    /// The answer to `log-open`, with the descriptor attached; `file` is
+    /// the log's path, for messages only.
+    Log {
+        file: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 impl InstanceStatus {
@@ -212,8 +225,14 @@ impl InstanceStatus {
 
 /// Decodes a request line; the error is the message for the client.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
-    let req: Request =
+    let value: serde_json::Value =
         serde_json::from_slice(line).map_err(|e| format!("Malformed request: {e}"))?;
+    // Commands go by name: serde would also take a variant's number.
+    if !value.get("cmd").is_some_and(serde_json::Value::is_string) {
+        return Err("Malformed request: `cmd` must be a command's name".into());
+    }
+    let req: Request =
+        serde_json::from_value(value).map_err(|e| format!("Malformed request: {e}"))?;
     if req.v != PROTOCOL_VERSION {
         return Err(format!(
             "Unsupported protocol version {} (this daemon speaks {PROTOCOL_VERSION})",
@@ -227,7 +246,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::Reload { env, .. }
         | Command::Status { env, .. }
         | Command::Emit { env, .. }
-        | Command::LogPath { env, .. } => env.as_slice(),
+        | Command::LogOpen { env, .. } => env.as_slice(),
         Command::List | Command::ReloadConfiguration | Command::ReopenLogs | Command::ReExec => &[],
     };
     if let Command::Emit { event, .. } = &req.command {
@@ -318,5 +337,8 @@ mod tests {
         // Unknown fields (a forged "uid", say) are ignored: authority comes
         // from the socket's peer credentials only.
         assert!(decode_request(br#"{"v":1,"cmd":"start","job":"x","uid":0}"#).is_ok());
+        // A command by number (serde's variant index) is no command.
+        assert!(decode_request(br#"{"v":1,"cmd":5}"#).is_err());
+        assert!(decode_request(br#"{"v":1,"cmd":5,"job":"x"}"#).is_err());
     }
 }

@@ -26,6 +26,9 @@ pub(super) struct Client {
     pub(super) read_closed: bool,
     pub(super) close_after_flush: bool,
     pub(super) want_write: bool,
+    /// Descriptors to pass along with the answers (`log-open`): each goes
+    /// with the byte of `outbuf` at its offset.
+    pub(super) fds: std::collections::VecDeque<(usize, std::os::fd::OwnedFd)>,
 }
 
 fn too_long() -> Response {
@@ -68,6 +71,7 @@ impl Daemon {
                             read_closed: false,
                             close_after_flush: false,
                             want_write: false,
+                            fds: Default::default(),
                         },
                     );
                 }
@@ -155,6 +159,13 @@ impl Daemon {
             }
             match control::decode_request(line) {
                 Err(message) => self.send(token, &Response::Error { message }),
+                Ok(control::Request {
+                    command: control::Command::LogOpen { job, env },
+                    ..
+                }) => {
+                    let (resp, fd) = self.open_log(uid, &job, &env);
+                    self.send_with_fd(token, &resp, fd);
+                }
                 Ok(req) => {
                     if let Some(resp) = self.handle(token, uid, req.command) {
                         self.send(token, &resp);
@@ -180,9 +191,16 @@ impl Daemon {
     }
 
     fn send(&mut self, token: usize, resp: &Response) {
+        self.send_with_fd(token, resp, None);
+    }
+
+    fn send_with_fd(&mut self, token: usize, resp: &Response, fd: Option<std::os::fd::OwnedFd>) {
         let Some(c) = self.clients.get_mut(&token) else {
             return;
         };
+        if let Some(fd) = fd {
+            c.fds.push_back((c.outbuf.len(), fd));
+        }
         match serde_json::to_vec(resp) {
             Ok(mut v) => {
                 v.push(b'\n');
@@ -198,10 +216,26 @@ impl Daemon {
             return;
         };
         while !c.outbuf.is_empty() {
-            match c.stream.write(&c.outbuf) {
+            // Bytes up to the next descriptor's go plainly; that byte goes
+            // with its descriptor.
+            let sent = match c.fds.front() {
+                Some((0, fd)) => {
+                    use std::os::fd::AsFd;
+                    crate::process::send_with_fd(c.stream.as_fd(), &c.outbuf, fd.as_fd())
+                }
+                Some(&(at, _)) => c.stream.write(&c.outbuf[..at]),
+                None => c.stream.write(&c.outbuf),
+            };
+            match sent {
                 Ok(0) => break,
                 Ok(n) => {
                     c.outbuf.drain(..n);
+                    if c.fds.front().is_some_and(|&(at, _)| at == 0) {
+                        c.fds.pop_front();
+                    }
+                    for (at, _) in c.fds.iter_mut() {
+                        *at -= n;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

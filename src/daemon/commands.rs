@@ -206,16 +206,8 @@ impl Daemon {
                     instances: Vec::new(),
                 })
             }
-            Command::LogPath { job, env } => {
-                let (_, name) = match self.find(&job, &env, None) {
-                    Ok(x) => x,
-                    Err(e) => return err(e),
-                };
-                let file = super::log_file_name(&job, &name);
-                Some(Response::Path {
-                    path: self.cfg.log_dir.join(file).display().to_string(),
-                })
-            }
+            // Answered with its descriptor, in `clients.rs`.
+            Command::LogOpen { .. } => err("unexpected log-open"),
             Command::ReExec => {
                 if !may_modify {
                     return err("You do not have permission to re-exec the daemon");
@@ -265,6 +257,42 @@ impl Daemon {
                     None => err(format!("Job is not running: {}", label(&job, &name))),
                 }
             }
+        }
+    }
+
+    /// `log-open`: a job's log, open for reading, for root, the daemon's
+    /// user and the job's own user. The file is opened through the log
+    /// dir's descriptor, never following a link, and must be the daemon's.
+    pub(super) fn open_log(
+        &mut self,
+        uid: u32,
+        job: &str,
+        env: &[String],
+    ) -> (Response, Option<std::os::fd::OwnedFd>) {
+        let error = |message: String| (Response::Error { message }, None);
+        let (class, name) = match self.find(job, env, None) {
+            Ok(x) => x,
+            Err(e) => return error(e),
+        };
+        let job_uid = class
+            .setuid
+            .as_deref()
+            .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
+            .map_or(self.my_uid, |u| u.uid.as_raw());
+        if uid != 0 && uid != self.my_uid && uid != job_uid {
+            return error(format!(
+                "You do not have permission to read the log of job: {job}"
+            ));
+        }
+        let file = crate::log::file_name(job, &name);
+        let path = self.cfg.log_dir.join(&file).display().to_string();
+        let opened = self.log_dir.borrow_mut().open_read(&file);
+        match opened {
+            Ok(f) => (Response::Log { file: path }, Some(f.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                error(format!("{path}: the job has written nothing yet"))
+            }
+            Err(e) => error(format!("{path}: {}", crate::confdir::io_message(&e))),
         }
     }
 

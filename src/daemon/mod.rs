@@ -146,6 +146,8 @@ pub struct Daemon {
     /// Tokens for clients and output readers, never reused.
     next_token: usize,
     logs: HashMap<String, crate::log::LogFile>,
+    /// The log dir, held open: every log file is reached through it.
+    log_dir: crate::log::SharedDir,
     readers: output::Readers,
     /// Compression helpers running, by pid: which log they work for.
     compressors: HashMap<i32, String>,
@@ -245,13 +247,10 @@ impl Daemon {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| format!("unable to watch the socket: {e}"))?;
-        if let Err(e) = std::fs::create_dir_all(&cfg.log_dir) {
-            eprintln!(
-                "upkeep: {}: unable to create log dir: {e}",
-                cfg.log_dir.display()
-            );
-        }
-        let daemon_log = crate::log::LogFile::new(cfg.log_dir.join(DAEMON_LOG), cfg.log_policy);
+        let log_dir = crate::log::LogDir::open(&cfg.log_dir, my_uid)?;
+        let log_dir = std::rc::Rc::new(std::cell::RefCell::new(log_dir));
+        let daemon_log =
+            crate::log::LogFile::new(log_dir.clone(), DAEMON_LOG.to_string(), cfg.log_policy);
         let (log_policy, log_to_stdout) = (cfg.log_policy, cfg.log_to_stdout);
         let mut d = Daemon {
             cfg,
@@ -284,6 +283,7 @@ impl Daemon {
             clients: HashMap::new(),
             next_token: FIRST_CLIENT,
             logs: HashMap::new(),
+            log_dir,
             readers: HashMap::new(),
             compressors: HashMap::new(),
             log_policy,
@@ -1020,7 +1020,7 @@ impl Daemon {
             env.retain(|(k, _)| k != "NOTIFY_SOCKET");
             env.push(("NOTIFY_SOCKET".into(), addr));
         }
-        let log_name = log_file_name(&inst.job, &inst.name);
+        let log_name = crate::log::file_name(&inst.job, &inst.name);
         let label = inst.label();
         let capture = self.capture_for(&class, log_name, label)?;
         let pid = spawn::spawn(spawn::SpawnSpec {
@@ -1175,45 +1175,4 @@ fn own_binary() -> Option<PathBuf> {
         }
     }
     std::env::current_exe().ok()
-}
-
-/// `NAME.log` or `NAME-INSTANCE.log`, with `/` and anything unsafe made `_`,
-/// so that no job or instance name can reach outside the log dir.
-pub fn log_file_name(job: &str, instance: &str) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | ',' | ':' | '=')
-                {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let mut name = clean(job);
-    if !instance.is_empty() {
-        name.push('-');
-        name.push_str(&clean(instance));
-    }
-    if name.starts_with('.') {
-        name.replace_range(0..1, "_");
-    }
-    format!("{name}.log")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::log_file_name;
-
-    #[test]
-    fn log_names_stay_in_the_dir() {
-        assert_eq!(log_file_name("web", ""), "web.log");
-        assert_eq!(log_file_name("foo/bar", "a/b"), "foo_bar-a_b.log");
-        assert_eq!(log_file_name("x", "../../etc/x"), "x-.._.._etc_x.log");
-        assert_eq!(log_file_name("..", ""), "_..log");
-        assert_eq!(log_file_name(".hidden", ""), "_hidden.log");
-        assert!(!log_file_name("a", "\n/\0").contains(['/', '\n', '\0']));
-    }
 }

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Command, Stdio};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
@@ -63,10 +62,10 @@ impl Daemon {
             Console::Log => {}
         }
         let policy = self.log_policy.with(&class.log);
-        let path = self.cfg.log_dir.join(&log_name);
+        let dir = self.log_dir.clone();
         self.logs
             .entry(log_name.clone())
-            .or_insert_with(|| LogFile::new(path, policy))
+            .or_insert_with(|| LogFile::new(dir, log_name.clone(), policy))
             .policy = policy;
         // Two descriptors per job in the end (its pty or pipe, and its log
         // file), with the reserve kept.
@@ -166,9 +165,16 @@ impl Daemon {
             }
             let still_used = self.readers.values().any(|o| o.log == r.log);
             if !still_used {
-                // Closed until the next output; rotation state stays.
+                // A line the process left unfinished is ended, so the next
+                // run's first line is a line of its own; then the file is
+                // closed until the next output (rotation state stays).
+                let mut compress = None;
                 if let Some(l) = self.logs.get_mut(&r.log) {
+                    compress = l.end_line();
                     l.reopen();
+                }
+                if let Some(c) = compress {
+                    self.start_compression(&r.log, c);
                 }
             }
         }
@@ -199,22 +205,22 @@ impl Daemon {
 
     /// Gzips a rotated file in a helper process, out of the loop.
     pub(super) fn start_compression(&mut self, name: &str, c: Compress) {
-        let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-        let child = Command::new(exe)
-            .arg("__gzip")
-            .arg(&c.path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn();
-        match child {
-            Ok(child) => {
-                self.compressors.insert(child.id() as i32, name.to_string());
+        let started = {
+            let dir = self.log_dir.borrow();
+            match dir.fd() {
+                Some(fd) => crate::process::spawn_gzip(fd, &c.name),
+                None => Err(io::Error::other("the log dir is not open")),
+            }
+        };
+        match started {
+            Ok(pid) => {
+                self.compressors.insert(pid, name.to_string());
             }
             Err(e) => {
+                let path = self.log_dir.borrow().path.join(&c.name);
                 self.log(&format!(
                     "{}: unable to start compressing: {e}",
-                    c.path.display()
+                    path.display()
                 ));
                 self.compression_finished_for(name);
             }

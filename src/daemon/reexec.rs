@@ -788,9 +788,10 @@ impl Daemon {
                 compress: l.compress,
             };
             d.logs.insert(
-                l.name,
+                l.name.clone(),
                 LogFile::carried(
-                    l.path,
+                    d.log_dir.clone(),
+                    l.name,
                     policy,
                     l.dropped,
                     l.why_dropped,
@@ -826,6 +827,7 @@ impl Daemon {
                     read_closed: c.read_closed,
                     close_after_flush: c.close_after_flush,
                     want_write,
+                    fds: Default::default(),
                 },
             );
         }

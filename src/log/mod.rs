@@ -15,14 +15,23 @@
 //! waits for it, and the file goes on growing meanwhile. Rotation happens
 //! at a line boundary, so no line is split across two files.
 
+pub mod dir;
 pub mod gzip;
+mod name;
 
-use std::fs::{self, File, OpenOptions};
+use std::cell::RefCell;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::rc::Rc;
 
 use crate::conf::{LogPeriod, LogSettings};
+pub use dir::LogDir;
+pub use name::file_name;
+
+/// The log dir, shared by every log file in it.
+pub type SharedDir = Rc<RefCell<LogDir>>;
 
 /// How a log file is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,31 +65,30 @@ impl Policy {
     }
 }
 
-/// A compression the daemon should start (out of its loop): gzip `path`
-/// into `path.gz`, then remove `path`.
+/// A compression the daemon should start (out of its loop): gzip the file
+/// `name` of the log dir into `name.gz`, then remove it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compress {
-    pub path: PathBuf,
+    pub name: String,
 }
 
 /// `NAME.log.N` or `NAME.log.N.gz`.
-fn numbered(base: &Path, n: u32, gz: bool) -> PathBuf {
-    let mut s = base.as_os_str().to_owned();
-    s.push(format!(".{n}"));
+fn numbered(base: &str, n: u32, gz: bool) -> String {
     if gz {
-        s.push(".gz");
+        format!("{base}.{n}.gz")
+    } else {
+        format!("{base}.{n}")
     }
-    PathBuf::from(s)
 }
 
 /// The renames (and removals) of one rotation, oldest first: what was
 /// `.keep` goes, every `.i` becomes `.i+1`, the live file becomes `.1`.
 /// Pure, for tests; [`LogFile::rotate`] carries it out.
-pub fn rotation_plan(base: &Path, keep: u32) -> (Vec<PathBuf>, Vec<(PathBuf, PathBuf)>) {
+pub fn rotation_plan(base: &str, keep: u32) -> (Vec<String>, Vec<(String, String)>) {
     let mut remove = Vec::new();
     let mut renames = Vec::new();
     if keep == 0 {
-        remove.push(base.to_path_buf());
+        remove.push(base.to_string());
         return (remove, renames);
     }
     remove.push(numbered(base, keep, false));
@@ -90,18 +98,25 @@ pub fn rotation_plan(base: &Path, keep: u32) -> (Vec<PathBuf>, Vec<(PathBuf, Pat
             renames.push((numbered(base, i, gz), numbered(base, i + 1, gz)));
         }
     }
-    renames.push((base.to_path_buf(), numbered(base, 1, false)));
+    renames.push((base.to_string(), numbered(base, 1, false)));
     (remove, renames)
 }
 
 /// One log file and what is known about it.
 #[derive(Debug)]
 pub struct LogFile {
+    dir: SharedDir,
+    /// Its name in the log dir.
+    pub name: String,
+    /// Its path, for messages.
     pub path: PathBuf,
     file: Option<File>,
     /// (dev, ino) of the open file, to notice it being replaced.
     ident: (u64, u64),
     size: u64,
+    /// The last byte written ends a line (or nothing was written): a
+    /// rotation may happen now.
+    at_line_end: bool,
     dropped: u64,
     why_dropped: Option<String>,
     pub policy: Policy,
@@ -113,12 +128,16 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    pub fn new(path: PathBuf, policy: Policy) -> LogFile {
+    pub fn new(dir: SharedDir, name: String, policy: Policy) -> LogFile {
+        let path = dir.borrow().path.join(&name);
         LogFile {
+            dir,
+            name,
             path,
             file: None,
             ident: (0, 0),
             size: 0,
+            at_line_end: true,
             dropped: 0,
             why_dropped: None,
             policy,
@@ -146,7 +165,8 @@ impl LogFile {
     /// A log carried across the daemon's re-exec: opened again lazily, with
     /// what it had dropped, and the rotation it had waiting.
     pub fn carried(
-        path: PathBuf,
+        dir: SharedDir,
+        name: String,
         policy: Policy,
         dropped: u64,
         why_dropped: Option<String>,
@@ -158,20 +178,16 @@ impl LogFile {
             why_dropped,
             compressing,
             rotate_due,
-            ..LogFile::new(path, policy)
+            ..LogFile::new(dir, name, policy)
         }
     }
 
     fn open(&mut self) -> io::Result<()> {
-        let f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(&self.path)?;
+        let f = self.dir.borrow_mut().open_append(&self.name)?;
         let m = f.metadata()?;
         self.ident = (m.dev(), m.ino());
         self.size = m.len();
+        self.at_line_end = m.len() == 0 || last_byte_is_newline(&f, m.len());
         self.file = Some(f);
         Ok(())
     }
@@ -182,15 +198,20 @@ impl LogFile {
         self.file = None;
     }
 
-    /// Whether the open file is still the one at `path`.
+    /// Whether the open file is still the one at its name.
     fn still_ours(&self) -> bool {
         let Some(f) = &self.file else { return false };
-        match (f.metadata(), fs::symlink_metadata(&self.path)) {
-            (Ok(open), Ok(at_path)) => {
-                open.nlink() > 0 && (at_path.dev(), at_path.ino()) == self.ident
-            }
-            _ => false,
+        let at_name = self.dir.borrow_mut().identity(&self.name);
+        dir::same_file(f, at_name) && at_name == Some(self.ident)
+    }
+
+    /// Ends a line left unfinished (a process that died in mid-line), so
+    /// that the next process's first line starts on a line of its own.
+    pub fn end_line(&mut self) -> Option<Compress> {
+        if self.at_line_end {
+            return None;
         }
+        self.write(b"\n")
     }
 
     /// Appends bytes as they come; returns a compression to start, if a
@@ -204,6 +225,13 @@ impl LogFile {
                 self.rotate_due = true;
             }
             if (over || self.rotate_due) && !self.compressing {
+                // A rotation that fell due before these bytes (a compression
+                // ended, midnight) happens before them, if the file ends a
+                // line.
+                if self.rotate_due && self.at_line_end {
+                    compress = compress.or(self.rotate());
+                    continue;
+                }
                 // Rotate at a line boundary: finish the current line first.
                 match data.iter().position(|&b| b == b'\n') {
                     Some(nl) => {
@@ -213,7 +241,8 @@ impl LogFile {
                         continue;
                     }
                     None if cap > 0 && self.size >= cap.saturating_mul(2) => {
-                        // A line longer than the cap: split it after all.
+                        // A line longer than twice the cap: split it after
+                        // all, so that no file grows without bound.
                         compress = compress.or(self.rotate());
                     }
                     None => {}
@@ -253,7 +282,8 @@ impl LogFile {
         if self.dropped > 0 {
             let why = self.why_dropped.take().unwrap_or_default();
             let line = format!(
-                "[upkeep: {} bytes of output were lost: {why}]\n",
+                "{}[upkeep: {} bytes of output were lost: {why}]\n",
+                if self.at_line_end { "" } else { "\n" },
                 self.dropped
             );
             self.dropped = 0;
@@ -279,6 +309,9 @@ impl LogFile {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         f.write_all(data)?;
         self.size += data.len() as u64;
+        if let Some(&last) = data.last() {
+            self.at_line_end = last == b'\n';
+        }
         Ok(())
     }
 
@@ -291,51 +324,54 @@ impl LogFile {
         }
     }
 
-    /// Rotates now (or, while a compression runs, as soon as it is done).
+    /// Rotates now if the file ends a line, else at the next line end (or,
+    /// while a compression runs, once it is done).
     pub fn rotate(&mut self) -> Option<Compress> {
-        if self.compressing {
+        if self.compressing || !self.at_line_end {
             self.rotate_due = true;
             return None;
         }
         self.rotate_due = false;
         self.file = None;
-        if fs::symlink_metadata(&self.path).is_err() {
+        let mut dir = self.dir.borrow_mut();
+        if !dir.exists(&self.name) {
+            self.size = 0;
             return None; // nothing written since the last rotation
         }
         // Only the files that exist are shifted: find how far they go
         // (they are numbered without gaps), so that a large `keep` costs
         // nothing.
-        let exists = |n: u32| {
-            fs::symlink_metadata(numbered(&self.path, n, false)).is_ok()
-                || fs::symlink_metadata(numbered(&self.path, n, true)).is_ok()
+        let base = self.name.clone();
+        let mut exists = |n: u32| {
+            dir.exists(&numbered(&base, n, false)) || dir.exists(&numbered(&base, n, true))
         };
         let mut highest = 0;
         while highest < self.policy.keep && exists(highest + 1) {
             highest += 1;
         }
         let keep = self.policy.keep.min(highest + 1);
-        let (remove, renames) = rotation_plan(&self.path, keep);
+        let (remove, renames) = rotation_plan(&base, keep);
         if keep == self.policy.keep {
             for p in remove {
-                let _ = fs::remove_file(p);
+                let _ = dir.remove(&p);
             }
         }
         for (from, to) in renames {
-            if fs::symlink_metadata(&from).is_ok() {
-                let _ = fs::rename(&from, &to);
+            if dir.exists(&from) {
+                let _ = dir.rename(&from, &to);
             }
         }
         self.size = 0;
-        let second = numbered(&self.path, 2, false);
-        if self.policy.compress && self.policy.keep >= 2 && fs::symlink_metadata(&second).is_ok() {
+        let second = numbered(&base, 2, false);
+        if self.policy.compress && self.policy.keep >= 2 && dir.exists(&second) {
             self.compressing = true;
-            return Some(Compress { path: second });
+            return Some(Compress { name: second });
         }
         None
     }
 
     /// The helper finished compressing; a rotation that fell due meanwhile
-    /// happens now.
+    /// happens now if the file ends a line, else at the next line end.
     pub fn compression_done(&mut self) -> Option<Compress> {
         self.compressing = false;
         if self.rotate_due {
@@ -345,40 +381,57 @@ impl LogFile {
     }
 }
 
+/// Whether an open file's last byte is a newline.
+fn last_byte_is_newline(f: &File, len: u64) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 1];
+    f.read_at(&mut b, len - 1)
+        .is_ok_and(|n| n == 1 && b[0] == b'\n')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    fn dir_of(path: &Path) -> SharedDir {
+        Rc::new(RefCell::new(
+            LogDir::open(path, crate::process::euid()).unwrap(),
+        ))
+    }
 
     #[test]
     fn the_rotation_plan_shifts_oldest_first() {
-        let (remove, renames) = rotation_plan(Path::new("/l/web.log"), 3);
-        let s = |p: &PathBuf| p.display().to_string();
-        assert_eq!(
-            remove.iter().map(s).collect::<Vec<_>>(),
-            ["/l/web.log.3", "/l/web.log.3.gz"]
-        );
-        let r: Vec<(String, String)> = renames.iter().map(|(a, b)| (s(a), s(b))).collect();
+        let (remove, renames) = rotation_plan("web.log", 3);
+        assert_eq!(remove, ["web.log.3", "web.log.3.gz"]);
+        let r: Vec<(&str, &str)> = renames
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         assert_eq!(
             r,
             [
-                ("/l/web.log.2".into(), "/l/web.log.3".into()),
-                ("/l/web.log.2.gz".into(), "/l/web.log.3.gz".into()),
-                ("/l/web.log.1".into(), "/l/web.log.2".into()),
-                ("/l/web.log.1.gz".into(), "/l/web.log.2.gz".into()),
-                ("/l/web.log".into(), "/l/web.log.1".into()),
+                ("web.log.2", "web.log.3"),
+                ("web.log.2.gz", "web.log.3.gz"),
+                ("web.log.1", "web.log.2"),
+                ("web.log.1.gz", "web.log.2.gz"),
+                ("web.log", "web.log.1"),
             ]
         );
-        let (remove, renames) = rotation_plan(Path::new("/l/x.log"), 0);
-        assert_eq!(remove, [PathBuf::from("/l/x.log")]);
+        let (remove, renames) = rotation_plan("x.log", 0);
+        assert_eq!(remove, ["x.log"]);
         assert!(renames.is_empty());
     }
 
     #[test]
     fn writes_rotate_at_line_boundaries_and_count_what_is_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.log");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = dir_of(tmp.path());
+        let path = tmp.path().join("j.log");
         let mut log = LogFile::new(
-            path.clone(),
+            dir.clone(),
+            "j.log".into(),
             Policy {
                 size: 10,
                 keep: 5,
@@ -390,7 +443,7 @@ mod tests {
         log.write(b"abc\ndef\n");
         assert_eq!(fs::read_to_string(&path).unwrap(), "def\n");
         assert_eq!(
-            fs::read_to_string(numbered(&path, 1, false)).unwrap(),
+            fs::read_to_string(tmp.path().join("j.log.1")).unwrap(),
             "0123456789abc\n"
         );
         // Deleted under our feet: recreated.
@@ -398,24 +451,29 @@ mod tests {
         log.write(b"after\n");
         assert_eq!(fs::read_to_string(&path).unwrap(), "after\n");
         // An unwritable place: counted, then reported once writing works.
-        let mut bad = LogFile::new(dir.path().join("no/such/dir/x.log"), DEFAULT_POLICY);
+        let sub = tmp.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let mut bad = LogFile::new(dir_of(&sub), "x.log".into(), DEFAULT_POLICY);
+        fs::create_dir(sub.join("x.log")).unwrap();
         bad.write(b"lost\n");
         assert_eq!(bad.dropped(), 5);
-        fs::create_dir_all(dir.path().join("no/such/dir")).unwrap();
+        fs::remove_dir(sub.join("x.log")).unwrap();
         bad.write(b"kept\n");
-        let text = fs::read_to_string(dir.path().join("no/such/dir/x.log")).unwrap();
-        assert_eq!(
-            text,
-            "[upkeep: 5 bytes of output were lost: No such file or directory]\nkept\n"
+        let text = fs::read_to_string(sub.join("x.log")).unwrap();
+        assert!(
+            text.starts_with("[upkeep: 5 bytes of output were lost: "),
+            "{text}"
         );
+        assert!(text.ends_with("]\nkept\n"), "{text}");
     }
 
     #[test]
     fn compression_defers_the_next_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.log");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = |n: &str| tmp.path().join(n);
         let mut log = LogFile::new(
-            path.clone(),
+            dir_of(tmp.path()),
+            "c.log".into(),
             Policy {
                 size: 4,
                 keep: 9,
@@ -432,32 +490,55 @@ mod tests {
         let c = log
             .write(b"bbbb\n")
             .expect("the old .1 becomes .2, to compress");
-        assert_eq!(c.path, numbered(&path, 2, false));
+        assert_eq!(c.name, "c.log.2");
         assert_eq!(log.write(b"cccc\n"), None, "no rotation while compressing");
         assert_eq!(log.write(b"z\n"), None, "deferred while compressing");
-        assert_eq!(fs::read_to_string(&path).unwrap(), "cccc\nz\n");
+        assert_eq!(fs::read_to_string(path("c.log")).unwrap(), "cccc\nz\n");
         let c = log.compression_done().expect("the deferred rotation runs");
-        assert_eq!(c.path, numbered(&path, 2, false));
-        assert_eq!(
-            fs::read_to_string(numbered(&path, 1, false)).unwrap(),
-            "cccc\nz\n"
+        assert_eq!(c.name, "c.log.2");
+        assert_eq!(fs::read_to_string(path("c.log.1")).unwrap(), "cccc\nz\n");
+        assert_eq!(fs::read_to_string(path("c.log.2")).unwrap(), "x\nbbbb\n");
+        assert_eq!(fs::read_to_string(path("c.log.3")).unwrap(), "aaaa\n");
+    }
+
+    /// A compression that finishes while the file ends in mid-line does
+    /// not split the line: the rotation waits for its end.
+    #[test]
+    fn a_finished_compression_rotates_only_at_a_line_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = |n: &str| tmp.path().join(n);
+        let mut log = LogFile::new(
+            dir_of(tmp.path()),
+            "l.log".into(),
+            Policy {
+                size: 4,
+                keep: 9,
+                daily: false,
+                compress: true,
+            },
         );
+        log.write(b"aaaa\n");
+        assert!(log.write(b"bbbb\n").is_some(), "compressing .2");
+        log.write(b"cccc\n");
+        log.write(b"dddd\n");
+        log.write(b"half a l");
+        assert_eq!(log.compression_done(), None, "not in mid-line");
+        assert!(log.rotate_due());
+        assert!(log.write(b"ine\nnext\n").is_some());
         assert_eq!(
-            fs::read_to_string(numbered(&path, 2, false)).unwrap(),
-            "x\nbbbb\n"
+            fs::read_to_string(path("l.log.1")).unwrap(),
+            "cccc\ndddd\nhalf a line\n"
         );
-        assert_eq!(
-            fs::read_to_string(numbered(&path, 3, false)).unwrap(),
-            "aaaa\n"
-        );
+        assert_eq!(fs::read_to_string(path("l.log")).unwrap(), "next\n");
     }
 
     #[test]
     fn keep_limits_the_rotated_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.log");
+        let tmp = tempfile::tempdir().unwrap();
+        let path = |n: &str| tmp.path().join(n);
         let mut log = LogFile::new(
-            path.clone(),
+            dir_of(tmp.path()),
+            "k.log".into(),
             Policy {
                 size: 2,
                 keep: 2,
@@ -469,17 +550,29 @@ mod tests {
             log.write(format!("{i}\n").as_bytes());
         }
         // Each file reaches the cap, then takes the next line and rotates.
-        assert_eq!(
-            fs::read_to_string(numbered(&path, 1, false)).unwrap(),
-            "4\n5\n"
-        );
-        assert_eq!(
-            fs::read_to_string(numbered(&path, 2, false)).unwrap(),
-            "2\n3\n"
-        );
-        assert!(
-            !numbered(&path, 3, false).exists(),
-            "keep 2: the oldest went"
-        );
+        assert_eq!(fs::read_to_string(path("k.log.1")).unwrap(), "4\n5\n");
+        assert_eq!(fs::read_to_string(path("k.log.2")).unwrap(), "2\n3\n");
+        assert!(!path("k.log.3").exists(), "keep 2: the oldest went");
+    }
+
+    #[test]
+    fn a_symlink_or_a_fifo_at_the_name_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("secret");
+        fs::write(&secret, "root only\n").unwrap();
+        std::os::unix::fs::symlink(&secret, tmp.path().join("s.log")).unwrap();
+        let dir = dir_of(tmp.path());
+        let mut log = LogFile::new(dir.clone(), "s.log".into(), DEFAULT_POLICY);
+        log.write(b"x\n");
+        assert_eq!(log.dropped(), 2);
+        assert_eq!(fs::read_to_string(&secret).unwrap(), "root only\n");
+        nix::unistd::mkfifo(
+            &tmp.path().join("f.log"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let mut log = LogFile::new(dir, "f.log".into(), DEFAULT_POLICY);
+        log.write(b"y\n");
+        assert_eq!(log.dropped(), 2);
     }
 }

@@ -107,6 +107,72 @@ pub fn bind_private_datagram(
     Ok(sock)
 }
 
+/// Sends `data` on a stream socket with `fd` attached (SCM_RIGHTS);
+/// returns how many bytes went (the descriptor goes with the first).
+pub fn send_with_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(data)];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Receives from a stream socket into `buf`, with any descriptors sent
+/// along (close-on-exec, owned by the caller from here on).
+pub fn recv_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: the kernel has just installed this descriptor in
+                // our table for this message; nothing else owns it.
+                fds.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Starts the compression helper (`upkeep __gzip NAME`) on a file of the
+/// log dir, which it gets open as its standard input; returns its pid.
+pub fn spawn_gzip(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> std::io::Result<i32> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let dir = dir.try_clone_to_owned()?;
+    let child = std::process::Command::new(exe)
+        .arg("__gzip")
+        .arg(name)
+        .stdin(std::process::Stdio::from(dir))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    Ok(child.id() as i32)
+}
+
 /// A descriptor for a process that is not the daemon's child (a main
 /// process named by `MAINPID`): it becomes readable when the process ends,
 /// which no SIGCHLD would tell.
