@@ -100,7 +100,9 @@ fn a_daemon_killed_before_its_first_wakeup_leaves_nothing_unknown() {
         .unwrap();
     // On record without any wakeup (before the fix, never).
     let state = d.dir.path().join("run/upkeep.sock.state");
-    common::daemon::wait_file(&state, |t| t.starts_with(&format!("{pid} ")));
+    common::daemon::wait_file(&state, |t| {
+        t.lines().any(|l| l.starts_with(&format!("{pid} ")))
+    });
     d.kill9_and_restart();
     d.wait_log("a previous daemon on this socket died and left 1 job process running");
     assert!(!alive(pid), "the old daemon's job lives on");

@@ -65,20 +65,24 @@ fn user_daemon_socket_is_reachable_by_its_user_alone() {
 
 fn a_second_daemon_on_the_same_socket_refuses_to_start() {
     let mut d = Daemon::with_jobs_and_canary(&[]);
-    let o = Command::new(common::upkeep_bin())
+    // As the first one's user (another user may not use its directory).
+    let mut second = Command::new(common::upkeep_bin());
+    second
         .args(["daemon", "--conf-dir"])
         .arg(&d.conf)
         .arg("--socket")
         .arg(&d.socket)
         .arg("--log-dir")
-        .arg(&d.logs)
-        .output()
-        .unwrap();
+        .arg(&d.logs);
+    if d.uid != upkeep::process::euid() {
+        second.uid(d.uid).gid(nobody().1);
+    }
+    let o = second.output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(&format!(
-            "another upkeep daemon (pid {}) is already running on",
+            "another upkeep daemon (pid {}) is already running in",
             d.pid()
         )),
         "{err}"

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 
 use crate::conf::{self, line_col, JobClass};
 
+pub mod trust;
+pub use trust::Trust;
+
 /// Job files bigger than this are refused unread (real ones are a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// Directory nesting deeper than this is not walked.
@@ -315,8 +318,16 @@ fn link_message(path: &Path, e: &io::Error) -> String {
 }
 
 /// Reads a job file: a regular file of at most [`MAX_FILE_BYTES`], without
-/// blocking on a FIFO or device that has taken its name.
+/// blocking on a FIFO or device that has taken its name, that no user but
+/// root and the daemon's can change ([`Trust`]).
 pub fn read_job_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    read_trusted_file(path, &mut Trust::for_this_user())
+}
+
+fn read_trusted_file(path: &Path, trust: &mut Trust) -> Result<Vec<u8>, Diagnostic> {
+    trust
+        .check_dirs(path)
+        .map_err(|why| Diagnostic::file(path, why))?;
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
@@ -334,6 +345,9 @@ pub fn read_job_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_large(path, meta.len()));
     }
+    trust
+        .check_file(path, &meta)
+        .map_err(|why| Diagnostic::file(path, why))?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
@@ -364,8 +378,14 @@ pub struct Loaded {
 /// Reads and parses a job's `.conf`, then applies its override (all or
 /// nothing: an override with errors is reported and left out).
 pub fn load(files: &JobFiles) -> Loaded {
+    load_with(files, &mut Trust::for_this_user())
+}
+
+/// [`load`], with the verdicts on directories kept across the jobs of one
+/// scan.
+pub fn load_with(files: &JobFiles, trust: &mut Trust) -> Loaded {
     let mut diagnostics = Vec::new();
-    let job = match read_job_file(&files.conf) {
+    let job = match read_trusted_file(&files.conf, trust) {
         Err(d) => {
             diagnostics.push(d);
             None
@@ -382,7 +402,7 @@ pub fn load(files: &JobFiles) -> Loaded {
         },
     };
     let job = match (job, &files.override_file) {
-        (Some(job), Some(path)) => match read_job_file(path) {
+        (Some(job), Some(path)) => match read_trusted_file(path, trust) {
             Err(d) => {
                 diagnostics.push(d);
                 Some(job)

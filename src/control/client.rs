@@ -7,14 +7,67 @@ use std::path::Path;
 
 use super::{Command, Request, Response, PROTOCOL_VERSION};
 
+/// `SOCKET.priv`, the daemon's private socket, beside the public one.
+fn priv_path(socket: &Path) -> std::path::PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".priv");
+    s.into()
+}
+
+/// Connects to the daemon: its private socket first (only root and the
+/// daemon's user can; no flood of the public one reaches it), then the
+/// public one. Before anything is sent, the peer is checked: a daemon of
+/// root or of the calling user, or, for a root client, of the user who
+/// owns the socket's directory when no one else can write it. So no other
+/// user can pose as the daemon and be sent `start JOB KEY=VALUE`.
+fn connect(socket: &Path) -> Result<UnixStream, String> {
+    let stream = match UnixStream::connect(priv_path(socket)) {
+        Ok(s) => s,
+        Err(_) => UnixStream::connect(socket).map_err(|e| {
+            format!(
+                "unable to connect to the upkeep daemon at {}: {} (is `upkeep daemon` running? --socket or UPKEEP_SOCKET name another)",
+                socket.display(),
+                crate::confdir::io_message(&e)
+            )
+        })?,
+    };
+    let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(|e| {
+            format!(
+                "{}: unable to tell who serves it: {}",
+                socket.display(),
+                e.desc()
+            )
+        })?
+        .uid();
+    let me = crate::process::euid();
+    if peer == 0 || peer == me {
+        return Ok(stream);
+    }
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir_ok = std::fs::metadata(dir).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == peer && m.mode() & 0o022 == 0
+    });
+    if me == 0 && dir_ok {
+        return Ok(stream);
+    }
+    Err(format!(
+        "{}: served by uid {peer}, neither root nor you{}; not talking to it (--socket or UPKEEP_SOCKET choose another daemon)",
+        socket.display(),
+        if me == 0 {
+            ", nor the owner of a directory only it can write"
+        } else {
+            ""
+        }
+    ))
+}
+
 fn connect_and_send(socket: &Path, command: Command) -> Result<UnixStream, String> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "unable to connect to the upkeep daemon at {}: {} (is `upkeep daemon` running? --socket or UPKEEP_SOCKET name another)",
-            socket.display(),
-            crate::confdir::io_message(&e)
-        )
-    })?;
+    let mut stream = connect(socket)?;
     let req = Request {
         v: PROTOCOL_VERSION,
         command,

@@ -187,9 +187,9 @@ impl InstanceStatus {
     /// Upstart's status line(s): `web start/running, process 1234`, then a
     /// tab-indented line for each further live process.
     pub fn upstart_lines(&self) -> String {
-        let mut s = self.job.clone();
+        let mut s = one_line(&self.job);
         if !self.instance.is_empty() {
-            s.push_str(&format!(" ({})", self.instance));
+            s.push_str(&format!(" ({})", one_line(&self.instance)));
         }
         s.push_str(&format!(" {}/{}", self.goal, self.state));
         for (i, p) in self.processes.iter().enumerate() {
@@ -215,12 +215,30 @@ impl InstanceStatus {
         }
         for e in &self.file_errors {
             s.push_str(&format!(
-                "\n\tjob file has errors, the last good definition stays in force: {e}"
+                "\n\tjob file has errors, the last good definition stays in force: {}",
+                one_line(e)
             ));
         }
         s.push('\n');
         s
     }
+}
+
+/// A name as one line of output: control characters (a newline in an
+/// instance name, say, which could forge a line of `list`) are shown
+/// escaped (`\n`, `\t`, `\xNN`).
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Decodes a request line; the error is the message for the client.

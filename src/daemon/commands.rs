@@ -314,7 +314,11 @@ impl Daemon {
                 .map(|i| i.class.clone())
         });
         let Some(class) = class else {
-            return Err(format!("Unknown job: {job}"));
+            return Err(match self.conf_errors.get(job).and_then(|e| e.first()) {
+                // A file that is there but may not (or cannot) define it.
+                Some(first) => format!("Unknown job: {job} (its job file has errors: {first})"),
+                None => format!("Unknown job: {job}"),
+            });
         };
         if class.instance.is_empty() {
             return Ok((class, String::new()));

@@ -40,6 +40,9 @@ const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
 const INOTIFY: Token = Token(2);
 const FIRST_CLIENT: usize = 3;
+/// The private listener (`SOCKET.priv`); far from the client tokens, which
+/// an image of the first handover format numbered from 3.
+const PRIV_LISTENER: Token = Token(usize::MAX - 1);
 
 /// How long a burst of conf-dir changes may go on before one rescan.
 const RESCAN_DELAY: Duration = Duration::from_millis(100);
@@ -56,6 +59,10 @@ enum Timer {
     /// During a shutdown: see whether an instance on its way down is held
     /// up by one of its hooks.
     ShutdownHook(Key),
+    /// Whether a control client has sent a whole request in time.
+    ClientIdle(usize),
+    /// Try again to write the state file.
+    StateRetry,
 }
 
 /// Where the daemon finds its jobs and puts its socket and logs.
@@ -106,6 +113,13 @@ pub struct Daemon {
     poll: Poll,
     signals: SignalFd,
     listener: mio::net::UnixListener,
+    /// `SOCKET.priv`: root and the daemon's user, never locked out.
+    priv_listener: Option<mio::net::UnixListener>,
+    per_uid: clients::PerUid,
+    accept_throttle: clients::Throttle,
+    /// Clients whose answers were all read: their next requests are read
+    /// before the loop waits again.
+    resume_read: Vec<usize>,
     _lock: setup::Lock,
     my_uid: u32,
     system: bool,
@@ -129,6 +143,10 @@ pub struct Daemon {
     /// (start time, process group) of the pids in the map, for the state
     /// file.
     proc_identity: HashMap<i32, (u64, i32)>,
+    /// The effective uid of the pids in the map, for the state file.
+    proc_uid: HashMap<i32, u32>,
+    /// A failed state write waits for this retry.
+    state_retry: state::Retry,
     notifiers: HashMap<usize, notify::Notifier>,
     notify_by_key: HashMap<Key, usize>,
     /// Main processes named by `MAINPID` that are not our children.
@@ -257,6 +275,10 @@ impl Daemon {
             poll,
             signals,
             listener,
+            priv_listener: None,
+            per_uid: Default::default(),
+            accept_throttle: Default::default(),
+            resume_read: Vec::new(),
             _lock: lock,
             my_uid,
             system,
@@ -274,6 +296,8 @@ impl Daemon {
             pending_exit: HashMap::new(),
             state_dirty: false,
             proc_identity: HashMap::new(),
+            proc_uid: HashMap::new(),
+            state_retry: Default::default(),
             notifiers: HashMap::new(),
             notify_by_key: HashMap::new(),
             aliens: HashMap::new(),
@@ -313,6 +337,16 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Serves the private socket.
+    fn listen_private(&mut self, mut l: mio::net::UnixListener) -> Result<(), String> {
+        self.poll
+            .registry()
+            .register(&mut l, PRIV_LISTENER, Interest::READABLE)
+            .map_err(|e| format!("unable to watch the private socket: {e}"))?;
+        self.priv_listener = Some(l);
+        Ok(())
+    }
+
     /// Watches the conf dirs (what to watch comes with each scan).
     fn start_watching(&mut self) {
         match watch::Watcher::new() {
@@ -340,7 +374,9 @@ impl Daemon {
         // We hold the lock, so whoever wrote the state file is dead.
         state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
         let listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
+        let private = setup::bind(&setup::priv_path(&cfg.socket), 0o600)?;
         let mut d = Daemon::bare(cfg, lock, listener, original_nofile)?;
+        d.listen_private(private)?;
         d.start_watching();
         crate::process::time::ignore_sigxfsz();
         d.load_jobs();
@@ -405,8 +441,9 @@ impl Daemon {
             }
         }
         self.conf_errors.clear();
+        let mut trust = confdir::Trust::for_this_user();
         for (name, files) in &scan.jobs {
-            let loaded = confdir::load(files);
+            let loaded = confdir::load_with(files, &mut trust);
             for d in &loaded.diagnostics {
                 self.log(&d.to_string());
             }
@@ -497,7 +534,8 @@ impl Daemon {
             for ev in events.iter() {
                 match ev.token() {
                     SIGNALS => self.on_signals(),
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    PRIV_LISTENER => self.accept(true),
                     INOTIFY => self.on_conf_change(),
                     Token(t) if self.readers.contains_key(&t) => self.on_output(t),
                     Token(t) if self.notifiers.contains_key(&t) => self.on_notify(t),
@@ -506,9 +544,12 @@ impl Daemon {
                 }
             }
             self.fire_timers();
+            while let Some(t) = self.resume_read.pop() {
+                self.read_client(t);
+            }
             // Descriptors may have been freed by what happened above.
             if self.accept_stalled {
-                self.accept();
+                self.accept(false);
             }
             // Settle before waiting again: events queued by what happened
             // above, and (when shutting down) the next job to stop, whose
@@ -535,6 +576,7 @@ impl Daemon {
         }
         self.log("all jobs stopped; exiting");
         let _ = std::fs::remove_file(&self.cfg.socket);
+        let _ = std::fs::remove_file(setup::priv_path(&self.cfg.socket));
         let _ = std::fs::remove_file(state::state_path(&self.cfg.socket));
         let _ = std::fs::remove_dir_all(notify::notify_dir(&self.cfg.socket));
         self.exit_code
@@ -713,7 +755,9 @@ impl Daemon {
     /// one else's.
     fn follow_fork(&mut self, key: &Key, exited: i32, exited_start: Option<u64>) -> bool {
         let me = std::process::id() as i32;
-        let known = |p: i32| self.pids.contains_key(&p);
+        // The daemon's own helpers (compressors) are children with no job
+        // identity too: never taken for a job's process.
+        let known = |p: i32| self.pids.contains_key(&p) || self.compressors.contains_key(&p);
         let mut found = crate::process::tree::orphans_of_job(me, &key.0, &key.1, &known)
             .first()
             .copied();
@@ -776,6 +820,8 @@ impl Daemon {
                     self.arm_daily();
                 }
                 Timer::ShutdownHook(key) => self.check_shutdown_hook(key),
+                Timer::ClientIdle(token) => self.check_client_idle(token),
+                Timer::StateRetry => self.retry_state(),
                 Timer::Rescan => {
                     self.rescan_armed = false;
                     if self.verbose {

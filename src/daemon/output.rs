@@ -71,7 +71,7 @@ impl Daemon {
         // file), with the reserve kept.
         if !capture::room_for(2) {
             return Err(format!(
-                "unable to capture output: {} (the last {} descriptors are kept for control clients)",
+                "unable to capture output: {} (the last {} descriptors are kept for the state file and root's requests)",
                 nix::errno::Errno::EMFILE.desc(),
                 capture::RESERVED_FDS
             ));

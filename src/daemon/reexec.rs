@@ -55,6 +55,7 @@ impl Handover {
     /// exec.
     fn descriptors(&self) -> Vec<RawFd> {
         let mut fds = vec![self.lock_fd, self.listener_fd];
+        fds.extend(self.priv_listener_fd);
         fds.extend(self.clients.iter().map(|c| c.fd));
         fds.extend(self.readers.iter().map(|r| r.fd));
         fds.extend(self.notifiers.iter().map(|n| n.fd));
@@ -65,9 +66,16 @@ impl Handover {
 /// The variable that carries the state's descriptor into the new image.
 pub const ENV: &str = "UPKEEP_REEXEC";
 
-/// The handover format this release writes; it reads this one alone (the
-/// first release with re-exec).
-const FORMAT: u32 = 1;
+/// The handover format this release writes.
+///
+/// * 1: the first release with re-exec; client buffers and partial output
+///   lines as JSON arrays of numbers.
+/// * 2: the lock is the socket directory's descriptor; the private socket
+///   (`priv_listener_fd`); byte buffers go raw after the JSON document (a
+///   newline, then the bytes each `[offset, length]` names).
+const FORMAT: u32 = 2;
+/// The formats this release reads.
+pub const READS: &[u32] = &[1, 2];
 
 #[derive(Serialize, Deserialize)]
 struct Handover {
@@ -76,6 +84,9 @@ struct Handover {
     writer: String,
     lock_fd: RawFd,
     listener_fd: RawFd,
+    /// `SOCKET.priv` (format 2; an image of format 1 had none).
+    #[serde(default)]
+    priv_listener_fd: Option<RawFd>,
     original_nofile: Option<(u64, u64)>,
     /// The monotonic clock when this was written, and how long the daemon
     /// had run by then: the new image's epoch is the old one's.
@@ -190,8 +201,16 @@ struct SavedClient {
     token: usize,
     fd: RawFd,
     uid: u32,
+    /// Format 1 only: the buffers as numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     inbuf: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     outbuf: Vec<u8>,
+    /// Format 2: the buffers, in the bytes after the document.
+    #[serde(default)]
+    inbuf_at: Option<Span>,
+    #[serde(default)]
+    outbuf_at: Option<Span>,
     busy: bool,
     read_closed: bool,
     close_after_flush: bool,
@@ -203,7 +222,61 @@ struct SavedReader {
     fd: RawFd,
     log: String,
     label: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     partial: Vec<u8>,
+    #[serde(default)]
+    partial_at: Option<Span>,
+}
+
+/// `[offset, length]` in the bytes after the document.
+type Span = (usize, usize);
+
+/// The raw bytes that follow the document (format 2).
+#[derive(Default)]
+struct Blob(Vec<u8>);
+
+impl Blob {
+    fn put(&mut self, data: &[u8]) -> Option<Span> {
+        if data.is_empty() {
+            return None;
+        }
+        let at = self.0.len();
+        self.0.extend_from_slice(data);
+        Some((at, data.len()))
+    }
+
+    fn get(&self, span: Option<Span>, old: Vec<u8>) -> Result<Vec<u8>, String> {
+        match span {
+            None => Ok(old),
+            Some((at, len)) => self
+                .0
+                .get(at..at.saturating_add(len))
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| format!("bytes {at}+{len} are not in the state")),
+        }
+    }
+}
+
+/// Splits what a previous image wrote: the JSON document, then (format 2)
+/// a newline and the raw bytes. Pure, for the fixtures' test.
+fn parse_state(data: &[u8]) -> Result<(Handover, Blob), String> {
+    let mut docs = serde_json::Deserializer::from_slice(data).into_iter::<Handover>();
+    let h = match docs.next() {
+        Some(h) => h.map_err(|e| format!("state: {e}"))?,
+        None => return Err("state: empty".into()),
+    };
+    let end = docs.byte_offset();
+    let blob = match data[end..].iter().position(|&b| b == b'\n') {
+        Some(nl) => data[end + nl + 1..].to_vec(),
+        None => Vec::new(),
+    };
+    if !READS.contains(&h.format) {
+        return Err(format!(
+            "state format {} (written by upkeep {}) is not one this release reads ({READS:?})",
+            h.format, h.writer
+        ));
+    }
+    Ok((h, Blob(blob)))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -465,11 +538,14 @@ impl Daemon {
                 "unable to re-exec: the daemon's own binary was not known at start".into(),
             );
         };
-        let state = self.handover(&requests);
-        let data = match serde_json::to_vec(&state) {
+        let mut blob = Blob::default();
+        let state = self.handover(&requests, &mut blob);
+        let mut data = match serde_json::to_vec(&state) {
             Ok(d) => d,
             Err(e) => return failed(self, format!("unable to re-exec: state: {e}")),
         };
+        data.push(b'\n');
+        data.extend_from_slice(&blob.0);
         let memfd = match handover::state_memfd(&data) {
             Ok(f) => f,
             Err(e) => return failed(self, format!("unable to re-exec: memfd: {e}")),
@@ -499,7 +575,7 @@ impl Daemon {
     }
 
     /// Everything the new image needs.
-    fn handover(&self, answer: &[usize]) -> Handover {
+    fn handover(&self, answer: &[usize], blob: &mut Blob) -> Handover {
         // Each definition once, by identity.
         let mut classes: Vec<(String, String)> = Vec::new();
         let mut index: HashMap<*const JobClass, usize> = HashMap::new();
@@ -566,8 +642,10 @@ impl Daemon {
                 token,
                 fd: c.stream.as_raw_fd(),
                 uid: c.uid,
-                inbuf: c.inbuf.clone(),
-                outbuf: c.outbuf.clone(),
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                inbuf_at: blob.put(&c.inbuf),
+                outbuf_at: blob.put(&c.outbuf),
                 busy: c.busy,
                 read_closed: c.read_closed,
                 close_after_flush: c.close_after_flush,
@@ -581,7 +659,8 @@ impl Daemon {
                 fd: r.file.as_raw_fd(),
                 log: r.log.clone(),
                 label: r.label.clone(),
-                partial: r.partial.clone(),
+                partial: Vec::new(),
+                partial_at: blob.put(&r.partial),
             })
             .collect();
         let notifiers = self
@@ -616,6 +695,7 @@ impl Daemon {
             writer: crate::cli::VERSION.into(),
             lock_fd: self._lock.fd(),
             listener_fd: self.listener.as_raw_fd(),
+            priv_listener_fd: self.priv_listener.as_ref().map(|l| l.as_raw_fd()),
             original_nofile: self.original_nofile,
             written_mono_ns: handover::monotonic_ns(),
             age: self.now(),
@@ -706,13 +786,7 @@ impl Daemon {
     /// The new image: the daemon as the previous one left it.
     pub(super) fn resume(cfg: Config, state_fd: RawFd) -> Result<Daemon, String> {
         let data = handover::read_state(state_fd).map_err(|e| format!("state: {e}"))?;
-        let h: Handover = serde_json::from_slice(&data).map_err(|e| format!("state: {e}"))?;
-        if h.format != FORMAT {
-            return Err(format!(
-                "state format {} (written by upkeep {}) is not one this release reads ({FORMAT})",
-                h.format, h.writer
-            ));
-        }
+        let (h, blob) = parse_state(&data)?;
         let mut fds = Adopter(Default::default());
         let lock = setup::Lock::adopt(fds.take(h.lock_fd)?, &cfg.socket)?;
         let listener = std::os::unix::net::UnixListener::from(fds.take(h.listener_fd)?);
@@ -720,7 +794,18 @@ impl Daemon {
             .set_nonblocking(true)
             .map_err(|e| format!("listener: {e}"))?;
         let listener = mio::net::UnixListener::from_std(listener);
+        let private = match h.priv_listener_fd {
+            Some(fd) => {
+                let l = std::os::unix::net::UnixListener::from(fds.take(fd)?);
+                l.set_nonblocking(true)
+                    .map_err(|e| format!("private listener: {e}"))?;
+                mio::net::UnixListener::from_std(l)
+            }
+            // An image of format 1 had none: the socket is made now.
+            None => setup::bind(&setup::priv_path(&cfg.socket), 0o600)?,
+        };
         let mut d = Daemon::bare(cfg, lock, listener, h.original_nofile)?;
+        d.listen_private(private)?;
         let gap = handover::monotonic_ns().saturating_sub(h.written_mono_ns);
         let age = h.age + Duration::from_nanos(gap);
         d.epoch = Instant::now().checked_sub(age).unwrap_or(d.epoch);
@@ -806,7 +891,9 @@ impl Daemon {
                 .set_nonblocking(true)
                 .map_err(|e| format!("client: {e}"))?;
             let mut stream = mio::net::UnixStream::from_std(stream);
-            let want_write = !c.outbuf.is_empty();
+            let inbuf = blob.get(c.inbuf_at, c.inbuf)?;
+            let outbuf = blob.get(c.outbuf_at, c.outbuf)?;
+            let want_write = !outbuf.is_empty();
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE
             } else {
@@ -821,15 +908,21 @@ impl Daemon {
                 Client {
                     stream,
                     uid: c.uid,
-                    inbuf: c.inbuf,
-                    outbuf: c.outbuf,
+                    inbuf,
+                    outbuf,
                     busy: c.busy,
                     read_closed: c.read_closed,
                     close_after_flush: c.close_after_flush,
                     want_write,
                     fds: Default::default(),
+                    idle_since: Instant::now(),
                 },
             );
+        }
+        let resumed: Vec<(usize, u32)> = d.clients.iter().map(|(&t, c)| (t, c.uid)).collect();
+        for (token, uid) in resumed {
+            d.count_client(uid);
+            d.arm(super::clients::REQUEST_TIMEOUT, Timer::ClientIdle(token));
         }
         for (client, key, kind) in h.waiters {
             let kind = match kind {
@@ -854,7 +947,7 @@ impl Daemon {
                     file,
                     log: r.log,
                     label: r.label,
-                    partial: r.partial,
+                    partial: blob.get(r.partial_at, r.partial)?,
                 },
             );
         }
@@ -938,11 +1031,45 @@ mod tests {
     /// b`): every later release must still read it.
     const FORMAT_1: &str = include_str!("../../tests/fixtures/handover-1.json");
 
+    /// The same daemon as written by the release that brought format 2:
+    /// the lock is the socket dir, a private listener, and byte buffers
+    /// after the document (a half-sent request and an unread answer of a
+    /// client, a half line of a job's output).
+    const FORMAT_2: &[u8] = include_bytes!("../../tests/fixtures/handover-2.json");
+
     #[test]
-    fn the_first_format_is_read_whole() {
-        let h: Handover = serde_json::from_str(FORMAT_1).unwrap();
-        assert_eq!(h.format, 1);
-        let jobs = rebuild_jobs(&h).unwrap();
+    fn both_formats_are_read_whole() {
+        for (format, data) in [(1, FORMAT_1.as_bytes()), (2, FORMAT_2)] {
+            let (h, blob) = parse_state(data).unwrap();
+            assert_eq!(h.format, format);
+            check_format_1_daemon(&h);
+            if format == 2 {
+                assert_eq!(h.priv_listener_fd, Some(104));
+                let c = h.clients.iter().find(|c| c.token == 13).unwrap();
+                assert_eq!(
+                    blob.get(c.inbuf_at, Vec::new()).unwrap(),
+                    br#"{"v":1,"cmd":"status","jo"#
+                );
+                assert_eq!(
+                    blob.get(c.outbuf_at, Vec::new()).unwrap(),
+                    b"{\"result\":\"ok\",\"instances\":[]}\n"
+                );
+                assert_eq!(
+                    blob.get(h.readers[0].partial_at, Vec::new()).unwrap(),
+                    b"half a line without its end"
+                );
+                assert!(blob.get(Some((80, 10)), Vec::new()).is_err());
+            }
+        }
+        // A format this release does not read is refused, by number.
+        let mut v: serde_json::Value = serde_json::from_str(FORMAT_1).unwrap();
+        v["format"] = 3.into();
+        let e = parse_state(v.to_string().as_bytes()).err().unwrap();
+        assert!(e.contains("state format 3"), "{e}");
+    }
+
+    fn check_format_1_daemon(h: &Handover) {
+        let jobs = rebuild_jobs(h).unwrap();
         assert_eq!(jobs.classes.len(), 7);
         let c = &jobs.start_matchers["c"];
         assert!(c.is_partial());

@@ -3,7 +3,7 @@
 //! and the open-files limit.
 
 use std::fs;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,29 +23,51 @@ pub const HANDLED: &[Signal] = &[
     Signal::SIGQUIT,
 ];
 
-/// The lock held for the daemon's life (`SOCKET.lock`).
+/// The lock held for the daemon's life: an exclusive `flock` on the
+/// socket's directory, held through its descriptor. Deleting a file (the
+/// socket, `SOCKET.lock`, the state file; by hand or by a tmp cleaner)
+/// cannot release it, so a second daemon on the same directory never
+/// starts while the first lives: one daemon per socket directory.
+/// `SOCKET.lock` only names the holder's pid, for the refusal message.
 pub struct Lock {
-    _flock: Flock<fs::File>,
+    dir: Flock<fs::File>,
     pub path: PathBuf,
 }
 
 impl Lock {
     /// The descriptor that holds the lock (handed across a re-exec).
     pub fn fd(&self) -> std::os::fd::RawFd {
-        self._flock.as_raw_fd()
+        self.dir.as_raw_fd()
     }
 
-    /// The lock as the previous image held it: the same open file, so
-    /// taking it again cannot fail unless the descriptor is not the lock.
+    /// The lock as the previous image held it. An image of the first
+    /// handover format held a lock file; this one then takes the
+    /// directory's lock as well, which no one else can hold meanwhile.
     pub fn adopt(fd: std::os::fd::OwnedFd, socket: &Path) -> Result<Lock, String> {
         let path = lock_path(socket);
-        let flock = Flock::lock(fs::File::from(fd), FlockArg::LockExclusiveNonblock)
+        let file = fs::File::from(fd);
+        let is_dir = file.metadata().is_ok_and(|m| m.is_dir());
+        let held = if is_dir {
+            file
+        } else {
+            // Kept open (its flock with it) for the rest of the daemon's
+            // life, as the earlier image meant it to be.
+            std::mem::forget(Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(
+                |(_, e)| format!("{}: the lock was not handed across: {e}", path.display()),
+            )?);
+            open_socket_dir(socket)?
+        };
+        let dir = Flock::lock(held, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| format!("{}: the lock was not handed across: {e}", path.display()))?;
-        Ok(Lock {
-            _flock: flock,
-            path,
-        })
+        Ok(Lock { dir, path })
     }
+}
+
+/// `SOCKET.priv`: the socket only root and the daemon's user can reach.
+pub fn priv_path(socket: &Path) -> PathBuf {
+    let mut s = socket.as_os_str().to_owned();
+    s.push(".priv");
+    PathBuf::from(s)
 }
 
 pub fn lock_path(socket: &Path) -> PathBuf {
@@ -54,13 +76,31 @@ pub fn lock_path(socket: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Makes the socket's directory: private (0700) for a user daemon, 0755
-/// for root's. An existing dir must be ours and not writable by others.
-pub fn socket_dir(socket: &Path, private: bool) -> Result<(), String> {
-    let dir = socket
+/// The directory of the socket.
+fn socket_parent(socket: &Path) -> &Path {
+    socket
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+}
+
+/// The per-user fallback socket dir (`/tmp/upkeep-UID`), which clients
+/// find by its name: it must be exactly what the daemon would make.
+pub fn is_fallback_dir(dir: &Path, uid: u32) -> bool {
+    dir == Path::new(&format!("/tmp/upkeep-{uid}"))
+}
+
+/// Makes the socket's directory if missing (0700 for a user daemon, 0755
+/// for root's) and checks it: it must be owned by the daemon's user and
+/// writable by no one else, so that the socket, the lock, the state file
+/// and the notify sockets there are the daemon's alone. A shared
+/// directory such as `/tmp` itself is refused.
+pub fn socket_dir(socket: &Path, private: bool) -> Result<(), String> {
+    let dir = socket_parent(socket);
+    let me = crate::process::euid();
+    if is_fallback_dir(dir, me) {
+        return fallback_dir(dir, me);
+    }
     if !dir.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -69,19 +109,98 @@ pub fn socket_dir(socket: &Path, private: bool) -> Result<(), String> {
             .map_err(|e| format!("{}: unable to create directory: {e}", dir.display()))?;
     }
     let meta = fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let me = crate::process::euid();
-    let sticky = meta.mode() & 0o1000 != 0;
-    if meta.uid() != me && !(meta.uid() == 0 && sticky) {
-        // A shared dir such as /tmp itself is fine only when sticky.
-        if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{}: owned by uid {} and writable by others; refusing to put the socket there",
-                dir.display(),
-                meta.uid()
-            ));
-        }
+    check_own_dir(dir, &meta, me)
+}
+
+fn check_own_dir(dir: &Path, meta: &fs::Metadata, me: u32) -> Result<(), String> {
+    if meta.uid() != me {
+        return Err(format!(
+            "{}: owned by uid {}, not by the daemon's user ({me}); refusing to put the socket there (--socket chooses another place)",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: mode {:04o}, writable by other users; refusing to put the socket there (chmod go-w it, or --socket chooses another place)",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
     }
     Ok(())
+}
+
+/// `/tmp/upkeep-UID`: made with mode 0700; one that exists must be a
+/// directory (not a link) of UID with mode 0700, or someone else may have
+/// made it to squat the name.
+fn fallback_dir(dir: &Path, me: u32) -> Result<(), String> {
+    match fs::symlink_metadata(dir) {
+        Err(_) => fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: unable to create directory: {e}", dir.display()))?,
+        Ok(m) if m.is_dir() && m.uid() == me && m.mode() & 0o7777 == 0o700 => {}
+        Ok(m) => {
+            return Err(format!(
+                "{}: a {} owned by uid {} with mode {:04o}, not a directory of uid {me} with mode 0700: someone else may have made it; refusing to use it (set XDG_RUNTIME_DIR, or --socket chooses another place)",
+                dir.display(),
+                if m.file_type().is_symlink() { "symbolic link" } else if m.is_dir() { "directory" } else { "file" },
+                m.uid(),
+                m.mode() & 0o7777
+            ))
+        }
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    check_own_dir(dir, &meta, me)
+}
+
+fn open_socket_dir(socket: &Path) -> Result<fs::File, String> {
+    let dir = socket_parent(socket);
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Takes the lock (the socket dir's flock), or says which daemon holds it;
+/// then writes our pid into `SOCKET.lock` (a regular file of ours, never
+/// a link followed).
+pub fn take_lock(socket: &Path) -> Result<Lock, String> {
+    let path = lock_path(socket);
+    let dir = open_socket_dir(socket)?;
+    let me = crate::process::euid();
+    let meta = dir
+        .metadata()
+        .map_err(|e| format!("{}: {e}", socket_parent(socket).display()))?;
+    check_own_dir(socket_parent(socket), &meta, me)?;
+    let dir = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err(_) => {
+            let pid = fs::read_to_string(&path).unwrap_or_default();
+            let pid = pid.trim();
+            return Err(format!(
+                "another upkeep daemon{} is already running in {} (one daemon per socket directory; this one's socket would be {})",
+                if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                },
+                socket_parent(socket).display(),
+                socket.display()
+            ));
+        }
+    };
+    let _ = fs::remove_file(&path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("{}: unable to write the lock file: {e}", path.display()))?;
+    let _ = writeln!(file, "{}", std::process::id());
+    Ok(Lock { dir, path })
 }
 
 /// Makes `SOCKET.notify`, the directory of the notify sockets (mode 0711:
@@ -105,45 +224,6 @@ pub fn notify_dir(socket: &Path) -> Result<(), String> {
         .create(&dir)
         .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)))
         .map_err(|e| format!("{}: unable to create directory: {e}", dir.display()))
-}
-
-/// Takes `SOCKET.lock`, or says which daemon holds it.
-pub fn take_lock(socket: &Path) -> Result<Lock, String> {
-    let path = lock_path(socket);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| format!("{}: unable to open lock file: {e}", path.display()))?;
-    let mut flock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((mut file, _)) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(format!(
-                "another upkeep daemon{} is already running on {} (it holds {})",
-                if pid.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {pid})")
-                },
-                socket.display(),
-                path.display()
-            ));
-        }
-    };
-    let _ = flock.set_len(0);
-    let _ = flock.rewind();
-    let _ = writeln!(flock, "{}", std::process::id());
-    Ok(Lock {
-        _flock: flock,
-        path,
-    })
 }
 
 /// Binds the control socket (a stale one is removed: we hold the lock).

@@ -1,18 +1,35 @@
 //! The state file beside the socket (`SOCKET.state`): every live job
-//! process, with its start time. A daemon killed with SIGKILL leaves its
-//! jobs running without supervision; the next daemon on the same socket
-//! reads this file, stops those processes (each verified by its start time,
-//! so a reused pid is never hit), and starts jobs afresh as their events
-//! say. No job ever runs twice.
+//! process, with its start time, process group and uid. A daemon killed
+//! with SIGKILL leaves its jobs running without supervision; the next
+//! daemon on the same socket reads this file and stops those processes,
+//! then starts jobs afresh as their events say. No job ever runs twice.
+//!
+//! The file is trusted only as far as its place is: the socket directory
+//! belongs to the daemon's user and no one else can write it (`setup.rs`),
+//! and the file itself must be a regular file of that user, not writable by
+//! others. Even then a process is signalled only if its pid, start time,
+//! process group *and* uid are still what the daemon recorded, so a reused
+//! pid, a process that moved to another group or a line written by hand
+//! never makes the daemon kill a stranger.
+//!
+//! A write that fails (a full disk, say) is retried on a back-off timer,
+//! 1 s doubling to 60 s, and said once per streak of failures and once
+//! when it works again: the record of what runs is never silently stale.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::Daemon;
+use super::{Daemon, Timer};
 use crate::process::{self, tree};
+
+/// The first line of the file since uids are recorded.
+const HEADER: &str = "upkeep-state 2";
+/// The first delay before a failed write is tried again, and the longest.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 pub(super) fn state_path(socket: &Path) -> PathBuf {
     let mut s = socket.as_os_str().to_owned();
@@ -21,38 +38,79 @@ pub(super) fn state_path(socket: &Path) -> PathBuf {
 }
 
 /// One recorded process.
+#[derive(Debug, PartialEq, Eq)]
 struct Entry {
     pid: i32,
     start: u64,
     pgid: i32,
+    /// Absent in files of releases before uids were recorded.
+    uid: Option<u32>,
     label: String,
 }
 
 fn parse(text: &str) -> Vec<Entry> {
-    text.lines()
+    let mut lines = text.lines().peekable();
+    let with_uid = lines.peek() == Some(&HEADER);
+    if with_uid {
+        lines.next();
+    }
+    lines
         .filter_map(|l| {
-            let mut f = l.splitn(4, ' ');
+            let mut f = l.splitn(if with_uid { 5 } else { 4 }, ' ');
             Some(Entry {
                 pid: f.next()?.parse().ok()?,
                 start: f.next()?.parse().ok()?,
                 pgid: f.next()?.parse().ok()?,
+                uid: if with_uid {
+                    Some(f.next()?.parse().ok()?)
+                } else {
+                    None
+                },
                 label: f.next().unwrap_or("").to_string(),
             })
         })
+        .filter(|e| e.pid > 1 && e.pgid > 1)
         .collect()
+}
+
+/// Whether the recorded process is still the one recorded.
+fn still_there(e: &Entry) -> bool {
+    tree::identity(e.pid) == Some((e.start, e.pgid))
+        && e.uid.is_none_or(|u| tree::euid_of(e.pid) == Some(u))
+}
+
+/// The state file's text, if it is one the daemon may trust.
+fn read_trusted(path: &Path, log: &dyn Fn(&str)) -> Option<String> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let m = f.metadata().ok()?;
+    let me = process::euid();
+    if !m.is_file() || m.uid() != me || m.mode() & 0o022 != 0 {
+        log(&format!(
+            "{}: not a file of the daemon's user (uid {}, mode {:04o}); ignored and removed",
+            path.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        ));
+        let _ = fs::remove_file(path);
+        return None;
+    }
+    let mut text = String::new();
+    f.take(16 << 20).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Stops what a previous daemon on this socket left running. Runs once, at
 /// start-up, before the loop (it waits for them, at most a few seconds).
 pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) {
     let path = state_path(socket);
-    let Ok(text) = fs::read_to_string(&path) else {
+    let Some(text) = read_trusted(&path, log) else {
         return;
     };
-    let left: Vec<Entry> = parse(&text)
-        .into_iter()
-        .filter(|e| tree::start_time(e.pid) == Some(e.start))
-        .collect();
+    let left: Vec<Entry> = parse(&text).into_iter().filter(still_there).collect();
     if !left.is_empty() {
         log(&format!(
             "a previous daemon on this socket died and left {} job process{} running: stopping {} before starting afresh",
@@ -61,9 +119,8 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) {
             if left.len() == 1 { "it" } else { "them" }
         ));
     }
-    let alive = |e: &Entry| tree::start_time(e.pid) == Some(e.start);
     let signal_all = |sig: i32| {
-        for e in left.iter().filter(|e| alive(e)) {
+        for e in left.iter().filter(|e| still_there(e)) {
             log(&format!(
                 "stopping {} (pid {}) with signal {sig}",
                 e.label, e.pid
@@ -74,31 +131,41 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) {
     };
     let wait_gone = |limit: Duration| {
         let deadline = Instant::now() + limit;
-        while left.iter().any(alive) && Instant::now() < deadline {
+        while left.iter().any(still_there) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
     signal_all(libc::SIGTERM);
     wait_gone(Duration::from_secs(5));
-    if left.iter().any(alive) {
+    if left.iter().any(still_there) {
         signal_all(libc::SIGKILL);
         wait_gone(Duration::from_secs(2));
     }
     let _ = fs::remove_file(&path);
 }
 
+/// The retry schedule of a failing state write.
+#[derive(Debug, Default)]
+pub(super) struct Retry {
+    /// The delay before the next try; zero while writes work.
+    delay: Duration,
+    /// A retry timer is armed: writes wait for it.
+    armed: bool,
+}
+
 impl Daemon {
-    /// Rewrites the state file if the set of job processes changed.
+    /// Rewrites the state file if the set of job processes changed (and no
+    /// failed write waits for its retry timer).
     pub(super) fn save_state(&mut self) {
-        if !self.state_dirty {
+        if !self.state_dirty || self.state_retry.armed {
             return;
         }
-        self.state_dirty = false;
         // Each process's start time and group are read once, when it first
         // appears here, not at every rewrite.
         let pids = &self.pids;
         self.proc_identity.retain(|p, _| pids.contains_key(p));
-        let mut text = String::new();
+        self.proc_uid.retain(|p, _| pids.contains_key(p));
+        let mut text = format!("{HEADER}\n");
         for (pid, key) in &self.pids {
             let ident = match self.proc_identity.get(pid) {
                 Some(&i) => Some(i),
@@ -108,12 +175,20 @@ impl Daemon {
                 continue;
             };
             self.proc_identity.insert(*pid, (start, pgid));
+            let uid = match self.proc_uid.get(pid) {
+                Some(&u) => u,
+                None => match tree::euid_of(*pid) {
+                    Some(u) => u,
+                    None => continue,
+                },
+            };
+            self.proc_uid.insert(*pid, uid);
             let label = if key.1.is_empty() {
                 key.0.clone()
             } else {
                 format!("{} ({})", key.0, key.1)
             };
-            text.push_str(&format!("{pid} {start} {pgid} {label}\n"));
+            text.push_str(&format!("{pid} {start} {pgid} {uid} {label}\n"));
         }
         let path = state_path(&self.cfg.socket);
         let tmp = path.with_extension("state.tmp");
@@ -128,8 +203,60 @@ impl Daemon {
             .open(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .and_then(|_| fs::rename(&tmp, &path));
-        if let Err(e) = written {
-            self.log(&format!("{}: unable to save state: {e}", path.display()));
+        match written {
+            Ok(()) => {
+                self.state_dirty = false;
+                if !self.state_retry.delay.is_zero() {
+                    self.state_retry.delay = Duration::ZERO;
+                    self.log(&format!("{}: state saved again", path.display()));
+                }
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                if self.state_retry.delay.is_zero() {
+                    self.log(&format!(
+                        "{}: unable to save state: {}; trying again in 1 s, then less and less often (up to every 60 s), until it works",
+                        path.display(),
+                        crate::confdir::io_message(&e)
+                    ));
+                    self.state_retry.delay = RETRY_FIRST;
+                } else {
+                    self.state_retry.delay = (self.state_retry.delay * 2).min(RETRY_MAX);
+                }
+                self.state_retry.armed = true;
+                let after = self.state_retry.delay;
+                self.arm(after, Timer::StateRetry);
+            }
         }
+    }
+
+    /// The retry timer of a failed state write.
+    pub(super) fn retry_state(&mut self) {
+        self.state_retry.armed = false;
+        self.save_state();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_of_the_file_are_read() {
+        let old = "10 500 10 web\n11 501 11 inst (a b)\n";
+        assert_eq!(
+            parse(old)[1],
+            Entry {
+                pid: 11,
+                start: 501,
+                pgid: 11,
+                uid: None,
+                label: "inst (a b)".into()
+            }
+        );
+        let new = format!("{HEADER}\n10 500 10 33 web\nbad line\n1 2 3 4 init\n");
+        let e = parse(&new);
+        assert_eq!(e.len(), 1, "init and garbage never");
+        assert_eq!(e[0].uid, Some(33));
     }
 }

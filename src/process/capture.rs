@@ -35,15 +35,26 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Descriptors always left for control clients, log files and the state
-/// file: a daemon out of descriptors must still accept the `stop` that
-/// frees some.
-pub const RESERVED_FDS: u64 = 16;
+/// Descriptors a spawn always leaves free: for the state file, a request
+/// on the private socket (its connection and a log's descriptor), a
+/// compression helper, so that a daemon short of descriptors still writes
+/// its state and answers root's `stop`.
+pub const RESERVED_FDS: u64 = 8;
+/// Descriptors a connection on the public socket always leaves free: a
+/// flood of clients never takes what a respawn needs.
+pub const ACCEPT_RESERVE: u64 = 24;
+/// Descriptors a connection on the private socket leaves free.
+pub const PRIVATE_ACCEPT_RESERVE: u64 = 2;
 
-/// Whether `need` more descriptors leave the reserve free. The kernel gives
+/// Whether `need` more descriptors leave the spawn reserve free.
+pub fn room_for(need: u64) -> bool {
+    room_beyond(need, RESERVED_FDS)
+}
+
+/// Whether `need` more descriptors leave `reserve` free. The kernel gives
 /// out the lowest free number, so the number a probe gets tells how full
 /// the table is: at most `limit - probe` are free.
-pub fn room_for(need: u64) -> bool {
+pub fn room_beyond(need: u64, reserve: u64) -> bool {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -59,6 +70,6 @@ pub fn room_for(need: u64) -> bool {
             return false;
         }
         libc::close(fd);
-        (fd as u64) + need + RESERVED_FDS <= lim.rlim_cur
+        (fd as u64) + need + reserve <= lim.rlim_cur
     }
 }

@@ -165,6 +165,13 @@ pub fn ppid_of(pid: i32) -> Option<i32> {
     stat(pid).map(|(ppid, _, _, _)| ppid)
 }
 
+/// A live process's effective uid.
+pub fn euid_of(pid: i32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A live process's session.
 pub fn session_of(pid: i32) -> Option<i32> {
     stat(pid).map(|(_, _, sid, _)| sid)
