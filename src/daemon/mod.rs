@@ -337,8 +337,21 @@ impl Daemon {
         Ok(d)
     }
 
-    /// Serves the private socket.
-    fn listen_private(&mut self, mut l: mio::net::UnixListener) -> Result<(), String> {
+    /// Serves the private socket (when there is one: see
+    /// `setup::bind_private`).
+    fn listen_private(
+        &mut self,
+        l: Result<mio::net::UnixListener, String>,
+    ) -> Result<(), String> {
+        let mut l = match l {
+            Ok(l) => l,
+            Err(why) => {
+                self.log(&format!(
+                    "{why}; root and the daemon's user share the public socket"
+                ));
+                return Ok(());
+            }
+        };
         self.poll
             .registry()
             .register(&mut l, PRIV_LISTENER, Interest::READABLE)
@@ -374,7 +387,7 @@ impl Daemon {
         // We hold the lock, so whoever wrote the state file is dead.
         state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
         let listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
-        let private = setup::bind(&setup::priv_path(&cfg.socket), 0o600)?;
+        let private = setup::bind_private(&cfg.socket);
         let mut d = Daemon::bare(cfg, lock, listener, original_nofile)?;
         d.listen_private(private)?;
         d.start_watching();

@@ -799,10 +799,10 @@ impl Daemon {
                 let l = std::os::unix::net::UnixListener::from(fds.take(fd)?);
                 l.set_nonblocking(true)
                     .map_err(|e| format!("private listener: {e}"))?;
-                mio::net::UnixListener::from_std(l)
+                Ok(mio::net::UnixListener::from_std(l))
             }
             // An image of format 1 had none: the socket is made now.
-            None => setup::bind(&setup::priv_path(&cfg.socket), 0o600)?,
+            None => setup::bind_private(&cfg.socket),
         };
         let mut d = Daemon::bare(cfg, lock, listener, h.original_nofile)?;
         d.listen_private(private)?;

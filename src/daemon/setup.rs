@@ -70,6 +70,22 @@ pub fn priv_path(socket: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Binds `SOCKET.priv` (0600). A socket path too long for a socket
+/// address once `.priv` is added gives no private socket (said), rather
+/// than no daemon.
+pub fn bind_private(socket: &Path) -> Result<mio::net::UnixListener, String> {
+    let path = priv_path(socket);
+    let len = path.as_os_str().len();
+    if len > super::notify::MAX_SOCKET_PATH {
+        return Err(format!(
+            "{}: {len} bytes, more than the {} a socket address holds: no private socket",
+            path.display(),
+            super::notify::MAX_SOCKET_PATH
+        ));
+    }
+    bind(&path, 0o600)
+}
+
 pub fn lock_path(socket: &Path) -> PathBuf {
     let mut s = socket.as_os_str().to_owned();
     s.push(".lock");
