@@ -881,8 +881,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// S15: 300 clients (of three users) each ask for `list` a thousand times
-/// and never read an answer. The daemon stops reading a client's requests
+/// S15: 300 clients (of three users) each ask for `list` some 300 times
+/// (3.5 MiB of answers) and never read an answer. The daemon stops reading a client's requests
 /// while its answers are unread, and caps what each user's clients hold:
 /// its memory stays small (before: gigabytes), and root is answered.
 fn s15_clients_that_never_read_cost_little_memory() -> Result<(), Missing> {
@@ -897,6 +897,17 @@ fn s15_clients_that_never_read_cost_little_memory() -> Result<(), Missing> {
     let mut d = b.start();
     open_dir(&d);
     let before = rss_kib(d.pid());
+    // Each client asks for as many answers as stay under the per-client
+    // cap an earlier build had (4 MiB): that build kept them all.
+    let answer = {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        std::io::Write::write_all(&mut s, b"{\"v\":1,\"cmd\":\"list\"}\n").unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        line.len()
+    };
+    let requests = (7 << 19) / answer;
     let hold = d.dir.path().join("hold");
     let mut floods = Vec::new();
     for uid in [61_001u32, 61_003, 61_004] {
@@ -905,7 +916,7 @@ fn s15_clients_that_never_read_cost_little_memory() -> Result<(), Missing> {
             .arg(NEVER_READ)
             .arg(&d.socket)
             .arg("100")
-            .arg("1000")
+            .arg(requests.to_string())
             .arg(&hold)
             .uid(uid)
             .gid(uid)

@@ -20,7 +20,7 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::Path;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use crate::VERSION;
 
 /// Exit code for a bad command line.
 pub const EXIT_USAGE: i32 = 2;
@@ -192,7 +192,7 @@ pub fn main() -> i32 {
                     prog.error(format!(
                         "{}: unable to compress: {}",
                         name.to_string_lossy(),
-                        crate::confdir::io_message(&e)
+                        crate::process::io_text(&e)
                     ));
                     1
                 }

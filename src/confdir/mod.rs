@@ -181,7 +181,7 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>, watch: &mut BTreeSet<PathBu
             return files;
         }
         Err(e) => {
-            problems.push(Diagnostic::file(root, io_message(&e)));
+            problems.push(Diagnostic::file(root, crate::process::io_text(&e)));
             return files;
         }
     }
@@ -192,7 +192,7 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>, watch: &mut BTreeSet<PathBu
         let entries = match fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
-                problems.push(Diagnostic::file(&dir, io_message(&e)));
+                problems.push(Diagnostic::file(&dir, crate::process::io_text(&e)));
                 continue;
             }
         };
@@ -206,7 +206,7 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>, watch: &mut BTreeSet<PathBu
                         "file name is not UTF-8; skipped",
                     )),
                 },
-                Err(e) => problems.push(Diagnostic::file(&dir, io_message(&e))),
+                Err(e) => problems.push(Diagnostic::file(&dir, crate::process::io_text(&e))),
             }
         }
         names.sort();
@@ -297,15 +297,6 @@ fn watch_link_target(path: &Path, watch: &mut BTreeSet<PathBuf>) {
     }
 }
 
-pub fn io_message(e: &io::Error) -> String {
-    // "No such file or directory (os error 2)" → without the errno suffix.
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
 fn link_message(path: &Path, e: &io::Error) -> String {
     let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
     if is_link && e.kind() == io::ErrorKind::NotFound {
@@ -314,7 +305,7 @@ fn link_message(path: &Path, e: &io::Error) -> String {
     if e.raw_os_error() == Some(libc::ELOOP) {
         return "symlink loop; skipped".to_string();
     }
-    format!("{}; skipped", io_message(e))
+    format!("{}; skipped", crate::process::io_text(e))
 }
 
 /// Reads a job file: a regular file of at most [`MAX_FILE_BYTES`], without
@@ -332,10 +323,10 @@ fn read_trusted_file(path: &Path, trust: &mut Trust) -> Result<Vec<u8>, Diagnost
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| Diagnostic::file(path, io_message(&e)))?;
+        .map_err(|e| Diagnostic::file(path, crate::process::io_text(&e)))?;
     let meta = file
         .metadata()
-        .map_err(|e| Diagnostic::file(path, io_message(&e)))?;
+        .map_err(|e| Diagnostic::file(path, crate::process::io_text(&e)))?;
     if meta.is_dir() {
         return Err(Diagnostic::file(path, "is a directory"));
     }
@@ -351,7 +342,7 @@ fn read_trusted_file(path: &Path, trust: &mut Trust) -> Result<Vec<u8>, Diagnost
     let mut buf = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| Diagnostic::file(path, io_message(&e)))?;
+        .map_err(|e| Diagnostic::file(path, crate::process::io_text(&e)))?;
     if buf.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(path, buf.len() as u64));
     }

@@ -83,7 +83,11 @@ impl Trust {
             return v.clone();
         }
         let v = match fs::metadata(dir) {
-            Err(e) => Err(format!("{}: {}", dir.display(), super::io_message(&e))),
+            Err(e) => Err(format!(
+                "{}: {}",
+                dir.display(),
+                crate::process::io_text(&e)
+            )),
             Ok(meta) => self.verdict(dir, &meta, "directory").and_then(|()| {
                 match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
                     Some(up) if up != dir => self.chain(up),
@@ -103,7 +107,7 @@ impl Trust {
             path.to_path_buf()
         } else {
             std::env::current_dir()
-                .map_err(|e| format!("{}: {}", path.display(), super::io_message(&e)))?
+                .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?
                 .join(path)
         };
         if let Some(dir) = absolute.parent() {
@@ -111,7 +115,7 @@ impl Trust {
         }
         if fs::symlink_metadata(&absolute).is_ok_and(|m| m.file_type().is_symlink()) {
             let target = fs::canonicalize(&absolute)
-                .map_err(|e| format!("{}: {}", path.display(), super::io_message(&e)))?;
+                .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
             if let Some(dir) = target.parent() {
                 self.chain(dir)?;
             }

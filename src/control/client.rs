@@ -27,7 +27,7 @@ fn connect(socket: &Path) -> Result<UnixStream, String> {
             format!(
                 "unable to connect to the upkeep daemon at {}: {} (is `upkeep daemon` running? --socket or UPKEEP_SOCKET name another)",
                 socket.display(),
-                crate::confdir::io_message(&e)
+                crate::process::io_text(&e)
             )
         })?,
     };
@@ -36,7 +36,7 @@ fn connect(socket: &Path) -> Result<UnixStream, String> {
             format!(
                 "{}: unable to tell who serves it: {}",
                 socket.display(),
-                e.desc()
+                crate::process::errno_text(e as i32)
             )
         })?
         .uid();

@@ -250,7 +250,7 @@ impl Daemon {
                             Err(e) => err(format!(
                                 "Unable to signal {}: {}",
                                 label(&job, &name),
-                                e.desc()
+                                process::errno_text(e as i32)
                             )),
                         }
                     }
@@ -292,7 +292,7 @@ impl Daemon {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 error(format!("{path}: the job has written nothing yet"))
             }
-            Err(e) => error(format!("{path}: {}", crate::confdir::io_message(&e))),
+            Err(e) => error(format!("{path}: {}", process::io_text(&e))),
         }
     }
 

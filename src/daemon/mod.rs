@@ -339,10 +339,7 @@ impl Daemon {
 
     /// Serves the private socket (when there is one: see
     /// `setup::bind_private`).
-    fn listen_private(
-        &mut self,
-        l: Result<mio::net::UnixListener, String>,
-    ) -> Result<(), String> {
+    fn listen_private(&mut self, l: Result<mio::net::UnixListener, String>) -> Result<(), String> {
         let mut l = match l {
             Ok(l) => l,
             Err(why) => {

@@ -18,7 +18,7 @@ use mio::{Interest, Token};
 use super::Daemon;
 use crate::conf::{Console, JobClass, LogCapture};
 use crate::log::{Compress, LogFile};
-use crate::process::{capture, spawn};
+use crate::process::{self, capture};
 
 /// Bytes read from one job per turn of the loop before others get theirs.
 pub const READ_BUDGET: usize = 1 << 20;
@@ -34,7 +34,7 @@ pub(super) struct Reader {
 
 /// What `spawn` needs for a job's output, and what to register after.
 pub(super) struct Capture {
-    pub output: spawn::Output,
+    pub output: process::Output,
     pub reader: Option<(OwnedFd, String, String)>,
 }
 
@@ -49,13 +49,13 @@ impl Daemon {
         match class.console {
             Console::None => {
                 return Ok(Capture {
-                    output: spawn::Output::Null,
+                    output: process::Output::Null,
                     reader: None,
                 })
             }
             Console::Output | Console::Owner => {
                 return Ok(Capture {
-                    output: spawn::Output::Inherit,
+                    output: process::Output::Inherit,
                     reader: None,
                 })
             }
@@ -72,7 +72,7 @@ impl Daemon {
         if !capture::room_for(2) {
             return Err(format!(
                 "unable to capture output: {} (the last {} descriptors are kept for the state file and root's requests)",
-                nix::errno::Errno::EMFILE.desc(),
+                process::errno_text(libc::EMFILE),
                 capture::RESERVED_FDS
             ));
         }
@@ -89,12 +89,15 @@ impl Daemon {
         };
         match pair {
             Ok((read, write)) => Ok(Capture {
-                output: spawn::Output::File(write),
+                output: process::Output::File(write),
                 reader: Some((read, log_name, label)),
             }),
             // Out of descriptors, say: the process is not started rather
             // than started with its output thrown away.
-            Err(e) => Err(format!("unable to capture output: {}", errno_text(&e))),
+            Err(e) => Err(format!(
+                "unable to capture output: {}",
+                process::io_text(&e)
+            )),
         }
     }
 
@@ -300,12 +303,3 @@ fn echo(r: &mut Reader, data: &[u8]) {
 
 /// Keeps the reader map's type in one place.
 pub(super) type Readers = HashMap<usize, Reader>;
-
-/// An I/O error's text without Rust's "(os error N)" suffix, as Upstart
-/// words errors.
-fn errno_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
-}

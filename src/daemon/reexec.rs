@@ -692,7 +692,7 @@ impl Daemon {
             .collect();
         let state = Handover {
             format: FORMAT,
-            writer: crate::cli::VERSION.into(),
+            writer: crate::VERSION.into(),
             lock_fd: self._lock.fd(),
             listener_fd: self.listener.as_raw_fd(),
             priv_listener_fd: self.priv_listener.as_ref().map(|l| l.as_raw_fd()),
@@ -1001,7 +1001,7 @@ impl Daemon {
         d.state_dirty = true;
         d.log(&format!(
             "re-executed as upkeep {} (state of upkeep {}): {} job instance{} and {} process{} kept",
-            crate::cli::VERSION,
+            crate::VERSION,
             h.writer,
             d.instances.len(),
             if d.instances.len() == 1 { "" } else { "s" },

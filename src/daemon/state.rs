@@ -217,7 +217,7 @@ impl Daemon {
                     self.log(&format!(
                         "{}: unable to save state: {}; trying again in 1 s, then less and less often (up to every 60 s), until it works",
                         path.display(),
-                        crate::confdir::io_message(&e)
+                        process::io_text(&e)
                     ));
                     self.state_retry.delay = RETRY_FIRST;
                 } else {

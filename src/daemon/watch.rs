@@ -29,8 +29,13 @@ fn flags() -> AddWatchFlags {
 
 impl Watcher {
     pub fn new() -> Result<Watcher, String> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| format!("unable to watch configuration directories: {}", e.desc()))?;
+        let inotify =
+            Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(|e| {
+                format!(
+                    "unable to watch configuration directories: {}",
+                    crate::process::errno_text(e as i32)
+                )
+            })?;
         Ok(Watcher {
             inotify,
             by_path: HashMap::new(),
@@ -72,7 +77,7 @@ impl Watcher {
                 Err(e) => problems.push(format!(
                     "{}: unable to watch for changes: {}",
                     path.display(),
-                    e.desc()
+                    crate::process::errno_text(e as i32)
                 )),
             }
         }

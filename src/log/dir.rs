@@ -94,8 +94,13 @@ impl LogDir {
             Mode::empty(),
         ) {
             Ok(fd) => {
-                let st = fstat(fd.as_fd())
-                    .map_err(|e| format!("{}: {}", self.path.display(), e.desc()))?;
+                let st = fstat(fd.as_fd()).map_err(|e| {
+                    format!(
+                        "{}: {}",
+                        self.path.display(),
+                        crate::process::errno_text(e as i32)
+                    )
+                })?;
                 if let Some(why) = untrusted(&self.path, &st, self.uid) {
                     return Err(why);
                 }
@@ -104,7 +109,11 @@ impl LogDir {
             }
             Err(e) => {
                 self.fd = None;
-                self.error = Some(format!("{}: {}", self.path.display(), e.desc()));
+                self.error = Some(format!(
+                    "{}: {}",
+                    self.path.display(),
+                    crate::process::errno_text(e as i32)
+                ));
             }
         }
         Ok(())

@@ -289,7 +289,7 @@ impl LogFile {
             self.dropped = 0;
             if let Err(e) = self.raw_write(line.as_bytes()) {
                 self.dropped += data.len() as u64;
-                self.why_dropped = Some(crate::confdir::io_message(&e));
+                self.why_dropped = Some(crate::process::io_text(&e));
                 self.file = None;
                 return;
             }
@@ -317,7 +317,7 @@ impl LogFile {
 
     fn drop_bytes(&mut self, n: usize, e: &io::Error) {
         self.dropped += n as u64;
-        let msg = crate::confdir::io_message(e);
+        let msg = crate::process::io_text(e);
         self.why_dropped = Some(msg.clone());
         if self.last_error.is_none() {
             self.last_error = Some(msg);

@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
 
-use super::spawn::Output;
+use super::Output;
 
 /// Why the fast path did not spawn: a message in Upstart's words, or a
 /// case the slow path handles better.
@@ -30,7 +30,12 @@ pub enum Refused {
 
 /// argv[0] as execvp(3) finds it, with the job's `PATH`.
 fn resolve(program: &str, env: &[(String, String)]) -> Result<CString, String> {
-    let not_found = || format!("unable to execute: {}", Errno::ENOENT.desc());
+    let not_found = || {
+        format!(
+            "unable to execute: {}",
+            super::errno_text(Errno::ENOENT as i32)
+        )
+    };
     if program.contains('/') {
         return CString::new(program).map_err(|_| not_found());
     }
@@ -58,7 +63,10 @@ fn resolve(program: &str, env: &[(String, String)]) -> Result<CString, String> {
         denied = true;
     }
     if denied {
-        Err(format!("unable to execute: {}", Errno::EACCES.desc()))
+        Err(format!(
+            "unable to execute: {}",
+            super::errno_text(Errno::EACCES as i32)
+        ))
     } else {
         Err(not_found())
     }
@@ -103,14 +111,14 @@ pub fn spawn(
             Ok(_) => {
                 return Err(Refused::Error(format!(
                     "unable to change working directory: {}",
-                    Errno::ENOTDIR.desc()
+                    super::errno_text(Errno::ENOTDIR as i32)
                 )))
             }
             Err(e) => {
                 let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT));
                 return Err(Refused::Error(format!(
                     "unable to change working directory: {}",
-                    errno.desc()
+                    super::errno_text(errno as i32)
                 )));
             }
         }
@@ -231,8 +239,10 @@ pub fn spawn(
         e => {
             let errno = Errno::from_raw(e);
             Err(Refused::Error(match errno {
-                Errno::EAGAIN | Errno::ENOMEM => format!("unable to fork: {}", errno.desc()),
-                _ => format!("unable to execute: {}", errno.desc()),
+                Errno::EAGAIN | Errno::ENOMEM => {
+                    format!("unable to fork: {}", super::errno_text(errno as i32))
+                }
+                _ => format!("unable to execute: {}", super::errno_text(errno as i32)),
             }))
         }
     }

@@ -20,6 +20,13 @@ use nix::unistd::Pid;
 
 use crate::job::Exit;
 
+/// Where a spawned process's standard output and error go.
+pub enum Output {
+    Null,
+    Inherit,
+    File(std::os::fd::OwnedFd),
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
@@ -52,6 +59,27 @@ pub fn reap_and_stops() -> (Vec<(i32, Exit)>, Vec<i32>) {
         }
     }
     (out, stopped)
+}
+
+/// An errno in the words Upstart used for it: glibc's `strerror` text
+/// ("No such file or directory"), with nothing added. The one place every
+/// message of upkeep gets its words for a system error from.
+pub fn errno_text(errno: i32) -> String {
+    // std's Display is glibc's strerror_r, followed by " (os error N)".
+    let full = std::io::Error::from_raw_os_error(errno).to_string();
+    match full.strip_suffix(&format!(" (os error {errno})")) {
+        Some(text) => text.to_string(),
+        None => full,
+    }
+}
+
+/// An I/O error's text: [`errno_text`] for a system error, else the error's
+/// own words.
+pub fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => errno_text(n),
+        None => e.to_string(),
+    }
 }
 
 /// Sends a signal (by number) to a whole process group.

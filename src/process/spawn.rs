@@ -6,7 +6,6 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command as StdCommand, Stdio};
 
@@ -15,6 +14,7 @@ use nix::sys::resource::{setrlimit, Resource as Rlimit};
 use nix::unistd::{self, Gid, Group, Uid, User};
 
 use super::fast_spawn::Refused;
+use super::Output;
 use crate::conf::{Command, JobClass, Resource};
 
 /// Upstart sends `exec` lines with any of these through `/bin/sh -e -c`.
@@ -59,13 +59,6 @@ pub fn argv(cmd: &Command) -> Result<Vec<String>, String> {
             Ok(sh(body.clone()))
         }
     }
-}
-
-/// Where the child's standard output and error go.
-pub enum Output {
-    Null,
-    Inherit,
-    File(OwnedFd),
 }
 
 /// Everything needed to spawn one process of a job.
@@ -113,7 +106,7 @@ fn describe(err: &io::Error) -> String {
     let code = err.raw_os_error().unwrap_or(0);
     let (stage, extra, errno) = (code >> 16, (code >> 8) & 0xff, Errno::from_raw(code & 0xff));
     let resource = Resource::ALL.get(extra as usize).map_or("?", |r| r.name());
-    let why = errno.desc();
+    let why = super::errno_text(errno as i32);
     match stage {
         1 => format!("unable to create session: {why}"),
         2 => format!("unable to set \"{resource}\" resource limit: {why}"),
@@ -187,8 +180,9 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             let cname = CString::new(u.name.as_str())
                 .map_err(|_| "unable to find setuid user".to_string())?;
             Some(
-                unistd::getgrouplist(&cname, gid.unwrap_or(u.gid))
-                    .map_err(|e| format!("unable to get groups: {}", e.desc()))?,
+                unistd::getgrouplist(&cname, gid.unwrap_or(u.gid)).map_err(|e| {
+                    format!("unable to get groups: {}", super::errno_text(e as i32))
+                })?,
             )
         }
         (None, true) if gid.is_some() => Some(vec![gid.unwrap_or(Gid::from_raw(0))]),
