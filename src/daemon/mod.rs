@@ -198,6 +198,8 @@ pub struct Daemon {
     /// last sent the kill signal (SIGKILL comes next).
     shutdown_hooks: HashMap<Key, Option<i32>>,
     verbose: bool,
+    /// What every job's environment starts from (reference 6.3).
+    env_base: job::env::Base,
 
     events: BTreeMap<u64, events::Event>,
     next_event: u64,
@@ -252,6 +254,7 @@ impl Daemon {
     ) -> Result<Daemon, String> {
         let my_uid = process::euid();
         let system = my_uid == 0;
+        let cfg_socket = cfg.socket.clone();
         let signals = setup::signals()?;
         setup::subreaper()?;
         let poll = Poll::new().map_err(|e| format!("unable to create epoll: {e}"))?;
@@ -322,6 +325,7 @@ impl Daemon {
             shutdown_event: None,
             shutdown_hooks: HashMap::new(),
             verbose: false,
+            env_base: job::env::Base::of_this_process(system, &cfg_socket),
             events: BTreeMap::new(),
             next_event: 0,
             event_queue: VecDeque::new(),
@@ -993,69 +997,7 @@ impl Daemon {
 
     /// The environment of a job's processes (reference 6.3).
     fn job_env(&self, inst: &Instance) -> Vec<(String, String)> {
-        self.process_env(inst, None)
-    }
-
-    /// The environment of one process; pre-stop and post-stop also get the
-    /// stop environment.
-    fn process_env(&self, inst: &Instance, process: Option<ProcessType>) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = Vec::new();
-        let set = |env: &mut Vec<(String, String)>, k: &str, v: &str| {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.to_string(), v.to_string()));
-        };
-        if self.system {
-            set(
-                &mut env,
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            );
-            if let Ok(term) = std::env::var("TERM") {
-                set(&mut env, "TERM", &term);
-            }
-        } else {
-            for (k, v) in std::env::vars() {
-                if !k.starts_with("UPKEEP_")
-                    && k != "NOTIFY_SOCKET"
-                    && k != "LISTEN_FDS"
-                    && k != "LISTEN_PID"
-                {
-                    set(&mut env, &k, &v);
-                }
-            }
-            if !env.iter().any(|(k, _)| k == "PATH") {
-                set(&mut env, "PATH", "/usr/local/bin:/usr/bin:/bin");
-            }
-        }
-        for e in &inst.class.env {
-            match e.split_once('=') {
-                Some((k, v)) => set(&mut env, k, v),
-                None => match std::env::var(e) {
-                    Ok(v) => set(&mut env, e, &v),
-                    Err(_) => env.retain(|(k, _)| k != e),
-                },
-            }
-        }
-        for e in &inst.env {
-            if let Some((k, v)) = e.split_once('=') {
-                set(&mut env, k, v);
-            }
-        }
-        if matches!(process, Some(ProcessType::PreStop | ProcessType::PostStop)) {
-            for e in &inst.stop_env {
-                if let Some((k, v)) = e.split_once('=') {
-                    set(&mut env, k, v);
-                }
-            }
-        }
-        set(&mut env, "UPSTART_JOB", &inst.job);
-        set(&mut env, "UPSTART_INSTANCE", &inst.name);
-        // `initctl`, `start`, `stop` and `status` run by a job's scripts
-        // reach the daemon that runs it, wherever its socket is.
-        if let Some(socket) = self.cfg.socket.to_str() {
-            set(&mut env, "UPKEEP_SOCKET", socket);
-        }
-        env
+        job::env::for_process(inst, None, &self.env_base)
     }
 
     fn spawn(&mut self, key: &Key, process: ProcessType) -> Result<i32, String> {
@@ -1071,7 +1013,7 @@ impl Daemon {
         let inst = self.instances.get(key).ok_or("no such instance")?;
         let class = inst.class.clone();
         let command = class.process(process).ok_or("no such process")?;
-        let mut env = self.process_env(inst, Some(process));
+        let mut env = job::env::for_process(inst, Some(process), &self.env_base);
         if let Some(addr) = notify {
             env.retain(|(k, _)| k != "NOTIFY_SOCKET");
             env.push(("NOTIFY_SOCKET".into(), addr));

@@ -24,6 +24,8 @@
 //! state the current step finishes first and the table then follows the new
 //! goal, as in Upstart.
 
+pub mod env;
+
 use std::rc::Rc;
 use std::time::Duration;
 
