@@ -109,16 +109,11 @@ impl Daemon {
                     Err(e) => return err(e),
                 };
                 let key = (job.clone(), name.clone());
-                match self.instances.get_mut(&key) {
-                    Some(inst) if inst.goal != Goal::Stop => {
-                        return err(format!("Job is already running: {}", label(&job, &name)))
-                    }
-                    Some(inst) => inst.env = env,
-                    None => {
-                        self.add_instance(key.clone(), Instance::new(&job, &name, class, env));
-                    }
+                if !self.instances.contains_key(&key) {
+                    let inst = Instance::new(&job, &name, class, Vec::new());
+                    self.add_instance(key.clone(), inst);
                 }
-                if self.drive(&key, Input::Start).is_err() {
+                if self.drive(&key, Input::Start(env)).is_err() {
                     return err(format!("Job is already running: {}", label(&job, &name)));
                 }
                 self.answer_or_wait(client, key, WaitKind::Start, wait)
@@ -137,12 +132,10 @@ impl Daemon {
                     Err(e) => return err(e),
                 };
                 let key = (job.clone(), name.clone());
-                match self.instances.get_mut(&key) {
-                    None => return err(format!("Unknown instance: {name}")),
-                    Some(inst) if inst.goal != Goal::Stop => inst.stop_env = env,
-                    Some(_) => {}
+                if !self.instances.contains_key(&key) {
+                    return err(format!("Unknown instance: {name}"));
                 }
-                match self.drive(&key, Input::Stop) {
+                match self.drive(&key, Input::Stop(env)) {
                     Err(Refusal::AlreadyStopped) => err(format!(
                         "Job has already been stopped: {}",
                         label(&job, &name)

@@ -298,9 +298,6 @@ impl Daemon {
             let goal = self.instances.get(&key).map(|i| i.goal);
             if goal.is_some_and(|g| g != Goal::Stop) {
                 let stop_env = self.event_env(&contributing, "UPSTART_STOP_EVENTS");
-                if let Some(inst) = self.instances.get_mut(&key) {
-                    inst.stop_env = stop_env;
-                }
                 for &c in &contributing {
                     self.hold(c, 1);
                     self.blocking
@@ -308,7 +305,7 @@ impl Daemon {
                         .or_default()
                         .push((c, Hold::Stopped));
                 }
-                let _ = self.drive(&key, Input::Stop);
+                let _ = self.drive(&key, Input::Stop(stop_env));
             }
             for r in released {
                 self.release(r, false);
@@ -381,11 +378,11 @@ impl Daemon {
             }
         };
         let key = (class.name.clone(), name.clone());
-        match self.instances.get_mut(&key) {
+        match self.instances.get(&key) {
             Some(inst) if inst.goal != Goal::Stop => return, // already wanted
-            Some(inst) => inst.env = start_env,
+            Some(_) => {}
             None => {
-                let inst = Instance::new(&class.name, &name, class.clone(), start_env);
+                let inst = Instance::new(&class.name, &name, class.clone(), Vec::new());
                 self.add_instance(key.clone(), inst);
             }
         }
@@ -396,7 +393,7 @@ impl Daemon {
                 .or_default()
                 .push((c, Hold::Started));
         }
-        let _ = self.drive(&key, Input::Start);
+        let _ = self.drive(&key, Input::Start(start_env));
     }
 
     /// Registers a new instance, with its own `stop on` state.

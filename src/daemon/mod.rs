@@ -1148,7 +1148,7 @@ impl Daemon {
                 .cloned();
             let Some(key) = next else { return };
             self.watch_shutdown_hook(&key);
-            if self.drive(&key, Input::Stop).is_err() {
+            if self.drive(&key, Input::Stop(Vec::new())).is_err() {
                 // Cannot happen (its goal was start); avoid looping forever.
                 return;
             }

@@ -199,8 +199,12 @@ pub enum Action {
 /// What happens to the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    Start,
-    Stop,
+    /// Start, with the variables the instance is started with (an event's,
+    /// `start KEY=VALUE`); they are its environment from here on.
+    Start(Vec<String>),
+    /// Stop, with the variables of what stops it (the events of its `stop
+    /// on`, `stop KEY=VALUE`), which pre-stop and post-stop see.
+    Stop(Vec<String>),
     /// Stop, then start again with the job file as it is now.
     Restart,
     Spawned {
@@ -432,22 +436,29 @@ impl Instance {
     ) -> Result<Vec<Action>, Refusal> {
         let mut out = Vec::new();
         match input {
-            Input::Start => {
+            Input::Start(env) => {
                 if self.goal != Goal::Stop {
                     return Err(Refusal::AlreadyRunning);
                 }
+                self.env = env;
                 self.goal = Goal::Start;
                 self.restart_pending = false;
                 if self.state == State::Waiting {
                     self.enter(State::Starting, latest, now, &mut out);
                 }
             }
-            Input::Stop | Input::Restart => {
-                if self.goal == Goal::Stop && !(input == Input::Restart && self.restart_pending) {
+            Input::Stop(_) | Input::Restart => {
+                let restart = input == Input::Restart;
+                if self.goal == Goal::Stop && !(restart && self.restart_pending) {
                     return Err(Refusal::AlreadyStopped);
                 }
+                if let Input::Stop(env) = input {
+                    if self.goal != Goal::Stop {
+                        self.stop_env = env;
+                    }
+                }
                 self.goal = Goal::Stop;
-                self.restart_pending = input == Input::Restart;
+                self.restart_pending = restart;
                 match (self.state, self.waiting) {
                     (State::Running, _) => self.advance(latest, now, &mut out),
                     // Not ready yet: the stop does not wait for a

@@ -96,24 +96,24 @@ const HOOKS: &str = "pre-start exec /bin/pre\npost-start exec /bin/post\npre-sto
 #[test]
 fn start_runs_a_service_through_to_running() {
     let mut s = Sim::new(SERVICE);
-    let a = s.ok(Input::Start);
+    let a = s.ok(Input::Start(vec![]));
     assert_eq!(s.at(), (Goal::Start, State::Running));
     assert_eq!(Sim::events(&a), ["starting", "started"]);
     assert!(a.contains(&Action::Spawn(ProcessType::Main)));
-    assert_eq!(s.feed(Input::Start), Err(Refusal::AlreadyRunning));
+    assert_eq!(s.feed(Input::Start(vec![])), Err(Refusal::AlreadyRunning));
 }
 
 #[test]
 fn hooks_run_in_order_and_are_waited_for() {
     let mut s = Sim::new(HOOKS);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     assert_eq!(s.at(), (Goal::Start, State::PreStart));
     s.exit(ProcessType::PreStart, Exit::Code(0));
     assert_eq!(s.at(), (Goal::Start, State::PostStart));
     assert!(s.inst.pid(ProcessType::Main).is_some());
     s.exit(ProcessType::PostStart, Exit::Code(0));
     assert_eq!(s.at(), (Goal::Start, State::Running));
-    s.ok(Input::Stop);
+    s.ok(Input::Stop(vec![]));
     assert_eq!(s.at(), (Goal::Stop, State::PreStop));
     let a = s.exit(ProcessType::PreStop, Exit::Code(1)); // ignored failure
     assert_eq!(s.at(), (Goal::Stop, State::Killed));
@@ -132,7 +132,7 @@ fn hooks_run_in_order_and_are_waited_for() {
 #[test]
 fn failed_pre_start_fails_the_job_but_post_stop_runs() {
     let mut s = Sim::new(HOOKS);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::PreStart, Exit::Code(3));
     assert_eq!(s.at(), (Goal::Stop, State::PostStop));
     assert_eq!(
@@ -150,7 +150,7 @@ fn failed_pre_start_fails_the_job_but_post_stop_runs() {
 #[test]
 fn respawn_is_immediate_and_limited() {
     let mut s = Sim::new("respawn\nrespawn limit 2 60\nexec /bin/d\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     for round in 0..2 {
         let a = s.exit(ProcessType::Main, Exit::Code(1));
         assert_eq!(s.at(), (Goal::Start, State::Running), "round {round}");
@@ -174,7 +174,7 @@ fn respawn_is_immediate_and_limited() {
 #[test]
 fn respawn_window_is_fixed_from_the_first_respawn() {
     let mut s = Sim::new("respawn\nrespawn limit 1 5\nexec /bin/d\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::Main, Exit::Code(1)); // window opens, count 1
     s.now += Duration::from_secs(5);
     s.exit(ProcessType::Main, Exit::Code(1)); // new window
@@ -187,11 +187,11 @@ fn respawn_window_is_fixed_from_the_first_respawn() {
 #[test]
 fn exit_zero_of_a_respawning_service_respawns_unless_normal() {
     let mut s = Sim::new(SERVICE);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::Main, Exit::Code(0));
     assert_eq!(s.at(), (Goal::Start, State::Running));
     let mut s = Sim::new("respawn\nnormal exit 0 TERM\nexec /bin/d\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::Main, Exit::Signal(15));
     assert_eq!(s.at(), (Goal::Stop, State::Waiting));
     assert_eq!(s.inst.failed, None);
@@ -200,7 +200,7 @@ fn exit_zero_of_a_respawning_service_respawns_unless_normal() {
 #[test]
 fn a_service_without_respawn_that_fails_records_main() {
     let mut s = Sim::new("exec /bin/d\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     let a = s.exit(ProcessType::Main, Exit::Signal(9));
     assert_eq!(s.at(), (Goal::Stop, State::Waiting));
     let fail = Some(Failure {
@@ -218,12 +218,12 @@ fn a_service_without_respawn_that_fails_records_main() {
 #[test]
 fn tasks_finish_and_exit_zero_never_fails() {
     let mut s = Sim::new("task\nrespawn\nexec /bin/t\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::Main, Exit::Code(0));
     assert_eq!(s.at(), (Goal::Stop, State::Waiting));
     assert_eq!(s.inst.failed, None);
     let mut s = Sim::new("task\npre-start exec /bin/p\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::PreStart, Exit::Code(0));
     assert_eq!(
         s.at(),
@@ -235,9 +235,9 @@ fn tasks_finish_and_exit_zero_never_fails() {
 #[test]
 fn kill_timeout_sends_sigkill_and_waits_for_the_group() {
     let mut s = Sim::new("kill timeout 3\nexec /bin/stubborn\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     let pid = s.pid(ProcessType::Main);
-    let a = s.ok(Input::Stop);
+    let a = s.ok(Input::Stop(vec![]));
     let gen = a
         .iter()
         .find_map(|a| match a {
@@ -270,7 +270,7 @@ fn kill_timeout_sends_sigkill_and_waits_for_the_group() {
 #[test]
 fn leftovers_of_a_dead_main_are_killed_before_the_respawn() {
     let mut s = Sim::new(SERVICE);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     let pid = s.pid(ProcessType::Main);
     let a = s.ok(Input::Exited {
         pid,
@@ -294,7 +294,7 @@ fn leftovers_of_a_dead_main_are_killed_before_the_respawn() {
 #[test]
 fn unlimited_respawn_backs_off_quick_crashes_only() {
     let mut s = Sim::new("respawn\nrespawn limit unlimited\nexec /bin/crash\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     let mut delays = Vec::new();
     for _ in 0..8 {
         let a = s.exit(ProcessType::Main, Exit::Code(1));
@@ -321,14 +321,14 @@ fn unlimited_respawn_backs_off_quick_crashes_only() {
         .iter()
         .any(|a| matches!(a, Action::ArmTimer { after, .. } if after.as_millis() == 100)));
     // Stop during the delay: no respawn.
-    s.ok(Input::Stop);
+    s.ok(Input::Stop(vec![]));
     assert_eq!(s.at(), (Goal::Stop, State::Waiting));
 }
 
 #[test]
 fn restart_takes_the_latest_definition() {
     let mut s = Sim::new(SERVICE);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     let newer = Rc::new(parse_job("j", b"respawn\nexec /bin/newer\n").unwrap());
     s.class = newer.clone();
     let a = s.ok(Input::Restart);
@@ -350,8 +350,8 @@ fn restart_takes_the_latest_definition() {
 #[test]
 fn stop_during_pre_start_waits_for_it_then_runs_post_stop() {
     let mut s = Sim::new(HOOKS);
-    s.ok(Input::Start);
-    s.ok(Input::Stop);
+    s.ok(Input::Start(vec![]));
+    s.ok(Input::Stop(vec![]));
     assert_eq!(
         s.at(),
         (Goal::Stop, State::PreStart),
@@ -365,12 +365,12 @@ fn stop_during_pre_start_waits_for_it_then_runs_post_stop() {
 #[test]
 fn start_during_pre_stop_cancels_the_stop() {
     let mut s = Sim::new(HOOKS);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     s.exit(ProcessType::PreStart, Exit::Code(0));
     s.exit(ProcessType::PostStart, Exit::Code(0));
-    s.ok(Input::Stop);
+    s.ok(Input::Stop(vec![]));
     assert_eq!(s.at().1, State::PreStop);
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     let a = s.exit(ProcessType::PreStop, Exit::Code(0));
     assert_eq!(s.at(), (Goal::Start, State::Running));
     assert!(
@@ -382,7 +382,9 @@ fn start_during_pre_stop_cancels_the_stop() {
 #[test]
 fn spawn_failures() {
     let mut s = Sim::new(HOOKS);
-    s.inst.step(&s.class.clone(), s.now, Input::Start).unwrap();
+    s.inst
+        .step(&s.class.clone(), s.now, Input::Start(vec![]))
+        .unwrap();
     s.ok(Input::EventDone);
     assert_eq!(s.at().1, State::PreStart);
     let pid = s.pid(ProcessType::PreStart);
@@ -394,7 +396,9 @@ fn spawn_failures() {
     // Main was spawned by the sim; fail the post-start spawn instead.
     let mut s = Sim::new("post-start exec /x\nexec /bin/main\n");
     s.auto_events = true;
-    s.inst.step(&s.class.clone(), s.now, Input::Start).unwrap();
+    s.inst
+        .step(&s.class.clone(), s.now, Input::Start(vec![]))
+        .unwrap();
     let a = s
         .inst
         .step(&s.class.clone(), s.now, Input::EventDone)
@@ -430,7 +434,9 @@ fn spawn_failures() {
     );
     // A main spawn failure fails the job.
     let mut s = Sim::new("exec /nonexistent\n");
-    s.inst.step(&s.class.clone(), s.now, Input::Start).unwrap();
+    s.inst
+        .step(&s.class.clone(), s.now, Input::Start(vec![]))
+        .unwrap();
     s.inst
         .step(&s.class.clone(), s.now, Input::EventDone)
         .unwrap();
@@ -511,7 +517,7 @@ fn into_state(state: State) -> Sim {
     if state == State::Waiting {
         return s;
     }
-    go(s_, Input::Start); // starting
+    go(s_, Input::Start(vec![])); // starting
     if state == State::Starting {
         return s;
     }
@@ -573,7 +579,7 @@ fn into_state(state: State) -> Sim {
     if state == State::Running {
         return s;
     }
-    go(&mut s, Input::Stop); // pre-stop
+    go(&mut s, Input::Stop(vec![])); // pre-stop
     if state == State::PreStop {
         return s;
     }
@@ -619,8 +625,8 @@ fn hook_of(state: State) -> Option<ProcessType> {
 fn apply(s: &mut Sim, col: Col) -> Result<Vec<Action>, Refusal> {
     let state = s.inst.state;
     let input = match col {
-        Col::Start => Input::Start,
-        Col::Stop => Input::Stop,
+        Col::Start => Input::Start(vec![]),
+        Col::Stop => Input::Stop(vec![]),
         Col::Restart => Input::Restart,
         Col::StraySpawned => Input::Spawned {
             process: ProcessType::PreStop,
@@ -1001,8 +1007,8 @@ mod properties {
 
         fn run(&mut self, s: &Step) -> Result<(), TestCaseError> {
             match s {
-                Step::Start => self.feed(Input::Start),
-                Step::Stop => self.feed(Input::Stop),
+                Step::Start => self.feed(Input::Start(vec![])),
+                Step::Stop => self.feed(Input::Stop(vec![])),
                 Step::Restart => self.feed(Input::Restart),
                 Step::MainDies(code, group) => {
                     if let Some(pid) = self.live_main.take() {
@@ -1148,7 +1154,7 @@ mod properties {
                 }
             }
             if end_with_stop {
-                let _ = w.feed(Input::Stop);
+                let _ = w.feed(Input::Stop(vec![]));
             }
             w.settle()?;
             // The goal is reached, or the job is back at rest with the
@@ -1170,7 +1176,7 @@ mod properties {
 #[test]
 fn a_followed_daemon_that_leaves_its_group_is_signalled_in_its_new_one() {
     let mut s = Sim::new("expect fork\nexec d\n");
-    s.ok(Input::Start);
+    s.ok(Input::Start(vec![]));
     assert_eq!(s.inst.waiting, Waiting::Fork(1));
     // Followed while still in the group of the process that forked it...
     s.ok(Input::Forked {
@@ -1181,7 +1187,7 @@ fn a_followed_daemon_that_leaves_its_group_is_signalled_in_its_new_one() {
     assert_eq!(s.inst.state, State::Running);
     // ...then it called setsid.
     s.ok(Input::Regrouped { pgid: 200 });
-    let acts = s.ok(Input::Stop);
+    let acts = s.ok(Input::Stop(vec![]));
     assert!(
         acts.iter()
             .any(|a| matches!(a, Action::KillGroup { pgid: 200, .. })),
