@@ -485,9 +485,40 @@ enum Col {
     EventDone,
     /// The instance's current timer fires.
     Timer,
+    /// The main process stopped itself (`expect stop`'s SIGSTOP).
+    StoppedItself,
+    /// `READY=1` (`expect notify`).
+    Ready,
+    /// `MAINPID=` names another process.
+    MainPid,
+    /// The main process leads a group of its own now.
+    Regrouped,
+    /// The main process forked and left a child (`expect fork`).
+    Forked,
 }
 
-const COLS: [Col; 10] = [
+/// The column of an input: a match with no wildcard, so that an input
+/// added to the machine does not compile until the table has its column.
+fn col_of(input: &Input) -> Col {
+    match input {
+        Input::Start(_) => Col::Start,
+        Input::Stop(_) => Col::Stop,
+        Input::Restart => Col::Restart,
+        Input::Spawned { .. } => Col::StraySpawned,
+        Input::SpawnFailed { .. } => Col::StraySpawnFailed,
+        Input::Exited { .. } => Col::ExitMain,
+        Input::GroupEmpty => Col::GroupEmpty,
+        Input::EventDone => Col::EventDone,
+        Input::StoppedItself { .. } => Col::StoppedItself,
+        Input::Ready => Col::Ready,
+        Input::MainPid { .. } => Col::MainPid,
+        Input::Regrouped { .. } => Col::Regrouped,
+        Input::Forked { .. } => Col::Forked,
+        Input::Timer { .. } => Col::Timer,
+    }
+}
+
+const COLS: [Col; 15] = [
     Col::Start,
     Col::Stop,
     Col::Restart,
@@ -498,6 +529,11 @@ const COLS: [Col; 10] = [
     Col::GroupEmpty,
     Col::EventDone,
     Col::Timer,
+    Col::StoppedItself,
+    Col::Ready,
+    Col::MainPid,
+    Col::Regrouped,
+    Col::Forked,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -657,7 +693,26 @@ fn apply(s: &mut Sim, col: Col) -> Result<Vec<Action>, Refusal> {
         Col::Timer => Input::Timer {
             gen: s.inst.timer_gen,
         },
+        Col::StoppedItself => Input::StoppedItself {
+            pid: s.inst.pid(ProcessType::Main).unwrap_or(9997),
+        },
+        Col::Ready => Input::Ready,
+        Col::MainPid => Input::MainPid {
+            pid: 4343,
+            pgid: 4343,
+        },
+        Col::Regrouped => Input::Regrouped { pgid: 4444 },
+        Col::Forked => Input::Forked {
+            pid: 4545,
+            pgid: 4545,
+            hops: 1,
+        },
     };
+    let back = col_of(&input);
+    assert!(
+        matches!((col, back), (Col::ExitHook, Col::ExitMain)) || back as u8 == col as u8,
+        "{col:?} feeds {input:?}"
+    );
     s.feed(input)
 }
 
@@ -669,14 +724,22 @@ fn every_state_and_input() {
     let running = Refused(Refusal::AlreadyRunning);
     let stopped = Refused(Refusal::AlreadyStopped);
     // Columns: Start, Stop, Restart, StraySpawned, StraySpawnFailed,
-    //          ExitMain, ExitHook, GroupEmpty, EventDone, Timer.
-    let table: [(State, [Want; 10]); 10] = [
+    //          ExitMain, ExitHook, GroupEmpty, EventDone, Timer,
+    //          StoppedItself, Ready, MainPid, Regrouped, Forked. A job with
+    //          `expect none` waits for none of the last five: they move
+    //          nothing (the `expect` tests below give them their effect).
+    let table: [(State, [Want; 15]); 10] = [
         (
             Waiting,
             [
                 At(S, Starting),
                 stopped,
                 stopped,
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
+                At(X, Waiting),
                 At(X, Waiting),
                 At(X, Waiting),
                 At(X, Waiting),
@@ -699,6 +762,11 @@ fn every_state_and_input() {
                 At(S, Starting),
                 At(S, PreStart),
                 At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
             ],
         ),
         (
@@ -714,6 +782,11 @@ fn every_state_and_input() {
                 At(S, PreStart),
                 At(S, PreStart),
                 At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
             ],
         ),
         (
@@ -722,6 +795,11 @@ fn every_state_and_input() {
                 running,
                 At(X, Spawned),
                 At(X, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
                 At(S, Spawned),
                 At(S, Spawned),
                 At(S, Spawned),
@@ -744,6 +822,11 @@ fn every_state_and_input() {
                 At(S, PostStart),
                 At(S, PostStart),
                 At(S, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
             ],
         ),
         (
@@ -755,6 +838,11 @@ fn every_state_and_input() {
                 At(S, Running),
                 At(S, Running),
                 At(X, Stopping),
+                At(S, Running),
+                At(S, Running),
+                At(S, Running),
+                At(S, Running),
+                At(S, Running),
                 At(S, Running),
                 At(S, Running),
                 At(S, Running),
@@ -774,6 +862,11 @@ fn every_state_and_input() {
                 At(X, PreStop),
                 At(X, PreStop),
                 At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
             ],
         ),
         (
@@ -788,6 +881,11 @@ fn every_state_and_input() {
                 At(X, Stopping),
                 At(X, Stopping),
                 At(X, Killed),
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Stopping),
+                At(X, Stopping),
                 At(X, Stopping),
             ],
         ),
@@ -804,6 +902,11 @@ fn every_state_and_input() {
                 At(X, Killed),
                 At(X, Killed),
                 At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
             ],
         ),
         (
@@ -816,6 +919,11 @@ fn every_state_and_input() {
                 At(X, PostStop),
                 At(X, PostStop),
                 At(X, Waiting),
+                At(X, PostStop),
+                At(X, PostStop),
+                At(X, PostStop),
+                At(X, PostStop),
+                At(X, PostStop),
                 At(X, PostStop),
                 At(X, PostStop),
                 At(X, PostStop),
@@ -882,6 +990,13 @@ mod properties {
         Wait(u64),
         /// The next spawn fails.
         FailNextSpawn,
+        /// The main process forks (`expect fork/daemon`): its child takes
+        /// over, one or two hops away.
+        Forks(u8),
+        /// The main process stops itself (`expect stop`).
+        StopsItself,
+        /// `READY=1` (`expect notify`).
+        SaysReady,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -897,6 +1012,9 @@ mod properties {
             Just(Step::FireTimer),
             (0u64..3000).prop_map(Step::Wait),
             Just(Step::FailNextSpawn),
+            (1u8..3).prop_map(Step::Forks),
+            Just(Step::StopsItself),
+            Just(Step::SaysReady),
         ]
     }
 
@@ -912,9 +1030,17 @@ mod properties {
                 Just("respawn limit 2 10\n")
             ],
             any::<bool>(),
+            prop_oneof![
+                Just(""),
+                Just("expect fork\n"),
+                Just("expect daemon\n"),
+                Just("expect stop\n"),
+                Just("expect notify\n"),
+            ],
         )
-            .prop_map(|(respawn, task, pre, post, limit, main)| {
+            .prop_map(|(respawn, task, pre, post, limit, main, expect)| {
                 let mut s = String::new();
+                s.push_str(expect);
                 if respawn {
                     s.push_str("respawn\n");
                 }
@@ -1063,6 +1189,26 @@ mod properties {
                     self.fail_next = true;
                     Ok(())
                 }
+                Step::Forks(hops) => {
+                    // The daemon says Forked only for a job that waits for
+                    // a fork, once its process has exited and left a child.
+                    if self.live_main.is_some() && matches!(self.inst.waiting, Waiting::Fork(_)) {
+                        self.next_pid += 1;
+                        let child = self.next_pid;
+                        self.live_main = Some(child);
+                        self.feed(Input::Forked {
+                            pid: child,
+                            pgid: child,
+                            hops: *hops,
+                        })?;
+                    }
+                    Ok(())
+                }
+                Step::StopsItself => match self.live_main {
+                    Some(pid) => self.feed(Input::StoppedItself { pid }),
+                    None => Ok(()),
+                },
+                Step::SaysReady => self.feed(Input::Ready),
             }
         }
 
