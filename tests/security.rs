@@ -1216,19 +1216,19 @@ fn children_named(pid: u32, comm: &str) -> usize {
 /// rotate there: the line stays whole (before: the rotation that fell due
 /// during the compression split it).
 fn s21_rotation_never_splits_a_line_when_compressing() -> Result<(), Missing> {
-    // One write of 40 lines (four files' worth at 1K) and half a line,
-    // through a pipe: the second rotation starts a compression, the third
-    // falls due while it runs, and the file then ends in mid-line until
-    // the job is told to finish it.
-    let job = "log pipe\nlog size 1K\nlog compress yes\nscript\n  python3 -c 'import sys\nsys.stdout.write(\"\".join(\"line %02d 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234\\n\" % i for i in range(40)) + \"half a \")\nsys.stdout.flush()'\n  while [ ! -e @DIR@/go ]; do sleep 0.05; done\n  echo line\n  exec sleep 100000\nend script\n";
+    // Three files' worth of lines at 4 MiB: the second rotation starts
+    // compressing a 4 MiB file, and the third file is over its cap. While
+    // the helper works (its temporary file is there), the job writes half
+    // a line, so the rotation falls due with the file in mid-line. The job
+    // ends the line only when told to.
+    let job = "log pipe\nlog size 4M\nlog compress yes\nscript\n  python3 -c 'import sys\nsys.stdout.write(\"\".join(\"line %06d 01234567890123456789012345678901234567890123456789012345678901234567890123456789012\\n\" % i for i in range(140000)))\nsys.stdout.flush()'\n  while [ ! -e @DIR@/log/w.log.2.gz.tmp ] && [ ! -e @DIR@/log/w.log.2.gz ]; do sleep 0.01; done\n  printf 'half a '\n  while [ ! -e @DIR@/go ]; do sleep 0.05; done\n  echo line\n  exec sleep 100000\nend script\n";
     let d = Daemon::builder().job("w", job).start();
     d.ok(&["start", "w"]);
     wait_exists(&d.logs.join("w.log.2.gz"));
+    d.wait_log_file("w.log", "half a ");
     // The helper has ended (its `.gz` is in place) and the daemon has
     // reaped it (no child of the daemon's runs its binary any more), and so
-    // looked at the rotation that fell due meanwhile, with the file ending
-    // in mid-line.
-    d.wait_log_file("w.log", "half a ");
+    // looked at the rotation that fell due meanwhile.
     let deadline = std::time::Instant::now() + common::daemon::DEADLINE;
     while children_named(d.pid(), "upkeep") > 0 {
         assert!(
@@ -1237,6 +1237,10 @@ fn s21_rotation_never_splits_a_line_when_compressing() -> Result<(), Missing> {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    assert!(
+        d.log_file("w.log").ends_with("half a "),
+        "not rotated in mid-line"
+    );
     fs::write(d.dir.path().join("go"), "").unwrap();
     // The line is whole: the rotation that was due happens at its end.
     d.wait_log_file("w.log.1", "half a line\n");
@@ -1249,8 +1253,8 @@ fn s21_rotation_never_splits_a_line_when_compressing() -> Result<(), Missing> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let lines = all_log_lines(&d.logs, "w.log");
-    assert_eq!(lines.len(), 41, "{lines:?}");
-    assert_eq!(lines[40], "half a line");
+    assert_eq!(lines.len(), 140_001);
+    assert_eq!(lines[140_000], "half a line");
     Ok(())
 }
 
