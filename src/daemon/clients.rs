@@ -1,6 +1,7 @@
-//! Control clients: accepting, reading request lines, writing answers,
-//! without ever blocking the loop. Every input from a socket is bounded in
-//! size, time and count per user (`docs/security.md`, "Control socket"):
+//! Control clients and who waits for what: accepting, reading request
+//! lines, writing answers, without ever blocking the loop. Every input from
+//! a socket is bounded in size, time and count per user
+//! (`docs/security.md`, "Control socket"):
 //!
 //! * two listeners: the public socket (mode 0666 for a root daemon) and
 //!   `SOCKET.priv` (0600, the daemon's user's), which root and the
@@ -16,17 +17,25 @@
 //! * a client's requests are not read while its answers are unread, one
 //!   client's unread answers are capped at [`MAX_OUTPUT`], and one user's
 //!   at [`MAX_OUTPUT_PER_UID`]: a client over either is dropped.
+//!
+//! The requests themselves are served by the conductor (`commands.rs`),
+//! which takes them one at a time with [`Clients::next_request`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Token};
+use mio::Interest;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use serde::{Deserialize, Serialize};
 
-use super::{Daemon, Timer};
-use crate::control::{self, Response, MAX_REQUEST_BYTES};
+use super::output::DaemonLog;
+use super::reactor::{Reactor, Timer};
+use super::Key;
+use crate::conf::ProcessType;
+use crate::control::{self, InstanceStatus, Request, Response, MAX_REQUEST_BYTES};
+use crate::job::{FailedProcess, Goal, Instance, State};
 use crate::process::capture;
 
 /// More clients than this at once are refused.
@@ -41,42 +50,53 @@ const MAX_OUTPUT_PER_UID: usize = 16 << 20;
 /// How long a connection may take to send a whole request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(super) struct Client {
-    pub(super) stream: mio::net::UnixStream,
+struct Client {
+    stream: mio::net::UnixStream,
     /// Who the peer is, from SO_PEERCRED: the only source of authority.
-    pub uid: u32,
-    pub(super) inbuf: Vec<u8>,
-    pub(super) outbuf: Vec<u8>,
+    uid: u32,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
     /// A request of this client is waiting for a job; later lines wait.
-    pub busy: bool,
-    pub(super) read_closed: bool,
-    pub(super) close_after_flush: bool,
-    pub(super) want_write: bool,
+    busy: bool,
+    read_closed: bool,
+    close_after_flush: bool,
+    want_write: bool,
     /// Descriptors to pass along with the answers (`log-open`): each goes
     /// with the byte of `outbuf` at its offset.
-    pub(super) fds: std::collections::VecDeque<(usize, OwnedFd)>,
+    fds: VecDeque<(usize, OwnedFd)>,
     /// Since when the client owes a whole request (it waits for nothing).
-    pub(super) idle_since: Instant,
+    idle_since: Instant,
 }
 
-/// Who holds how much, per uid.
-#[derive(Default)]
-pub(super) struct PerUid {
-    connections: HashMap<u32, usize>,
+/// Someone waiting for an instance to get somewhere.
+#[derive(Debug, Clone)]
+pub(super) struct Waiter {
+    pub client: usize,
+    pub key: Key,
+    pub kind: WaitKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WaitKind {
+    Start,
+    Stop,
+    /// A restart: done once the instance is running again in a newer
+    /// generation than this.
+    Restart(u64),
 }
 
 /// Rate-limits a message about a condition that may come and go many
 /// times a second (accept failing): said at once, then at most once a
 /// minute, with how often it happened meanwhile.
 #[derive(Default)]
-pub(super) struct Throttle {
+struct Throttle {
     last: Option<Instant>,
     since: u64,
 }
 
 impl Throttle {
     /// The message to log now, if any.
-    pub fn say(&mut self, msg: impl FnOnce() -> String) -> Option<String> {
+    fn say(&mut self, msg: impl FnOnce() -> String) -> Option<String> {
         let now = Instant::now();
         match self.last {
             Some(t) if now.duration_since(t) < Duration::from_secs(60) => {
@@ -96,13 +116,46 @@ impl Throttle {
     }
 }
 
+/// The control clients, who waits for what, and who asked for a re-exec.
+pub(super) struct Clients {
+    map: HashMap<usize, Client>,
+    /// Connections per uid.
+    per_uid: HashMap<u32, usize>,
+    throttle: Throttle,
+    /// Public connections wait in the backlog for want of descriptors: the
+    /// listener will not signal them again (epoll is edge-triggered), so
+    /// accepting is retried after each wakeup.
+    pub accept_stalled: bool,
+    /// Clients whose answers were all read, or who were answered: their
+    /// next requests are served before the loop waits again.
+    pub resume: Vec<usize>,
+    pub waiters: Vec<Waiter>,
+    /// Clients whose `re-exec` is carried out at the end of the loop turn.
+    pub reexec: Vec<usize>,
+    /// The daemon's uid (with root, the full authority).
+    my_uid: u32,
+}
+
 fn too_long() -> Response {
     Response::Error {
         message: format!("Request too long (the limit is {MAX_REQUEST_BYTES} bytes)"),
     }
 }
 
-impl Daemon {
+impl Clients {
+    pub fn new(my_uid: u32) -> Clients {
+        Clients {
+            map: HashMap::new(),
+            per_uid: HashMap::new(),
+            throttle: Throttle::default(),
+            accept_stalled: false,
+            resume: Vec::new(),
+            waiters: Vec::new(),
+            reexec: Vec::new(),
+            my_uid,
+        }
+    }
+
     /// Whether `uid` has the daemon's full authority (and its private
     /// socket).
     fn privileged(&self, uid: u32) -> bool {
@@ -110,7 +163,7 @@ impl Daemon {
     }
 
     /// Accepts on the public socket (`private` false) or the private one.
-    pub(super) fn accept(&mut self, private: bool) {
+    pub fn accept(&mut self, private: bool, reactor: &Reactor, dlog: &DaemonLog) {
         loop {
             let reserve = if private {
                 capture::PRIVATE_ACCEPT_RESERVE
@@ -123,20 +176,17 @@ impl Daemon {
                 if !private {
                     self.accept_stalled = true;
                 }
-                if let Some(m) = self.accept_throttle.say(|| {
+                if let Some(m) = self.throttle.say(|| {
                     "descriptors are short: new clients wait in the socket's backlog (root and the daemon's user are served on the private socket)".to_string()
                 }) {
-                    self.log(&m);
+                    dlog.log(&m);
                 }
                 return;
             }
-            let listener = if private {
-                match &self.priv_listener {
-                    Some(l) => l,
-                    None => return,
-                }
-            } else {
-                &self.listener
+            let listener = match (private, &reactor.priv_listener) {
+                (true, Some(l)) => l,
+                (true, None) => return,
+                (false, _) => &reactor.listener,
             };
             match listener.accept() {
                 Ok((mut stream, _)) => {
@@ -147,10 +197,10 @@ impl Daemon {
                         continue;
                     };
                     let uid = cred.uid();
-                    if self.clients.len() >= MAX_CLIENTS {
+                    if self.map.len() >= MAX_CLIENTS {
                         continue; // dropped: closed at once
                     }
-                    let held = self.per_uid.connections.get(&uid).copied().unwrap_or(0);
+                    let held = self.per_uid.get(&uid).copied().unwrap_or(0);
                     if !self.privileged(uid) && held >= MAX_PER_UID {
                         let msg = format!(
                             "{{\"result\":\"error\",\"message\":\"Too many connections from uid {uid} (the limit is {MAX_PER_UID})\"}}\n"
@@ -158,33 +208,15 @@ impl Daemon {
                         let _ = stream.write(msg.as_bytes());
                         continue;
                     }
-                    let token = self.next_token;
-                    self.next_token += 1;
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut stream, Token(token), Interest::READABLE)
+                    let token = reactor.token();
+                    if reactor
+                        .register(&mut stream, token, Interest::READABLE)
                         .is_err()
                     {
                         continue;
                     }
-                    *self.per_uid.connections.entry(uid).or_default() += 1;
-                    self.clients.insert(
-                        token,
-                        Client {
-                            stream,
-                            uid,
-                            inbuf: Vec::new(),
-                            outbuf: Vec::new(),
-                            busy: false,
-                            read_closed: false,
-                            close_after_flush: false,
-                            want_write: false,
-                            fds: Default::default(),
-                            idle_since: Instant::now(),
-                        },
-                    );
-                    self.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
+                    self.insert(token, new_client(stream, uid));
+                    reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -194,10 +226,10 @@ impl Daemon {
                         self.accept_stalled = true;
                     }
                     if let Some(m) = self
-                        .accept_throttle
+                        .throttle
                         .say(|| format!("accept: {e}; clients wait until descriptors are free"))
                     {
-                        self.log(&m);
+                        dlog.log(&m);
                     }
                     break;
                 }
@@ -205,40 +237,37 @@ impl Daemon {
         }
     }
 
+    fn insert(&mut self, token: usize, c: Client) {
+        *self.per_uid.entry(c.uid).or_default() += 1;
+        self.map.insert(token, c);
+    }
+
     /// A client's request timer: a client that still owes a whole request
     /// and waits for nothing is closed; others get a new deadline.
-    pub(super) fn check_client_idle(&mut self, token: usize) {
-        let Some(c) = self.clients.get(&token) else {
+    pub fn check_idle(&mut self, token: usize, reactor: &Reactor) {
+        let Some(c) = self.map.get(&token) else {
             return;
         };
         if c.busy || !c.outbuf.is_empty() {
             // Waiting for a job, or for the client to read: not idle.
-            self.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
+            reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
             return;
         }
         let due = c.idle_since + REQUEST_TIMEOUT;
         let now = Instant::now();
         if now >= due {
-            self.close(token);
+            self.close(token, reactor);
         } else {
-            self.arm(due - now, Timer::ClientIdle(token));
+            reactor.arm(due - now, Timer::ClientIdle(token));
         }
     }
 
-    pub(super) fn on_client(&mut self, token: usize, readable: bool, writable: bool) {
-        if readable {
-            self.read_client(token);
-        }
-        if writable {
-            self.flush(token);
-        }
-    }
-
-    pub(super) fn read_client(&mut self, token: usize) {
-        let Some(c) = self.clients.get_mut(&token) else {
+    /// Reads what a client sent (not while its answers are unread: the
+    /// requests behind them wait in the socket).
+    pub fn read(&mut self, token: usize) {
+        let Some(c) = self.map.get_mut(&token) else {
             return;
         };
-        // Answers unread: the requests behind them wait in the socket.
         if !c.outbuf.is_empty() {
             return;
         }
@@ -263,115 +292,102 @@ impl Daemon {
                 }
             }
         }
-        self.process_lines(token);
     }
 
-    /// Handles the complete request lines of a client, one at a time.
-    fn process_lines(&mut self, token: usize) {
+    /// The client's next whole request, decoded (or why it is refused),
+    /// with the peer's uid; `None` while it waits for a job, has answers
+    /// unread, or has sent no whole line.
+    pub fn next_request(
+        &mut self,
+        token: usize,
+        reactor: &Reactor,
+    ) -> Option<(u32, Result<Request, String>)> {
         loop {
-            let Some(c) = self.clients.get_mut(&token) else {
-                return;
-            };
+            let c = self.map.get_mut(&token)?;
             if c.busy || c.close_after_flush || !c.outbuf.is_empty() {
-                break;
+                return None;
             }
             let Some(nl) = c.inbuf.iter().position(|&b| b == b'\n') else {
                 if c.inbuf.len() > MAX_REQUEST_BYTES {
                     c.inbuf.clear();
                     c.close_after_flush = true;
-                    self.send(token, &too_long());
+                    self.send(token, &too_long(), None, reactor);
                 }
-                break;
+                return None;
             };
             let line: Vec<u8> = c.inbuf.drain(..=nl).collect();
-            let uid = c.uid;
             c.idle_since = Instant::now();
+            let uid = c.uid;
             if nl > MAX_REQUEST_BYTES {
                 c.close_after_flush = true;
-                self.send(token, &too_long());
-                break;
+                self.send(token, &too_long(), None, reactor);
+                return None;
             }
             let line = &line[..line.len() - 1];
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match control::decode_request(line) {
-                Err(message) => self.send(token, &Response::Error { message }),
-                Ok(control::Request {
-                    command: control::Command::LogOpen { job, env },
-                    ..
-                }) => {
-                    let (resp, fd) = self.open_log(uid, &job, &env);
-                    self.send_with_fd(token, &resp, fd);
-                }
-                Ok(req) => {
-                    if let Some(resp) = self.handle(token, uid, req.command) {
-                        self.send(token, &resp);
-                    } else if let Some(c) = self.clients.get_mut(&token) {
-                        c.busy = true;
-                    }
-                }
-            }
+            return Some((uid, control::decode_request(line)));
         }
-        self.flush(token);
     }
 
-    /// Answers a request that was waiting, then goes on with the client's
-    /// next lines.
-    pub(super) fn reply(&mut self, token: usize, resp: &Response) {
-        if let Some(c) = self.clients.get_mut(&token) {
-            c.busy = false;
-            c.idle_since = Instant::now();
-        } else {
+    /// The client's request waits for a job: its answer comes later.
+    pub fn set_busy(&mut self, token: usize) {
+        if let Some(c) = self.map.get_mut(&token) {
+            c.busy = true;
+        }
+    }
+
+    /// Answers a request that was waiting; the client's next lines are
+    /// served on this loop turn.
+    pub fn reply(&mut self, token: usize, resp: &Response, reactor: &Reactor) {
+        let Some(c) = self.map.get_mut(&token) else {
             return;
-        }
-        self.send(token, resp);
-        self.process_lines(token);
+        };
+        c.busy = false;
+        c.idle_since = Instant::now();
+        self.send(token, resp, None, reactor);
+        self.resume.push(token);
     }
 
-    fn send(&mut self, token: usize, resp: &Response) {
-        self.send_with_fd(token, resp, None);
-    }
-
-    fn send_with_fd(&mut self, token: usize, resp: &Response, fd: Option<OwnedFd>) {
+    /// Queues an answer (with a descriptor to pass along, for `log-open`).
+    pub fn send(&mut self, token: usize, resp: &Response, fd: Option<OwnedFd>, reactor: &Reactor) {
         let encoded = match serde_json::to_vec(resp) {
             Ok(mut v) => {
                 v.push(b'\n');
                 v
             }
-            Err(e) => {
-                self.log(&format!("unable to encode an answer: {e}"));
-                return;
-            }
+            Err(_) => return,
         };
-        let Some(c) = self.clients.get(&token) else {
+        let Some(c) = self.map.get(&token) else {
             return;
         };
         // The user's unread answers, this one included, within budget
         // (root's too: no one makes the daemon hold without bound).
         let uid = c.uid;
         let held: usize = self
-            .clients
+            .map
             .values()
             .filter(|o| o.uid == uid)
             .map(|o| o.outbuf.len())
             .sum();
         if held + encoded.len() > MAX_OUTPUT_PER_UID {
-            self.close(token);
+            self.close(token, reactor);
             return;
         }
-        let Some(c) = self.clients.get_mut(&token) else {
+        let Some(c) = self.map.get_mut(&token) else {
             return;
         };
         if let Some(fd) = fd {
             c.fds.push_back((c.outbuf.len(), fd));
         }
         c.outbuf.extend_from_slice(&encoded);
-        self.flush(token);
+        self.flush(token, reactor);
     }
 
-    fn flush(&mut self, token: usize) {
-        let Some(c) = self.clients.get_mut(&token) else {
+    /// Writes what the client can take now; closes it when it is done.
+    pub fn flush(&mut self, token: usize, reactor: &Reactor) {
+        let Some(c) = self.map.get_mut(&token) else {
             return;
         };
         let had_output = !c.outbuf.is_empty();
@@ -380,7 +396,6 @@ impl Daemon {
             // with its descriptor.
             let sent = match c.fds.front() {
                 Some((0, fd)) => {
-                    use std::os::fd::AsFd;
                     crate::process::send_with_fd(c.stream.as_fd(), &c.outbuf, fd.as_fd())
                 }
                 Some(&(at, _)) => c.stream.write(&c.outbuf[..at]),
@@ -400,7 +415,7 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.close(token);
+                    self.close(token, reactor);
                     return;
                 }
             }
@@ -408,7 +423,7 @@ impl Daemon {
         let done = c.outbuf.is_empty()
             && (c.close_after_flush || (c.read_closed && !c.busy && !c.inbuf.contains(&b'\n')));
         if done || c.outbuf.len() > MAX_OUTPUT {
-            self.close(token);
+            self.close(token, reactor);
             return;
         }
         let want_write = !c.outbuf.is_empty();
@@ -419,34 +434,274 @@ impl Daemon {
             } else {
                 Interest::READABLE
             };
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut c.stream, Token(token), interest);
+            let _ = reactor.reregister(&mut c.stream, token, interest);
         }
         if had_output && !want_write {
             // Everything read: the requests that waited behind the answers
             // are read on this loop turn (never by recursion from here).
             c.idle_since = Instant::now();
-            self.resume_read.push(token);
+            self.resume.push(token);
         }
     }
 
-    pub(super) fn close(&mut self, token: usize) {
-        if let Some(mut c) = self.clients.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
-            if let Some(n) = self.per_uid.connections.get_mut(&c.uid) {
+    pub fn close(&mut self, token: usize, reactor: &Reactor) {
+        if let Some(mut c) = self.map.remove(&token) {
+            reactor.deregister(&mut c.stream);
+            if let Some(n) = self.per_uid.get_mut(&c.uid) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    self.per_uid.connections.remove(&c.uid);
+                    self.per_uid.remove(&c.uid);
                 }
             }
         }
         self.waiters.retain(|w| w.client != token);
     }
 
-    /// Counts a client handed across a re-exec.
-    pub(super) fn count_client(&mut self, uid: u32) {
-        *self.per_uid.connections.entry(uid).or_default() += 1;
+    /// Answers for the waiters of an instance that moved (and keeps the
+    /// others); `status` gives an instance's status.
+    pub fn answers_for(
+        &mut self,
+        inst: &Instance,
+        status: &dyn Fn(&Instance) -> InstanceStatus,
+    ) -> Vec<(usize, Response)> {
+        let key = (inst.job.clone(), inst.name.clone());
+        let mut answers = Vec::new();
+        self.waiters.retain(|w| {
+            if w.key != key {
+                return true;
+            }
+            match wait_outcome(inst, w.kind, status) {
+                Some(resp) => {
+                    answers.push((w.client, resp));
+                    false
+                }
+                None => true,
+            }
+        });
+        answers
     }
+
+    /// Answers for everyone waiting on an instance that is gone.
+    pub fn answers_for_gone(&mut self, inst: &Instance) -> Vec<(usize, Response)> {
+        let key = (inst.job.clone(), inst.name.clone());
+        let mut answers = Vec::new();
+        self.waiters.retain(|w| {
+            if w.key != key {
+                return true;
+            }
+            answers.push((w.client, destroyed_outcome(&key, w.kind, Some(inst))));
+            false
+        });
+        answers
+    }
+
+    /// What a re-exec hands across of this part; `answer`: the clients
+    /// whose `re-exec` the new image answers.
+    pub fn saved(&self, answer: &[usize], blob: &mut super::reexec::Blob) -> Saved {
+        Saved {
+            clients: self
+                .map
+                .iter()
+                .map(|(&token, c)| SavedClient {
+                    token,
+                    fd: c.stream.as_raw_fd(),
+                    uid: c.uid,
+                    inbuf: Vec::new(),
+                    outbuf: Vec::new(),
+                    inbuf_at: blob.put(&c.inbuf),
+                    outbuf_at: blob.put(&c.outbuf),
+                    busy: c.busy,
+                    read_closed: c.read_closed,
+                    close_after_flush: c.close_after_flush,
+                })
+                .collect(),
+            waiters: self
+                .waiters
+                .iter()
+                .map(|w| {
+                    let kind = match w.kind {
+                        WaitKind::Start => SavedWait::Start,
+                        WaitKind::Stop => SavedWait::Stop,
+                        WaitKind::Restart(g) => SavedWait::Restart(g),
+                    };
+                    (w.client, w.key.clone(), kind)
+                })
+                .collect(),
+            answer: answer.to_vec(),
+        }
+    }
+
+    /// This part as a previous image left it; returns the clients whose
+    /// `re-exec` is to be answered.
+    pub fn restore(
+        &mut self,
+        s: Saved,
+        blob: &super::reexec::Blob,
+        reactor: &Reactor,
+        adopt: &mut dyn FnMut(RawFd) -> Result<OwnedFd, String>,
+    ) -> Result<Vec<usize>, String> {
+        for c in s.clients {
+            let stream = std::os::unix::net::UnixStream::from(adopt(c.fd)?);
+            stream
+                .set_nonblocking(true)
+                .map_err(|e| format!("client: {e}"))?;
+            let mut stream = mio::net::UnixStream::from_std(stream);
+            let inbuf = blob.get(c.inbuf_at, c.inbuf)?;
+            let outbuf = blob.get(c.outbuf_at, c.outbuf)?;
+            let want_write = !outbuf.is_empty();
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            reactor
+                .register(&mut stream, c.token, interest)
+                .map_err(|e| format!("client: {e}"))?;
+            let mut client = new_client(stream, c.uid);
+            client.inbuf = inbuf;
+            client.outbuf = outbuf;
+            client.busy = c.busy;
+            client.read_closed = c.read_closed;
+            client.close_after_flush = c.close_after_flush;
+            client.want_write = want_write;
+            self.insert(c.token, client);
+            reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(c.token));
+        }
+        for (client, key, kind) in s.waiters {
+            let kind = match kind {
+                SavedWait::Start => WaitKind::Start,
+                SavedWait::Stop => WaitKind::Stop,
+                SavedWait::Restart(g) => WaitKind::Restart(g),
+            };
+            self.waiters.push(Waiter { client, key, kind });
+        }
+        Ok(s.answer)
+    }
+
+    /// The descriptors this part hands across a re-exec.
+    pub fn descriptors(s: &Saved) -> impl Iterator<Item = RawFd> + '_ {
+        s.clients.iter().map(|c| c.fd)
+    }
+}
+
+fn new_client(stream: mio::net::UnixStream, uid: u32) -> Client {
+    Client {
+        stream,
+        uid,
+        inbuf: Vec::new(),
+        outbuf: Vec::new(),
+        busy: false,
+        read_closed: false,
+        close_after_flush: false,
+        want_write: false,
+        fds: VecDeque::new(),
+        idle_since: Instant::now(),
+    }
+}
+
+/// Upstart's message, then upkeep's reason: `Job failed to start: main
+/// process terminated with status 1`.
+pub(super) fn with_detail(what: &str, detail: Option<&str>) -> String {
+    match detail {
+        Some(d) => format!("{what}: {d}"),
+        None => what.to_string(),
+    }
+}
+
+/// Whether a waiter on a live instance can be answered now.
+pub(super) fn wait_outcome(
+    inst: &Instance,
+    kind: WaitKind,
+    status: &dyn Fn(&Instance) -> InstanceStatus,
+) -> Option<Response> {
+    match kind {
+        WaitKind::Start | WaitKind::Restart(_) => {
+            if let WaitKind::Restart(g) = kind {
+                if inst.generation <= g {
+                    return None;
+                }
+            }
+            if inst.failed.is_some() && inst.goal == Goal::Stop {
+                let what = if kind == WaitKind::Start {
+                    "Job failed to start"
+                } else {
+                    "Job failed to restart"
+                };
+                return Some(Response::Error {
+                    message: with_detail(what, inst.failure_detail.as_deref()),
+                });
+            }
+            if !inst.class.task && inst.state == State::Running && inst.goal == Goal::Start {
+                return Some(Response::Ok {
+                    instances: vec![status(inst)],
+                });
+            }
+            None
+        }
+        WaitKind::Stop => {
+            // Started again meanwhile: the stop is over.
+            (inst.goal != Goal::Stop).then(|| Response::Ok {
+                instances: vec![status(inst)],
+            })
+        }
+    }
+}
+
+/// The answer to a waiter on an instance that is gone (`gone`: as it was
+/// last; `None`: it ended with no failure).
+pub(super) fn destroyed_outcome(key: &Key, kind: WaitKind, gone: Option<&Instance>) -> Response {
+    let failed = gone.and_then(|i| {
+        i.failed
+            .as_ref()
+            .map(|f| (f.process, i.failure_detail.clone()))
+    });
+    let error = |what: &str, detail: &Option<String>| Response::Error {
+        message: with_detail(what, detail.as_deref()),
+    };
+    match (kind, failed) {
+        (WaitKind::Start, Some((_, d))) => error("Job failed to start", &d),
+        (WaitKind::Restart(_), Some((_, d))) => error("Job failed to restart", &d),
+        (WaitKind::Stop, Some((FailedProcess::Process(ProcessType::PostStop), d))) => {
+            error("Job failed while stopping", &d)
+        }
+        _ => Response::Ok {
+            instances: vec![InstanceStatus::waiting(&key.0)],
+        },
+    }
+}
+
+/// This part in the re-exec format (flattened into the handover).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Saved {
+    clients: Vec<SavedClient>,
+    waiters: Vec<(usize, Key, SavedWait)>,
+    /// The clients whose `re-exec` the new image answers.
+    answer: Vec<usize>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedClient {
+    token: usize,
+    fd: RawFd,
+    uid: u32,
+    /// Format 1 only: the buffers as numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inbuf: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbuf: Vec<u8>,
+    /// Format 2: the buffers, in the bytes after the document.
+    #[serde(default)]
+    inbuf_at: Option<super::reexec::Span>,
+    #[serde(default)]
+    outbuf_at: Option<super::reexec::Span>,
+    busy: bool,
+    read_closed: bool,
+    close_after_flush: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SavedWait {
+    Start,
+    Stop,
+    Restart(u64),
 }

@@ -1,6 +1,8 @@
-//! Events in the daemon: the queue, `start on` / `stop on` matching, job
-//! events, holding an event until what it started or stopped got there, and
-//! the boot sequence (reference section 5).
+//! The event bus: the queue of events, every job's `start on` and every
+//! instance's `stop on` matcher, and the events instances hold (reference
+//! section 5). It does no I/O and drives no job: it returns decisions (an
+//! instance to stop, a job to start, an event that finished) for the
+//! conductor to carry out.
 //!
 //! An event is *handled* once every instance's `stop on` and then every
 //! job's `start on` has seen it. It *finishes* once it is handled and
@@ -10,23 +12,27 @@
 //! `starting`/`stopping` event moves on, and if anything it affected
 //! failed, `NAME/failed` is emitted.
 
-use super::{Daemon, Key};
-use crate::conf::JobClass;
-use crate::control::Response;
-use crate::event::expand::expand;
-use crate::event::matcher::{EventRef, Matcher};
-use crate::job::{Exit, Failure, Goal, Input, Instance, JobEvent, State};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
 
-pub(super) struct Event {
-    pub name: String,
-    pub env: Vec<String>,
-    pub(super) holds: u32,
-    pub(super) handled: bool,
-    pub(super) failed: bool,
+use serde::{Deserialize, Serialize};
+
+use super::jobs::{class_vars, JobTable};
+use super::Key;
+use crate::conf::JobClass;
+use crate::event::matcher::{EventRef, Matcher};
+use crate::job::{Goal, Instance, State};
+
+struct Event {
+    name: String,
+    env: Vec<String>,
+    holds: u32,
+    handled: bool,
+    failed: bool,
     /// Clients waiting for it to finish (`emit` without `--no-wait`).
-    pub(super) emitters: Vec<usize>,
+    emitters: Vec<usize>,
     /// A blocking job event: the instance waiting for it.
-    pub(super) origin: Option<Key>,
+    origin: Option<Key>,
 }
 
 /// Why an instance holds an event.
@@ -38,114 +44,50 @@ pub(super) enum Hold {
     Stopped,
 }
 
-/// The events Ubuntu's boot emitted, in order, so that real job files start
-/// unchanged.
-pub(super) fn boot_events(runlevel: &str) -> Vec<(String, Vec<String>)> {
-    let mut v: Vec<(String, Vec<String>)> = vec![
-        ("startup".into(), vec![]),
-        ("filesystem".into(), vec![]),
-        ("local-filesystems".into(), vec![]),
-        ("remote-filesystems".into(), vec![]),
-        ("virtual-filesystems".into(), vec![]),
-    ];
-    let mut ifaces = vec!["lo".to_string()];
-    ifaces.extend(up_interfaces().into_iter().filter(|i| i != "lo"));
-    for iface in ifaces {
-        let method = if iface == "lo" { "loopback" } else { "manual" };
-        v.push((
-            "net-device-up".into(),
-            vec![
-                format!("IFACE={iface}"),
-                format!("LOGICAL={iface}"),
-                "ADDRFAM=inet".into(),
-                format!("METHOD={method}"),
-            ],
-        ));
-    }
-    v.push(("static-network-up".into(), vec![]));
-    v.push((
-        "runlevel".into(),
-        vec![format!("RUNLEVEL={runlevel}"), "PREVLEVEL=N".into()],
-    ));
-    v
+/// An event that finished: who waited for it, and the `NAME/failed` event
+/// it emitted, if it failed.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Finished {
+    pub emitters: Vec<usize>,
+    pub failed: bool,
+    pub emitted: Option<u64>,
 }
 
-/// Network interfaces whose link is up, from /sys.
-fn up_interfaces() -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-        return out;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let state = std::fs::read_to_string(e.path().join("operstate")).unwrap_or_default();
-        let flags = std::fs::read_to_string(e.path().join("flags")).unwrap_or_default();
-        let up_flag = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
-            .map(|f| f & 1 == 1)
-            .unwrap_or(false);
-        if state.trim() == "up" || (name != "lo" && up_flag && state.trim() == "unknown") {
-            out.push(name);
-        }
-    }
-    out.sort();
-    out
+/// What the bus has to be done next.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// The instance's blocking job event finished: it moves on.
+    Done(Key),
+    /// This queued event is to be handled.
+    Event(u64),
 }
 
-/// `KEY=VALUE` entries a job's `start on` patterns may expand (its `env`
-/// stanzas: an improvement over Upstart 1.13, which expanded none).
-fn class_vars(class: &JobClass) -> Vec<String> {
-    class
-        .env
-        .iter()
-        .filter(|e| e.contains('='))
-        .cloned()
-        .collect()
+/// A `start on` that became true: the job, the events that made it and
+/// their variables, and what its matcher held, to release once the job
+/// holds what it is to hold.
+pub(super) struct Start {
+    pub class: Rc<JobClass>,
+    pub contributing: Vec<u64>,
+    pub env: Vec<String>,
+    pub released: Vec<u64>,
 }
 
-/// The variables of a job event (reference 5.6).
-pub(super) fn job_event_env(
-    inst: &Instance,
-    event: JobEvent,
-    failure: Option<&Failure>,
-    job_env: &[(String, String)],
-) -> Vec<String> {
-    let mut env = vec![
-        format!("JOB={}", inst.job),
-        format!("INSTANCE={}", inst.name),
-    ];
-    if matches!(event, JobEvent::Stopping | JobEvent::Stopped) {
-        match failure {
-            None => env.push("RESULT=ok".into()),
-            Some(f) => {
-                env.push("RESULT=failed".into());
-                env.push(format!("PROCESS={}", f.process.name()));
-                if let Some(var) = f
-                    .exit
-                    .filter(|&e| e != Exit::Code(0))
-                    .and_then(Exit::event_var)
-                {
-                    env.push(var);
-                }
-            }
-        }
-    }
-    for name in &inst.class.export {
-        if env
-            .iter()
-            .any(|e| e.split_once('=').map(|(k, _)| k) == Some(name.as_str()))
-        {
-            continue; // JOB, INSTANCE, RESULT… cannot be overridden
-        }
-        if let Some((_, v)) = job_env.iter().rev().find(|(k, _)| k == name) {
-            env.push(format!("{name}={v}"));
-        }
-    }
-    env
+#[derive(Default)]
+pub(super) struct EventBus {
+    events: BTreeMap<u64, Event>,
+    next_event: u64,
+    queue: VecDeque<u64>,
+    /// Instances whose blocking job event finished (EventDone to deliver).
+    done: VecDeque<Key>,
+    start_matchers: BTreeMap<String, Matcher>,
+    stop_matchers: BTreeMap<Key, Matcher>,
+    /// Events an instance holds until it gets where they sent it.
+    blocking: HashMap<Key, Vec<(u64, Hold)>>,
 }
 
-impl Daemon {
+impl EventBus {
     /// Queues an event; returns its id.
-    pub(super) fn emit(
+    pub fn emit(
         &mut self,
         name: &str,
         env: Vec<String>,
@@ -154,14 +96,6 @@ impl Daemon {
     ) -> u64 {
         self.next_event += 1;
         let id = self.next_event;
-        if self.verbose {
-            let vars = if env.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", env.join(" "))
-            };
-            self.log(&format!("event {name}{vars}"));
-        }
         self.events.insert(
             id,
             Event {
@@ -174,40 +108,36 @@ impl Daemon {
                 origin,
             },
         );
-        self.event_queue.push_back(id);
+        self.queue.push_back(id);
         id
     }
 
-    /// A job event from an instance's `Emit` action.
-    pub(super) fn emit_job_event(
-        &mut self,
-        key: &Key,
-        event: JobEvent,
-        blocking: bool,
-        failure: Option<Failure>,
-    ) {
-        let Some(inst) = self.instances.get(key) else {
-            return;
-        };
-        let env = job_event_env(inst, event, failure.as_ref(), &self.job_env(inst));
-        self.emit(event.name(), env, blocking.then(|| key.clone()), None);
+    /// `NAME VAR=VALUE…` of a live event, as `-v` logs it.
+    pub fn describe(&self, id: u64) -> String {
+        match self.events.get(&id) {
+            Some(e) if e.env.is_empty() => e.name.clone(),
+            Some(e) => format!("{} {}", e.name, e.env.join(" ")),
+            None => String::new(),
+        }
     }
 
-    /// Handles queued events and delivers what finished events owe, until
-    /// nothing is left to do.
-    pub(super) fn process_events(&mut self) {
-        loop {
-            if let Some(key) = self.event_done.pop_front() {
-                if self.instances.contains_key(&key) {
-                    let _ = self.drive(&key, Input::EventDone);
-                }
-                continue;
-            }
-            let Some(id) = self.event_queue.pop_front() else {
-                break;
-            };
-            self.handle_event(id);
+    /// What to do next: first the instances whose job event finished, then
+    /// the queued events, in order.
+    pub fn next(&mut self) -> Option<Next> {
+        if let Some(key) = self.done.pop_front() {
+            return Some(Next::Done(key));
         }
+        self.queue.pop_front().map(Next::Event)
+    }
+
+    /// Whether nothing waits in the queue.
+    pub fn is_settled(&self) -> bool {
+        self.queue.is_empty() && self.done.is_empty()
+    }
+
+    /// Whether an event is still around (queued, being handled or held).
+    pub fn pending(&self, id: u64) -> bool {
+        self.events.contains_key(&id)
     }
 
     fn hold(&mut self, id: u64, n: u32) {
@@ -216,15 +146,25 @@ impl Daemon {
         }
     }
 
-    pub(super) fn release(&mut self, id: u64, failed: bool) {
+    /// `id` no longer holds: it may finish.
+    pub fn release(&mut self, id: u64, failed: bool) -> Vec<Finished> {
         if let Some(e) = self.events.get_mut(&id) {
             e.holds = e.holds.saturating_sub(1);
             e.failed |= failed;
         }
-        self.maybe_finish(id);
+        let mut out = Vec::new();
+        self.maybe_finish(id, &mut out);
+        out
     }
 
-    fn maybe_finish(&mut self, id: u64) {
+    /// Releases each of `ids` once.
+    pub fn release_all(&mut self, ids: Vec<u64>, out: &mut Vec<Finished>) {
+        for id in ids {
+            out.extend(self.release(id, false));
+        }
+    }
+
+    fn maybe_finish(&mut self, id: u64, out: &mut Vec<Finished>) {
         let done = self
             .events
             .get(&id)
@@ -235,34 +175,30 @@ impl Daemon {
         let Some(e) = self.events.remove(&id) else {
             return;
         };
-        if e.failed && !e.name.ends_with("/failed") {
-            self.emit(&format!("{}/failed", e.name), e.env.clone(), None, None);
-        }
-        let answer = if e.failed {
-            Response::Error {
-                message: "Event failed".into(),
-            }
-        } else {
-            Response::Ok {
-                instances: Vec::new(),
-            }
-        };
-        for client in e.emitters {
-            self.reply(client, &answer);
-        }
+        let emitted = (e.failed && !e.name.ends_with("/failed"))
+            .then(|| self.emit(&format!("{}/failed", e.name), e.env.clone(), None, None));
         if let Some(key) = e.origin {
-            self.event_done.push_back(key);
+            self.done.push_back(key);
         }
+        out.push(Finished {
+            emitters: e.emitters,
+            failed: e.failed,
+            emitted,
+        });
     }
 
-    /// Whether an event is still around (queued, being handled or held).
-    pub(super) fn event_pending(&self, id: u64) -> bool {
-        self.events.contains_key(&id)
-    }
-
-    fn handle_event(&mut self, id: u64) {
+    /// Offers an event to every instance's `stop on` (only to those that
+    /// wait for an event of its name). Returns the instances to stop, with
+    /// the variables of the events that stop them, and what finished.
+    pub fn offer_stop(
+        &mut self,
+        id: u64,
+        jobs: &JobTable,
+    ) -> (Vec<(Key, Vec<String>)>, Vec<Finished>) {
+        let mut stops = Vec::new();
+        let mut finished = Vec::new();
         let Some(e) = self.events.get(&id) else {
-            return;
+            return (stops, finished);
         };
         let (name, env) = (e.name.clone(), e.env.clone());
         let ev = EventRef {
@@ -270,11 +206,6 @@ impl Daemon {
             name: &name,
             env: &env,
         };
-
-        // Every instance's `stop on` first, then every job's `start on`:
-        // a job with `start on foo` and `stop on foo` is restarted by foo.
-        // Only expressions waiting for an event of this name are offered it
-        // (and only then are their variables gathered).
         let keys: Vec<Key> = self
             .stop_matchers
             .iter()
@@ -282,7 +213,7 @@ impl Daemon {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            let Some(inst) = self.instances.get(&key) else {
+            let Some(inst) = jobs.instances.get(&key) else {
                 continue;
             };
             let mut vars: Vec<String> = class_vars(&inst.class);
@@ -295,31 +226,39 @@ impl Daemon {
             let Some((contributing, released)) = fired else {
                 continue;
             };
-            let goal = self.instances.get(&key).map(|i| i.goal);
-            if goal.is_some_and(|g| g != Goal::Stop) {
+            if inst.goal != Goal::Stop {
                 let stop_env = self.event_env(&contributing, "UPSTART_STOP_EVENTS");
-                for &c in &contributing {
-                    self.hold(c, 1);
-                    self.blocking
-                        .entry(key.clone())
-                        .or_default()
-                        .push((c, Hold::Stopped));
-                }
-                let _ = self.drive(&key, Input::Stop(stop_env));
+                self.hold_for(&key, &contributing, Hold::Stopped);
+                stops.push((key, stop_env));
             }
-            for r in released {
-                self.release(r, false);
-            }
+            self.release_all(released, &mut finished);
         }
+        (stops, finished)
+    }
 
-        let jobs: Vec<String> = self
+    /// Offers an event to every job's `start on` (only to those that wait
+    /// for an event of its name). Returns the jobs it starts; what each
+    /// one's matcher held is released by `release_all` once the job holds
+    /// its events.
+    pub fn offer_start(&mut self, id: u64, jobs: &JobTable) -> Vec<Start> {
+        let mut starts = Vec::new();
+        let Some(e) = self.events.get(&id) else {
+            return starts;
+        };
+        let (name, env) = (e.name.clone(), e.env.clone());
+        let ev = EventRef {
+            id,
+            name: &name,
+            env: &env,
+        };
+        let names: Vec<String> = self
             .start_matchers
             .iter()
             .filter(|(_, m)| m.wants(&name))
             .map(|(k, _)| k.clone())
             .collect();
-        for job in jobs {
-            let Some(class) = self.classes.get(&job).cloned() else {
+        for job in names {
+            let Some(class) = jobs.classes.get(&job).cloned() else {
                 continue;
             };
             let vars = class_vars(&class);
@@ -331,21 +270,41 @@ impl Daemon {
             let Some((contributing, released)) = fired else {
                 continue;
             };
-            self.start_by_events(&class, &contributing);
-            for r in released {
-                self.release(r, false);
-            }
+            let env = self.event_env(&contributing, "UPSTART_EVENTS");
+            starts.push(Start {
+                class,
+                contributing,
+                env,
+                released,
+            });
         }
+        starts
+    }
 
+    /// The event has been offered to every matcher.
+    pub fn handled(&mut self, id: u64) -> Vec<Finished> {
         if let Some(e) = self.events.get_mut(&id) {
             e.handled = true;
         }
-        self.maybe_finish(id);
+        let mut out = Vec::new();
+        self.maybe_finish(id, &mut out);
+        out
+    }
+
+    /// An instance holds these events until it gets where they sent it.
+    pub fn hold_for(&mut self, key: &Key, ids: &[u64], why: Hold) {
+        for &id in ids {
+            self.hold(id, 1);
+            self.blocking
+                .entry(key.clone())
+                .or_default()
+                .push((id, why));
+        }
     }
 
     /// The variables of the given events, in order, and `LIST_NAME` naming
     /// them (`UPSTART_EVENTS=a b`).
-    fn event_env(&self, ids: &[u64], list_name: &str) -> Vec<String> {
+    pub fn event_env(&self, ids: &[u64], list_name: &str) -> Vec<String> {
         let mut env = Vec::new();
         let mut names = Vec::new();
         for id in ids {
@@ -358,63 +317,15 @@ impl Daemon {
         env
     }
 
-    /// `start on` became true: start (or find) the instance the events name.
-    fn start_by_events(&mut self, class: &std::rc::Rc<JobClass>, contributing: &[u64]) {
-        if self.shutting_down && self.shutdown_event.is_none() {
-            return;
-        }
-        let start_env = self.event_env(contributing, "UPSTART_EVENTS");
-        let name = if class.instance.is_empty() {
-            String::new()
-        } else {
-            let mut scope = class_vars(class);
-            scope.extend(start_env.iter().cloned());
-            match expand(&class.instance, &scope) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.log(&format!("Failed to obtain {} instance: {e}", class.name));
-                    return;
-                }
-            }
-        };
-        let key = (class.name.clone(), name.clone());
-        match self.instances.get(&key) {
-            Some(inst) if inst.goal != Goal::Stop => return, // already wanted
-            Some(_) => {}
-            None => {
-                let inst = Instance::new(&class.name, &name, class.clone(), Vec::new());
-                self.add_instance(key.clone(), inst);
-            }
-        }
-        for &c in contributing {
-            self.hold(c, 1);
-            self.blocking
-                .entry(key.clone())
-                .or_default()
-                .push((c, Hold::Started));
-        }
-        let _ = self.drive(&key, Input::Start(start_env));
-    }
-
-    /// Registers a new instance, with its own `stop on` state.
-    pub(super) fn add_instance(&mut self, key: Key, inst: Instance) {
-        if let Some(expr) = &inst.class.stop_on {
-            self.stop_matchers.insert(key.clone(), Matcher::new(expr));
-        }
-        self.instances.insert(key, inst);
-    }
-
     /// After an instance moved: release the events it held that are done.
-    pub(super) fn check_blocked(&mut self, key: &Key) {
-        let Some(list) = self.blocking.get(key) else {
-            return;
+    pub fn check_blocked(&mut self, key: &Key, inst: Option<&Instance>) -> Vec<Finished> {
+        let mut out = Vec::new();
+        let (Some(list), Some(inst)) = (self.blocking.get(key), inst) else {
+            return out;
         };
         if list.is_empty() {
-            return;
+            return out;
         }
-        let Some(inst) = self.instances.get(key) else {
-            return;
-        };
         let failed = inst.failed.is_some() && inst.goal == Goal::Stop;
         let running = !inst.class.task && inst.state == State::Running && inst.goal == Goal::Start;
         let restarted = inst.goal != Goal::Stop;
@@ -429,56 +340,214 @@ impl Daemon {
             }
         }
         if release.is_empty() {
-            return;
+            return out;
         }
         self.blocking.insert(key.clone(), keep);
         for (id, failed) in release {
-            self.release(id, failed);
+            out.extend(self.release(id, failed));
+        }
+        out
+    }
+
+    /// A new instance gets its own `stop on` state.
+    pub fn add_instance(&mut self, key: &Key, class: &JobClass) {
+        if let Some(expr) = &class.stop_on {
+            self.stop_matchers.insert(key.clone(), Matcher::new(expr));
         }
     }
 
     /// An instance is gone: release everything it held.
-    pub(super) fn instance_gone(&mut self, inst: &Instance) {
-        let key = (inst.job.clone(), inst.name.clone());
-        if let Some(mut m) = self.stop_matchers.remove(&key) {
-            for id in m.reset() {
-                self.release(id, false);
-            }
+    pub fn instance_gone(&mut self, key: &Key, failed: bool) -> Vec<Finished> {
+        let mut out = Vec::new();
+        if let Some(mut m) = self.stop_matchers.remove(key) {
+            self.release_all(m.reset(), &mut out);
         }
-        let failed = inst.failed.is_some();
-        for (id, _) in self.blocking.remove(&key).unwrap_or_default() {
-            self.release(id, failed);
+        for (id, _) in self.blocking.remove(key).unwrap_or_default() {
+            out.extend(self.release(id, failed));
         }
+        out
     }
 
-    /// (Re)builds a job's `start on` state, releasing what the old one held.
-    pub(super) fn set_start_matcher(&mut self, class: &JobClass) {
-        let old = self.start_matchers.remove(&class.name);
-        let same = old.is_some()
-            && self
-                .classes
-                .get(&class.name)
-                .map(|c| c.start_on == class.start_on)
-                .unwrap_or(false);
+    /// A job's definition changed (`old` was in force): its `start on`
+    /// state is made anew when its expression changed, releasing what the
+    /// old one held.
+    pub fn set_start_matcher(&mut self, old: Option<&JobClass>, class: &JobClass) -> Vec<Finished> {
+        let mut out = Vec::new();
+        let prev = self.start_matchers.remove(&class.name);
+        let same = prev.is_some() && old.is_some_and(|c| c.start_on == class.start_on);
         if same {
-            if let Some(m) = old {
+            if let Some(m) = prev {
                 self.start_matchers.insert(class.name.clone(), m);
             }
-            return;
+            return out;
         }
-        if let Some(mut m) = old {
-            for id in m.reset() {
-                self.release(id, false);
-            }
+        if let Some(mut m) = prev {
+            self.release_all(m.reset(), &mut out);
         }
         if let Some(expr) = &class.start_on {
             self.start_matchers
                 .insert(class.name.clone(), Matcher::new(expr));
         }
+        out
+    }
+
+    /// A job is gone: so is its `start on` state.
+    pub fn drop_start_matcher(&mut self, job: &str) -> Vec<Finished> {
+        let mut out = Vec::new();
+        if let Some(mut m) = self.start_matchers.remove(job) {
+            self.release_all(m.reset(), &mut out);
+        }
+        out
     }
 
     /// What a job with no running instance waits for, if anything.
-    pub(super) fn waiting_for(&self, job: &str) -> Option<String> {
+    pub fn waiting_for(&self, job: &str) -> Option<String> {
         self.start_matchers.get(job).and_then(Matcher::pending)
     }
+
+    /// What an instance's `stop on` holds (for the handover).
+    pub fn stop_held(&self, key: &Key) -> Option<Vec<Option<u64>>> {
+        self.stop_matchers.get(key).map(Matcher::held)
+    }
+
+    /// What a re-exec hands across of this part.
+    pub fn saved(&self) -> Saved {
+        Saved {
+            start_matchers: self
+                .start_matchers
+                .iter()
+                .map(|(n, m)| (n.clone(), m.held()))
+                .collect(),
+            events: self
+                .events
+                .iter()
+                .map(|(&id, e)| SavedEvent {
+                    id,
+                    name: e.name.clone(),
+                    env: e.env.clone(),
+                    holds: e.holds,
+                    handled: e.handled,
+                    failed: e.failed,
+                    emitters: e.emitters.clone(),
+                    origin: e.origin.clone(),
+                })
+                .collect(),
+            next_event: self.next_event,
+            event_queue: self.queue.iter().copied().collect(),
+            event_done: self.done.iter().cloned().collect(),
+            blocking: self
+                .blocking
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.iter().map(|&(id, h)| (id, h == Hold::Started)).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// This part as a previous image left it: every expression of the
+    /// jobs (`classes`) and instances gets its matcher, holding what the
+    /// state says it held (`stop_held`, by instance).
+    pub fn restore(
+        &mut self,
+        s: Saved,
+        classes: &BTreeMap<String, Rc<JobClass>>,
+        instances: &BTreeMap<Key, Instance>,
+        stop_held: &dyn Fn(&Key) -> Option<Vec<Option<u64>>>,
+    ) -> Result<(), String> {
+        let held: HashMap<&str, &Vec<Option<u64>>> = s
+            .start_matchers
+            .iter()
+            .map(|(n, held)| (n.as_str(), held))
+            .collect();
+        for (name, class) in classes {
+            let Some(expr) = &class.start_on else {
+                continue;
+            };
+            let mut m = Matcher::new(expr);
+            if let Some(held) = held.get(name.as_str()) {
+                if !m.restore_held(held) {
+                    return Err(format!("job {name}: its start on state does not fit"));
+                }
+            }
+            self.start_matchers.insert(name.clone(), m);
+        }
+        for (key, i) in instances {
+            let Some(expr) = &i.class.stop_on else {
+                continue;
+            };
+            let mut m = Matcher::new(expr);
+            if let Some(held) = stop_held(key) {
+                if !m.restore_held(&held) {
+                    return Err(format!("{}: its stop on state does not fit", i.label()));
+                }
+            }
+            self.stop_matchers.insert(key.clone(), m);
+        }
+        for e in s.events {
+            self.events.insert(
+                e.id,
+                Event {
+                    name: e.name,
+                    env: e.env,
+                    holds: e.holds,
+                    handled: e.handled,
+                    failed: e.failed,
+                    emitters: e.emitters,
+                    origin: e.origin,
+                },
+            );
+        }
+        self.next_event = s.next_event;
+        self.queue = VecDeque::from(s.event_queue);
+        self.done = VecDeque::from(s.event_done);
+        for (key, held) in s.blocking {
+            let held = held
+                .into_iter()
+                .map(|(id, started)| {
+                    (
+                        id,
+                        if started {
+                            Hold::Started
+                        } else {
+                            Hold::Stopped
+                        },
+                    )
+                })
+                .collect();
+            self.blocking.insert(key, held);
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn start_matcher(&self, job: &str) -> Option<&Matcher> {
+        self.start_matchers.get(job)
+    }
+}
+
+/// This part in the re-exec format (flattened into the handover).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Saved {
+    start_matchers: Vec<(String, Vec<Option<u64>>)>,
+    events: Vec<SavedEvent>,
+    next_event: u64,
+    event_queue: Vec<u64>,
+    event_done: Vec<Key>,
+    blocking: Vec<(Key, Vec<(u64, bool)>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedEvent {
+    id: u64,
+    name: String,
+    env: Vec<String>,
+    holds: u32,
+    handled: bool,
+    failed: bool,
+    emitters: Vec<usize>,
+    origin: Option<Key>,
 }

@@ -7,45 +7,47 @@
 //! `MAINPID=N` names its main process.
 //!
 //! A message counts only when its sender (from the kernel's
-//! SCM_CREDENTIALS, never from the message) is a process the daemon knows
-//! to be the job's: one it spawned or followed for the job, a descendant of
-//! one (by the kernel's parent links), or a process of the session a job
-//! process leads. A process's environment is never evidence: anyone can
-//! set `UPSTART_JOB` for itself. `MAINPID` must name such a process too; if
-//! it is not the daemon's child, the daemon watches it through a pidfd, so
-//! that its end is seen although no SIGCHLD will tell (see `Alien`).
+//! SCM_CREDENTIALS, never from the message) is a process the kernel says is
+//! the job's (`JobTable::belongs_to`); a process's environment is never
+//! evidence. `MAINPID` must name such a process too; if it is not the
+//! daemon's child, it is watched through a pidfd (an [`Alien`]), so that
+//! its end is seen although no SIGCHLD will tell.
 
+use std::collections::HashMap;
 use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
+use mio::Interest;
 use nix::sys::socket::{
     recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, UnixCredentials,
 };
+use serde::{Deserialize, Serialize};
 
-use super::{Daemon, Key};
-use crate::job::{Exit, Input};
+use super::jobs::JobTable;
+use super::output::DaemonLog;
+use super::reactor::Reactor;
+use super::Key;
+use crate::job::Input;
 use crate::process::tree;
 
 /// The longest path a Unix socket address holds (`sun_path` less its NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
 
-pub(super) struct Notifier {
-    pub key: Key,
-    pub(super) sock: UnixDatagram,
+struct Notifier {
+    key: Key,
+    sock: UnixDatagram,
     /// The value of `NOTIFY_SOCKET`: the socket's path.
-    pub address: String,
+    address: String,
 }
 
 /// A main process named by `MAINPID` that is not the daemon's child: its
 /// end comes as its pidfd turning readable.
-pub(super) struct Alien {
-    pub key: Key,
-    pub pid: i32,
-    pub fd: OwnedFd,
+struct Alien {
+    key: Key,
+    pid: i32,
+    fd: OwnedFd,
 }
 
 /// `SOCKET.notify`: the directory of the notify sockets.
@@ -55,19 +57,46 @@ pub fn notify_dir(socket: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-impl Daemon {
+/// The notify sockets and the main processes watched by pidfd.
+#[derive(Default)]
+pub(super) struct Notify {
+    sockets: HashMap<usize, Notifier>,
+    by_key: HashMap<Key, usize>,
+    aliens: HashMap<usize, Alien>,
+}
+
+/// What a notification asks of the job table.
+pub(super) enum Notice {
+    /// Drive this input (`READY=1`).
+    Drive(Key, Input),
+    /// `MAINPID=pid`, a process of the job: it becomes the main process.
+    MainPid { key: Key, pid: i32, pgid: i32 },
+}
+
+impl Notify {
+    pub fn is_socket(&self, token: usize) -> bool {
+        self.sockets.contains_key(&token)
+    }
+
+    pub fn is_alien(&self, token: usize) -> bool {
+        self.aliens.contains_key(&token)
+    }
+
     /// The notify socket of a job instance, made on first use. An error
     /// fails the spawn: a job that says `expect notify` never runs without
     /// the socket it would wait on.
-    pub(super) fn notify_socket(&mut self, key: &Key) -> Result<String, String> {
-        if let Some(t) = self.notify_by_key.get(key) {
-            if let Some(n) = self.notifiers.get(t) {
-                return Ok(n.address.clone());
-            }
+    pub fn socket_for(
+        &mut self,
+        key: &Key,
+        owner: Option<(u32, u32)>,
+        control_socket: &Path,
+        reactor: &Reactor,
+    ) -> Result<String, String> {
+        if let Some(n) = self.by_key.get(key).and_then(|t| self.sockets.get(t)) {
+            return Ok(n.address.clone());
         }
-        let token = self.next_token;
-        self.next_token += 1;
-        let path = notify_dir(&self.cfg.socket).join(token.to_string());
+        let token = reactor.token();
+        let path = notify_dir(control_socket).join(token.to_string());
         let address = path
             .to_str()
             .ok_or_else(|| format!("{}: not UTF-8", path.display()))?
@@ -78,16 +107,13 @@ impl Daemon {
                 address.len()
             ));
         }
-        let owner = self.job_owner(key);
         let sock = crate::process::bind_private_datagram(&path, owner)
             .map_err(|e| format!("unable to make a notify socket {address}: {e}"))?;
         let _ = setsockopt(&sock, sockopt::PassCred, &true);
-        let raw = sock.as_raw_fd();
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&raw), Token(token), Interest::READABLE)
+        reactor
+            .register_fd(sock.as_raw_fd(), token, Interest::READABLE)
             .map_err(|e| format!("unable to watch the notify socket: {e}"))?;
-        self.notifiers.insert(
+        self.sockets.insert(
             token,
             Notifier {
                 key: key.clone(),
@@ -95,33 +121,15 @@ impl Daemon {
                 address: address.clone(),
             },
         );
-        self.notify_by_key.insert(key.clone(), token);
+        self.by_key.insert(key.clone(), token);
         Ok(address)
     }
 
-    /// The (uid, gid) a job's processes run as, when the daemon is root and
-    /// the job names a user; `None`: the daemon's own.
-    fn job_owner(&self, key: &Key) -> Option<(u32, u32)> {
-        if !self.system {
-            return None;
-        }
-        let class = &self.instances.get(key)?.class;
-        let user = nix::unistd::User::from_name(class.setuid.as_deref()?)
-            .ok()
-            .flatten()?;
-        let gid = match &class.setgid {
-            Some(g) => nix::unistd::Group::from_name(g).ok().flatten()?.gid,
-            None => user.gid,
-        };
-        Some((user.uid.as_raw(), gid.as_raw()))
-    }
-
     /// The instance is gone: so are its socket and any watch on its main.
-    pub(super) fn drop_notify_socket(&mut self, key: &Key) {
-        if let Some(t) = self.notify_by_key.remove(key) {
-            if let Some(n) = self.notifiers.remove(&t) {
-                let raw = n.sock.as_raw_fd();
-                let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+    pub fn drop_key(&mut self, key: &Key, reactor: &Reactor) {
+        if let Some(t) = self.by_key.remove(key) {
+            if let Some(n) = self.sockets.remove(&t) {
+                reactor.deregister_fd(n.sock.as_raw_fd());
                 let _ = std::fs::remove_file(&n.address);
             }
         }
@@ -132,15 +140,17 @@ impl Daemon {
             .map(|(&t, _)| t)
             .collect();
         for t in gone {
-            self.unwatch_alien(t);
+            self.unwatch_alien(t, reactor);
         }
     }
 
-    /// Reads every waiting message of a notify socket.
-    pub(super) fn on_notify(&mut self, token: usize) {
+    /// Reads every waiting message of a notify socket and says what they
+    /// ask of the job table; a sender that is not the job's is ignored.
+    pub fn receive(&mut self, token: usize, jobs: &JobTable, dlog: &DaemonLog) -> Vec<Notice> {
+        let mut notices = Vec::new();
         loop {
-            let Some(n) = self.notifiers.get(&token) else {
-                return;
+            let Some(n) = self.sockets.get(&token) else {
+                return notices;
             };
             let key = n.key.clone();
             let mut buf = [0u8; 4096];
@@ -162,13 +172,13 @@ impl Daemon {
                         });
                         (msg.bytes, sender)
                     }
-                    Err(_) => return,
+                    Err(_) => return notices,
                 }
             };
             let Some(sender) = sender else { continue };
-            if !self.belongs_to(&key, sender) {
-                if self.verbose {
-                    self.log(&format!(
+            if !jobs.belongs_to(&key, sender) {
+                if dlog.verbose {
+                    dlog.log(&format!(
                         "{}: a notification from pid {sender}, not one of the job's processes, ignored",
                         key.0
                     ));
@@ -178,123 +188,136 @@ impl Daemon {
             let text = String::from_utf8_lossy(&buf[..len]).into_owned();
             for line in text.lines() {
                 if line == "READY=1" {
-                    let _ = self.drive(&key, Input::Ready);
+                    notices.push(Notice::Drive(key.clone(), Input::Ready));
                 } else if let Some(pid) = line
                     .strip_prefix("MAINPID=")
                     .and_then(|p| p.parse::<i32>().ok())
                 {
-                    self.take_main_pid(&key, pid);
+                    if let Some(n) = self.main_pid(&key, pid, jobs, dlog) {
+                        notices.push(n);
+                    }
                 }
             }
         }
     }
 
     /// `MAINPID=pid` from one of the job's processes: honoured when `pid`
-    /// is the job's too.
-    fn take_main_pid(&mut self, key: &Key, pid: i32) {
-        if !self.belongs_to(key, pid) {
-            self.log(&format!(
+    /// is the job's too; one that is not the daemon's child gets a pidfd.
+    fn main_pid(
+        &mut self,
+        key: &Key,
+        pid: i32,
+        jobs: &JobTable,
+        dlog: &DaemonLog,
+    ) -> Option<Notice> {
+        if !jobs.belongs_to(key, pid) {
+            dlog.log(&format!(
                 "{}: MAINPID={pid} refused: not one of the job's processes",
                 key.0
             ));
-            return;
+            return None;
         }
-        let Some(pgid) = tree::pgid_of(pid) else {
-            return;
-        };
-        let me = std::process::id() as i32;
-        if tree::ppid_of(pid) != Some(me) {
-            // Not our child: no SIGCHLD will say when it ends.
-            match crate::process::pidfd_open(pid) {
-                Ok(fd) => self.watch_alien(key, pid, fd),
-                Err(e) => {
-                    self.log(&format!(
-                        "{}: MAINPID={pid} refused: unable to watch a process that is not the daemon's child: {e}",
-                        key.0
-                    ));
-                    return;
-                }
-            }
-        }
-        self.pids.insert(pid, key.clone());
-        self.state_dirty = true;
-        let _ = self.drive(key, Input::MainPid { pid, pgid });
+        let pgid = tree::pgid_of(pid)?;
+        Some(Notice::MainPid {
+            key: key.clone(),
+            pid,
+            pgid,
+        })
     }
 
-    pub(super) fn watch_alien(&mut self, key: &Key, pid: i32, fd: OwnedFd) {
-        let token = self.next_token;
-        self.next_token += 1;
-        let raw = fd.as_raw_fd();
-        if self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&raw), Token(token), Interest::READABLE)
-            .is_ok()
-        {
-            self.aliens.insert(
-                token,
-                Alien {
-                    key: key.clone(),
-                    pid,
-                    fd,
+    /// Watches a main process that is not the daemon's child.
+    pub fn watch_alien(&mut self, key: &Key, pid: i32, reactor: &Reactor) -> Result<(), String> {
+        let fd = crate::process::pidfd_open(pid).map_err(|e| e.to_string())?;
+        let token = reactor.token();
+        reactor
+            .register_fd(fd.as_raw_fd(), token, Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        self.aliens.insert(
+            token,
+            Alien {
+                key: key.clone(),
+                pid,
+                fd,
+            },
+        );
+        Ok(())
+    }
+
+    fn unwatch_alien(&mut self, token: usize, reactor: &Reactor) {
+        if let Some(a) = self.aliens.remove(&token) {
+            reactor.deregister_fd(a.fd.as_raw_fd());
+        }
+    }
+
+    /// A watched main process ended: whose it was.
+    pub fn alien_ended(&mut self, token: usize, reactor: &Reactor) -> Option<(Key, i32)> {
+        let a = self.aliens.get(&token)?;
+        let found = (a.key.clone(), a.pid);
+        self.unwatch_alien(token, reactor);
+        Some(found)
+    }
+
+    /// What a re-exec hands across of this part (pidfds are not: the new
+    /// image opens them again).
+    pub fn saved(&self) -> Saved {
+        Saved {
+            notifiers: self
+                .sockets
+                .iter()
+                .map(|(&token, n)| SavedNotifier {
+                    token,
+                    fd: n.sock.as_raw_fd(),
+                    job: n.key.0.clone(),
+                    instance: n.key.1.clone(),
+                    address: n.address.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// This part as a previous image left it.
+    pub fn restore(
+        &mut self,
+        s: Saved,
+        reactor: &Reactor,
+        adopt: &mut dyn FnMut(RawFd) -> Result<OwnedFd, String>,
+    ) -> Result<(), String> {
+        for n in s.notifiers {
+            let sock = UnixDatagram::from(adopt(n.fd)?);
+            reactor
+                .register_fd(sock.as_raw_fd(), n.token, Interest::READABLE)
+                .map_err(|e| format!("notify socket: {e}"))?;
+            let key = (n.job, n.instance);
+            self.by_key.insert(key.clone(), n.token);
+            self.sockets.insert(
+                n.token,
+                Notifier {
+                    key,
+                    sock,
+                    address: n.address,
                 },
             );
         }
+        Ok(())
     }
 
-    fn unwatch_alien(&mut self, token: usize) {
-        if let Some(a) = self.aliens.remove(&token) {
-            let raw = a.fd.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
-        }
+    /// The descriptors this part hands across a re-exec.
+    pub fn descriptors(s: &Saved) -> impl Iterator<Item = RawFd> + '_ {
+        s.notifiers.iter().map(|n| n.fd)
     }
+}
 
-    /// A main process that is not our child ended. If it was re-parented
-    /// to us meanwhile, the reaper has its status; otherwise its parent
-    /// took it, and the job learns that it ended, status unknown.
-    pub(super) fn on_alien(&mut self, token: usize) {
-        self.reap();
-        let Some(a) = self.aliens.get(&token) else {
-            return;
-        };
-        let (key, pid) = (a.key.clone(), a.pid);
-        self.unwatch_alien(token);
-        if self.pids.get(&pid) != Some(&key) {
-            return; // reaped as our child after all
-        }
-        self.pids.remove(&pid);
-        self.state_dirty = true;
-        let group = self
-            .instances
-            .get(&key)
-            .and_then(|i| i.group)
-            .unwrap_or(pid);
-        let group_empty = self.job_processes_gone(&key, group);
-        let _ = self.drive(
-            &key,
-            Input::Exited {
-                pid,
-                status: Exit::Unknown,
-                group_empty,
-            },
-        );
-    }
+/// This part in the re-exec format (flattened into the handover).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Saved {
+    notifiers: Vec<SavedNotifier>,
+}
 
-    /// Whether `pid` is one of the job's processes, by what the kernel
-    /// says of it (never by its environment): a process the daemon
-    /// spawned or followed for the job, a descendant of one, or a process
-    /// in the session one of them leads.
-    pub(super) fn belongs_to(&self, key: &Key, pid: i32) -> bool {
-        let ours = |p: i32| self.pids.get(&p) == Some(key);
-        if ours(pid) {
-            return true;
-        }
-        let me = std::process::id() as i32;
-        if tree::descends_from(pid, me, &ours) {
-            return true;
-        }
-        // Every job process starts a session of its own, which no other
-        // process can join: a re-parented descendant is still in it.
-        tree::session_of(pid).is_some_and(|sid| sid > 1 && ours(sid))
-    }
+#[derive(Serialize, Deserialize)]
+struct SavedNotifier {
+    token: usize,
+    fd: RawFd,
+    job: String,
+    instance: String,
+    address: String,
 }

@@ -1,35 +1,81 @@
-//! Job output in the daemon: reading each job process's pty or pipe as
-//! the loop says it is readable, and handing the bytes to the job's
-//! [`LogFile`] (and, with `--log-to-stdout`, to the daemon's stdout, each
-//! line prefixed with the job's name).
+//! Output: the daemon's own log ([`DaemonLog`]) and its jobs' output
+//! ([`Output`]): each job process's pty or pipe read as the loop says it
+//! is readable, the bytes handed to the job's [`LogFile`] (and, with
+//! `--log-to-stdout`, to the daemon's stdout, each line prefixed with the
+//! job's name), rotated files compressed by a helper process.
 //!
 //! Reading never waits: a reader drains at most [`READ_BUDGET`] bytes per
 //! turn of the loop and is then put back in line, so one job writing
 //! without pause cannot starve the others or the control socket.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
+use mio::Interest;
+use serde::{Deserialize, Serialize};
 
-use super::Daemon;
+use super::reactor::Reactor;
 use crate::conf::{Console, JobClass, LogCapture};
-use crate::log::{Compress, LogFile};
+use crate::log::{Compress, LogFile, Policy, SharedDir};
 use crate::process::{self, capture};
 
 /// Bytes read from one job per turn of the loop before others get theirs.
 pub const READ_BUDGET: usize = 1 << 20;
 
-pub(super) struct Reader {
-    pub(super) file: File,
+/// The daemon's own log file in LOGDIR. Job log names never contain `@`,
+/// so no job's log can take this name.
+pub const DAEMON_LOG: &str = "upkeep@daemon.log";
+
+/// The daemon's own messages: to its stderr, and to its log file in LOGDIR
+/// with a time stamp. Every part may write to it through a shared borrow.
+pub(super) struct DaemonLog {
+    file: RefCell<LogFile>,
+    /// A rotation made inside `log()` (which cannot start a helper), to
+    /// compress at the end of the loop turn.
+    rotated: RefCell<Option<Compress>>,
+    /// `-v`: every goal and state change, every event.
+    pub verbose: bool,
+}
+
+impl DaemonLog {
+    pub fn new(dir: SharedDir, policy: Policy, verbose: bool) -> DaemonLog {
+        DaemonLog {
+            file: RefCell::new(LogFile::new(dir, DAEMON_LOG.to_string(), policy)),
+            rotated: RefCell::new(None),
+            verbose,
+        }
+    }
+
+    pub fn log(&self, msg: &str) {
+        eprintln!("upkeep: {msg}");
+        let line = format!(
+            "{} {msg}\n",
+            process::time::timestamp(std::time::SystemTime::now())
+        );
+        if let Ok(mut l) = self.file.try_borrow_mut() {
+            if let Some(c) = l.write(line.as_bytes()) {
+                *self.rotated.borrow_mut() = Some(c);
+            }
+        }
+    }
+
+    /// A rotation the last messages made, to compress now.
+    pub fn take_rotated(&self) -> Option<Compress> {
+        self.rotated.borrow_mut().take()
+    }
+}
+
+struct Reader {
+    file: File,
     /// The log file (its name in LOGDIR) the output goes to.
-    pub(super) log: String,
+    log: String,
     /// For `--log-to-stdout`: the prefix, and an unfinished line.
-    pub(super) label: String,
-    pub(super) partial: Vec<u8>,
+    label: String,
+    partial: Vec<u8>,
 }
 
 /// What `spawn` needs for a job's output, and what to register after.
@@ -38,13 +84,49 @@ pub(super) struct Capture {
     pub reader: Option<(OwnedFd, String, String)>,
 }
 
-impl Daemon {
+/// The jobs' output: their log files, the readers of their ptys and pipes,
+/// and the compression helpers running.
+pub(super) struct Output {
+    logs: HashMap<String, LogFile>,
+    /// The log dir, held open: every log file is reached through it.
+    pub dir: SharedDir,
+    readers: HashMap<usize, Reader>,
+    /// Compression helpers running, by pid: which log they work for.
+    compressors: HashMap<i32, String>,
+    policy: Policy,
+    to_stdout: bool,
+    /// Readers that used up their budget with more to read.
+    pub more: Vec<usize>,
+}
+
+impl Output {
+    pub fn new(dir: SharedDir, policy: Policy, to_stdout: bool) -> Output {
+        Output {
+            logs: HashMap::new(),
+            dir,
+            readers: HashMap::new(),
+            compressors: HashMap::new(),
+            policy,
+            to_stdout,
+            more: Vec::new(),
+        }
+    }
+
+    pub fn is_reader(&self, token: usize) -> bool {
+        self.readers.contains_key(&token)
+    }
+
+    pub fn is_compressor(&self, pid: i32) -> bool {
+        self.compressors.contains_key(&pid)
+    }
+
     /// Sets up where a job process's output goes.
-    pub(super) fn capture_for(
+    pub fn capture_for(
         &mut self,
         class: &JobClass,
         log_name: String,
         label: String,
+        dlog: &DaemonLog,
     ) -> Result<Capture, String> {
         match class.console {
             Console::None => {
@@ -61,8 +143,8 @@ impl Daemon {
             }
             Console::Log => {}
         }
-        let policy = self.log_policy.with(&class.log);
-        let dir = self.log_dir.clone();
+        let policy = self.policy.with(&class.log);
+        let dir = self.dir.clone();
         self.logs
             .entry(log_name.clone())
             .or_insert_with(|| LogFile::new(dir, log_name.clone(), policy))
@@ -79,7 +161,7 @@ impl Daemon {
         let want_pty = class.log.capture.unwrap_or(LogCapture::Pty) == LogCapture::Pty;
         let pair = if want_pty {
             capture::pty().or_else(|e| {
-                self.log(&format!(
+                dlog.log(&format!(
                     "{label}: unable to create a pty ({e}); using a pipe"
                 ));
                 capture::pipe()
@@ -102,16 +184,17 @@ impl Daemon {
     }
 
     /// Starts reading a job process's output.
-    pub(super) fn add_reader(&mut self, fd: OwnedFd, log: String, label: String) {
-        let token = self.next_token;
-        self.next_token += 1;
-        let raw = fd.as_raw_fd();
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&raw), Token(token), Interest::READABLE)
-        {
-            self.log(&format!("{label}: unable to watch output: {e}"));
+    pub fn add_reader(
+        &mut self,
+        reactor: &Reactor,
+        fd: OwnedFd,
+        log: String,
+        label: String,
+        dlog: &DaemonLog,
+    ) {
+        let token = reactor.token();
+        if let Err(e) = reactor.register_fd(fd.as_raw_fd(), token, Interest::READABLE) {
+            dlog.log(&format!("{label}: unable to watch output: {e}"));
             return;
         }
         self.readers.insert(
@@ -126,7 +209,7 @@ impl Daemon {
     }
 
     /// Reads what a job wrote, up to the budget.
-    pub(super) fn on_output(&mut self, token: usize) {
+    pub fn on_output(&mut self, token: usize, reactor: &Reactor, dlog: &DaemonLog) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0;
         loop {
@@ -134,18 +217,18 @@ impl Daemon {
                 return;
             };
             match r.file.read(&mut buf) {
-                Ok(0) => break self.close_reader(token),
+                Ok(0) => break self.close_reader(token, reactor, dlog),
                 Ok(n) => {
                     total += n;
                     let log = r.log.clone();
-                    if self.log_to_stdout {
+                    if self.to_stdout {
                         echo(r, &buf[..n]);
                     }
-                    self.write_log(&log, &buf[..n]);
+                    self.write_log(&log, &buf[..n], dlog);
                     if total >= READ_BUDGET {
                         // More may be waiting: come back after the others.
-                        if !self.more_output.contains(&token) {
-                            self.more_output.push(token);
+                        if !self.more.contains(&token) {
+                            self.more.push(token);
                         }
                         return;
                     }
@@ -153,16 +236,15 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // EIO: every writer of the pty is gone.
-                Err(_) => break self.close_reader(token),
+                Err(_) => break self.close_reader(token, reactor, dlog),
             }
         }
     }
 
-    fn close_reader(&mut self, token: usize) {
+    fn close_reader(&mut self, token: usize, reactor: &Reactor, dlog: &DaemonLog) {
         if let Some(mut r) = self.readers.remove(&token) {
-            let raw = r.file.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
-            if self.log_to_stdout && !r.partial.is_empty() {
+            reactor.deregister_fd(r.file.as_raw_fd());
+            if self.to_stdout && !r.partial.is_empty() {
                 r.partial.push(b'\n');
                 echo(&mut r, &[]);
             }
@@ -177,13 +259,13 @@ impl Daemon {
                     l.reopen();
                 }
                 if let Some(c) = compress {
-                    self.start_compression(&r.log, c);
+                    self.start_compression(&r.log, c, dlog);
                 }
             }
         }
     }
 
-    pub(super) fn write_log(&mut self, name: &str, data: &[u8]) {
+    fn write_log(&mut self, name: &str, data: &[u8], dlog: &DaemonLog) {
         let Some(log) = self.logs.get_mut(name) else {
             return;
         };
@@ -194,24 +276,23 @@ impl Daemon {
         } else {
             log.last_error.clone()
         };
-        let path = log.path.clone();
         if let Some(e) = new_error {
-            self.log(&format!(
+            dlog.log(&format!(
                 "{}: unable to write: {e}; output is counted and dropped until it works again",
-                path.display()
+                log.path.display()
             ));
         }
         if let Some(c) = compress {
-            self.start_compression(name, c);
+            self.start_compression(name, c, dlog);
         }
     }
 
     /// Gzips a rotated file in a helper process, out of the loop.
-    pub(super) fn start_compression(&mut self, name: &str, c: Compress) {
+    pub fn start_compression(&mut self, name: &str, c: Compress, dlog: &DaemonLog) {
         let started = {
-            let dir = self.log_dir.borrow();
+            let dir = self.dir.borrow();
             match dir.fd() {
-                Some(fd) => crate::process::spawn_gzip(fd, &c.name),
+                Some(fd) => process::spawn_gzip(fd, &c.name),
                 None => Err(io::Error::other("the log dir is not open")),
             }
         };
@@ -220,38 +301,38 @@ impl Daemon {
                 self.compressors.insert(pid, name.to_string());
             }
             Err(e) => {
-                let path = self.log_dir.borrow().path.join(&c.name);
-                self.log(&format!(
+                let path = self.dir.borrow().path.join(&c.name);
+                dlog.log(&format!(
                     "{}: unable to start compressing: {e}",
                     path.display()
                 ));
-                self.compression_finished_for(name);
+                self.compression_finished_for(name, dlog);
             }
         }
     }
 
     /// A reaped pid that was a compression helper: its log may rotate now.
-    pub(super) fn compression_finished(&mut self, pid: i32) -> bool {
+    pub fn compression_finished(&mut self, pid: i32, dlog: &DaemonLog) -> bool {
         let Some(name) = self.compressors.remove(&pid) else {
             return false;
         };
-        self.compression_finished_for(&name);
+        self.compression_finished_for(&name, dlog);
         true
     }
 
-    fn compression_finished_for(&mut self, name: &str) {
-        let next = if name == super::DAEMON_LOG {
-            self.daemon_log.borrow_mut().compression_done()
+    fn compression_finished_for(&mut self, name: &str, dlog: &DaemonLog) {
+        let next = if name == DAEMON_LOG {
+            dlog.file.borrow_mut().compression_done()
         } else {
             self.logs.get_mut(name).and_then(|l| l.compression_done())
         };
         if let Some(c) = next {
-            self.start_compression(name, c);
+            self.start_compression(name, c, dlog);
         }
     }
 
     /// The daily rotation, at local midnight.
-    pub(super) fn rotate_daily(&mut self) {
+    pub fn rotate_daily(&mut self, dlog: &DaemonLog) {
         let names: Vec<String> = self
             .logs
             .iter()
@@ -261,22 +342,122 @@ impl Daemon {
         for name in names {
             let c = self.logs.get_mut(&name).and_then(|l| l.rotate());
             if let Some(c) = c {
-                self.start_compression(&name, c);
+                self.start_compression(&name, c, dlog);
             }
         }
-        let c = self.daemon_log.borrow_mut().rotate();
+        let c = dlog.file.borrow_mut().rotate();
         if let Some(c) = c {
-            self.start_compression(super::DAEMON_LOG, c);
+            self.start_compression(DAEMON_LOG, c, dlog);
         }
     }
 
     /// SIGUSR1 / `reopen-logs`: every log file is opened again on its next
     /// write (after an external logrotate moved them).
-    pub(super) fn reopen_logs(&mut self) {
+    pub fn reopen_logs(&mut self, dlog: &DaemonLog) {
         for l in self.logs.values_mut() {
             l.reopen();
         }
-        self.daemon_log.borrow_mut().reopen();
+        dlog.file.borrow_mut().reopen();
+    }
+
+    /// A job's log opened for reading (`log-open`), through the log dir's
+    /// descriptor and its checks.
+    pub fn open_for_reading(&self, name: &str) -> io::Result<File> {
+        self.dir.borrow_mut().open_read(name)
+    }
+
+    /// What a re-exec hands across of this part.
+    pub fn saved(&self, blob: &mut super::reexec::Blob) -> Saved {
+        Saved {
+            compressors: self
+                .compressors
+                .iter()
+                .map(|(&p, l)| (p, l.clone()))
+                .collect(),
+            readers: self
+                .readers
+                .iter()
+                .map(|(&token, r)| SavedReader {
+                    token,
+                    fd: r.file.as_raw_fd(),
+                    log: r.log.clone(),
+                    label: r.label.clone(),
+                    partial: Vec::new(),
+                    partial_at: blob.put(&r.partial),
+                })
+                .collect(),
+            logs: self
+                .logs
+                .iter()
+                .map(|(name, l)| SavedLog {
+                    name: name.clone(),
+                    path: l.path.clone(),
+                    size: l.policy.size,
+                    keep: l.policy.keep,
+                    daily: l.policy.daily,
+                    compress: l.policy.compress,
+                    dropped: l.dropped(),
+                    why_dropped: l.why_dropped().map(str::to_string),
+                    compressing: l.compressing,
+                    rotate_due: l.rotate_due(),
+                })
+                .collect(),
+        }
+    }
+
+    /// This part as a previous image left it; `adopt` takes each
+    /// descriptor the state names.
+    pub fn restore(
+        &mut self,
+        s: Saved,
+        blob: &super::reexec::Blob,
+        reactor: &Reactor,
+        adopt: &mut dyn FnMut(RawFd) -> Result<OwnedFd, String>,
+    ) -> Result<(), String> {
+        self.compressors = s.compressors.into_iter().collect();
+        for l in s.logs {
+            let policy = Policy {
+                size: l.size,
+                keep: l.keep,
+                daily: l.daily,
+                compress: l.compress,
+            };
+            self.logs.insert(
+                l.name.clone(),
+                LogFile::carried(
+                    self.dir.clone(),
+                    l.name,
+                    policy,
+                    l.dropped,
+                    l.why_dropped,
+                    l.compressing,
+                    l.rotate_due,
+                ),
+            );
+        }
+        for r in s.readers {
+            let file = File::from(adopt(r.fd)?);
+            reactor
+                .register_fd(file.as_raw_fd(), r.token, Interest::READABLE)
+                .map_err(|e| format!("{}: output: {e}", r.label))?;
+            // Whatever waits in it is read on the first turn.
+            self.more.push(r.token);
+            self.readers.insert(
+                r.token,
+                Reader {
+                    file,
+                    log: r.log,
+                    label: r.label,
+                    partial: blob.get(r.partial_at, r.partial)?,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The descriptors this part hands across a re-exec.
+    pub fn descriptors(s: &Saved) -> impl Iterator<Item = RawFd> + '_ {
+        s.readers.iter().map(|r| r.fd)
     }
 }
 
@@ -301,5 +482,38 @@ fn echo(r: &mut Reader, data: &[u8]) {
     let _ = io::stdout().lock().write_all(&out);
 }
 
-/// Keeps the reader map's type in one place.
-pub(super) type Readers = HashMap<usize, Reader>;
+/// This part in the re-exec format (flattened into the handover).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Saved {
+    compressors: Vec<(i32, String)>,
+    readers: Vec<SavedReader>,
+    logs: Vec<SavedLog>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedReader {
+    token: usize,
+    fd: RawFd,
+    log: String,
+    label: String,
+    /// Format 1 only: the unfinished line as numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    partial: Vec<u8>,
+    /// Format 2: the unfinished line, in the bytes after the document.
+    #[serde(default)]
+    partial_at: Option<super::reexec::Span>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedLog {
+    name: String,
+    path: PathBuf,
+    size: u64,
+    keep: u32,
+    daily: bool,
+    compress: bool,
+    dropped: u64,
+    why_dropped: Option<String>,
+    compressing: bool,
+    rotate_due: bool,
+}

@@ -61,10 +61,7 @@ pub(super) struct Reactor {
 
 impl Reactor {
     /// epoll with the signalfd and the public listener in it.
-    pub fn new(
-        signals: SignalFd,
-        mut listener: mio::net::UnixListener,
-    ) -> Result<Reactor, String> {
+    pub fn new(signals: SignalFd, mut listener: mio::net::UnixListener) -> Result<Reactor, String> {
         let poll = Poll::new().map_err(|e| format!("unable to create epoll: {e}"))?;
         poll.registry()
             .register(
@@ -131,7 +128,9 @@ impl Reactor {
         token: usize,
         interest: Interest,
     ) -> io::Result<()> {
-        self.poll.registry().register(source, Token(token), interest)
+        self.poll
+            .registry()
+            .register(source, Token(token), interest)
     }
 
     pub fn reregister(

@@ -300,3 +300,56 @@ pub fn raise_nofile() -> Option<(u64, u64)> {
 pub fn raw(fd: &SignalFd) -> i32 {
     fd.as_raw_fd()
 }
+
+/// The events Ubuntu's boot emitted, in order, so that real job files start
+/// unchanged.
+pub fn boot_events(runlevel: &str) -> Vec<(String, Vec<String>)> {
+    let mut v: Vec<(String, Vec<String>)> = vec![
+        ("startup".into(), vec![]),
+        ("filesystem".into(), vec![]),
+        ("local-filesystems".into(), vec![]),
+        ("remote-filesystems".into(), vec![]),
+        ("virtual-filesystems".into(), vec![]),
+    ];
+    let mut ifaces = vec!["lo".to_string()];
+    ifaces.extend(up_interfaces().into_iter().filter(|i| i != "lo"));
+    for iface in ifaces {
+        let method = if iface == "lo" { "loopback" } else { "manual" };
+        v.push((
+            "net-device-up".into(),
+            vec![
+                format!("IFACE={iface}"),
+                format!("LOGICAL={iface}"),
+                "ADDRFAM=inet".into(),
+                format!("METHOD={method}"),
+            ],
+        ));
+    }
+    v.push(("static-network-up".into(), vec![]));
+    v.push((
+        "runlevel".into(),
+        vec![format!("RUNLEVEL={runlevel}"), "PREVLEVEL=N".into()],
+    ));
+    v
+}
+
+/// Network interfaces whose link is up, from /sys.
+fn up_interfaces() -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let state = std::fs::read_to_string(e.path().join("operstate")).unwrap_or_default();
+        let flags = std::fs::read_to_string(e.path().join("flags")).unwrap_or_default();
+        let up_flag = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
+            .map(|f| f & 1 == 1)
+            .unwrap_or(false);
+        if state.trim() == "up" || (name != "lo" && up_flag && state.trim() == "unknown") {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}

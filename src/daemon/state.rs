@@ -22,7 +22,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Daemon, Timer};
+use super::output::DaemonLog;
+use super::reactor::{Reactor, Timer};
 use crate::process::{self, tree};
 
 /// The first line of the file since uids are recorded.
@@ -144,53 +145,54 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) {
     let _ = fs::remove_file(&path);
 }
 
-/// The retry schedule of a failing state write.
+/// The state file's writer: what failed and when to try again.
 #[derive(Debug, Default)]
-pub(super) struct Retry {
+pub(super) struct StateFile {
     /// The delay before the next try; zero while writes work.
     delay: Duration,
     /// A retry timer is armed: writes wait for it.
     armed: bool,
 }
 
-impl Daemon {
-    /// Rewrites the state file if the set of job processes changed (and no
-    /// failed write waits for its retry timer).
-    pub(super) fn save_state(&mut self) {
-        if !self.state_dirty || self.state_retry.armed {
-            return;
-        }
-        // Each process's start time and group are read once, when it first
-        // appears here, not at every rewrite.
-        let pids = &self.pids;
-        self.proc_identity.retain(|p, _| pids.contains_key(p));
-        self.proc_uid.retain(|p, _| pids.contains_key(p));
+/// One live job process, as the state file records it.
+pub(super) struct Record {
+    pub pid: i32,
+    pub start: u64,
+    pub pgid: i32,
+    pub uid: u32,
+    pub label: String,
+}
+
+impl StateFile {
+    /// Whether a write may be tried now (no failed one waits for its
+    /// retry timer).
+    pub fn may_write(&self) -> bool {
+        !self.armed
+    }
+
+    /// The retry timer fired.
+    pub fn retry_due(&mut self) {
+        self.armed = false;
+    }
+
+    /// Writes the file beside `socket`; true when it is written. A failure
+    /// is said once per streak and arms a retry (1 s doubling to 60 s); the
+    /// first success after one says so.
+    pub fn write(
+        &mut self,
+        socket: &Path,
+        records: &[Record],
+        dlog: &DaemonLog,
+        reactor: &Reactor,
+    ) -> bool {
         let mut text = format!("{HEADER}\n");
-        for (pid, key) in &self.pids {
-            let ident = match self.proc_identity.get(pid) {
-                Some(&i) => Some(i),
-                None => tree::identity(*pid),
-            };
-            let Some((start, pgid)) = ident else {
-                continue;
-            };
-            self.proc_identity.insert(*pid, (start, pgid));
-            let uid = match self.proc_uid.get(pid) {
-                Some(&u) => u,
-                None => match tree::euid_of(*pid) {
-                    Some(u) => u,
-                    None => continue,
-                },
-            };
-            self.proc_uid.insert(*pid, uid);
-            let label = if key.1.is_empty() {
-                key.0.clone()
-            } else {
-                format!("{} ({})", key.0, key.1)
-            };
-            text.push_str(&format!("{pid} {start} {pgid} {uid} {label}\n"));
+        for r in records {
+            text.push_str(&format!(
+                "{} {} {} {} {}\n",
+                r.pid, r.start, r.pgid, r.uid, r.label
+            ));
         }
-        let path = state_path(&self.cfg.socket);
+        let path = state_path(socket);
         let tmp = path.with_extension("state.tmp");
         // A fresh file, never one planted there (create_new follows no
         // symlink).
@@ -205,35 +207,29 @@ impl Daemon {
             .and_then(|_| fs::rename(&tmp, &path));
         match written {
             Ok(()) => {
-                self.state_dirty = false;
-                if !self.state_retry.delay.is_zero() {
-                    self.state_retry.delay = Duration::ZERO;
-                    self.log(&format!("{}: state saved again", path.display()));
+                if !self.delay.is_zero() {
+                    self.delay = Duration::ZERO;
+                    dlog.log(&format!("{}: state saved again", path.display()));
                 }
+                true
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                if self.state_retry.delay.is_zero() {
-                    self.log(&format!(
+                if self.delay.is_zero() {
+                    dlog.log(&format!(
                         "{}: unable to save state: {}; trying again in 1 s, then less and less often (up to every 60 s), until it works",
                         path.display(),
                         process::io_text(&e)
                     ));
-                    self.state_retry.delay = RETRY_FIRST;
+                    self.delay = RETRY_FIRST;
                 } else {
-                    self.state_retry.delay = (self.state_retry.delay * 2).min(RETRY_MAX);
+                    self.delay = (self.delay * 2).min(RETRY_MAX);
                 }
-                self.state_retry.armed = true;
-                let after = self.state_retry.delay;
-                self.arm(after, Timer::StateRetry);
+                self.armed = true;
+                reactor.arm(self.delay, Timer::StateRetry);
+                false
             }
         }
-    }
-
-    /// The retry timer of a failed state write.
-    pub(super) fn retry_state(&mut self) {
-        self.state_retry.armed = false;
-        self.save_state();
     }
 }
 

@@ -10,6 +10,7 @@ pub mod capture;
 mod fast_spawn;
 pub mod handover;
 pub mod spawn;
+pub mod sys;
 pub mod time;
 pub mod tree;
 

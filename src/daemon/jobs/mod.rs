@@ -1,0 +1,685 @@
+//! The job table: every job's definition in force and where it came from,
+//! every instance with its state machine, the pid map, and what is known of
+//! each job process. It feeds inputs to the machines and carries out what
+//! they ask of the system (through the [`Sys`] seam); what concerns other
+//! parts (a timer, a job event, an instance gone, a process to spawn) it
+//! returns to the conductor as [`Effect`]s, never doing it itself.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub(super) mod saved;
+
+use super::Key;
+use crate::conf::{JobClass, ProcessType};
+use crate::confdir::{self, JobFiles};
+use crate::event::expand;
+use crate::job::{self, Action, Exit, Failure, Input, Instance, JobEvent, Refusal};
+use crate::process::sys::Sys;
+
+/// What a step asks of the other parts, in order.
+#[derive(Debug)]
+pub(super) enum Effect {
+    /// A line for the daemon's log.
+    Log(String),
+    /// Arm the instance's timer of this generation.
+    Timer { gen: u64, after: Duration },
+    /// Emit a job event (`blocking`: the instance waits for it to finish).
+    Emit {
+        name: &'static str,
+        env: Vec<String>,
+        blocking: bool,
+    },
+    /// The instance reached rest and is gone (its last state, for those
+    /// who wait on it).
+    Destroyed(Box<Instance>),
+}
+
+/// What one input did.
+#[derive(Debug, Default)]
+pub(super) struct Stepped {
+    pub effects: Vec<Effect>,
+    /// A process to spawn: its answer (`Spawned`, `SpawnFailed`) is the
+    /// next input.
+    pub spawn: Option<ProcessType>,
+}
+
+/// The jobs and their instances.
+#[derive(Default)]
+pub(super) struct JobTable {
+    pub classes: BTreeMap<String, Rc<JobClass>>,
+    /// Where each job's definition came from.
+    pub files: BTreeMap<String, JobFiles>,
+    pub instances: BTreeMap<Key, Instance>,
+    pub pids: HashMap<i32, Key>,
+    /// (start time, process group) of the pids in the map, for the state
+    /// file.
+    pub identity: HashMap<i32, (u64, i32)>,
+    /// The effective uid of the pids in the map, for the state file.
+    pub uid: HashMap<i32, u32>,
+    /// Main processes of `expect fork/daemon` jobs that exited with no
+    /// child to follow yet: (pid, status, start time), decided on later.
+    pub pending_exit: HashMap<Key, (i32, Exit, Option<u64>)>,
+    /// The current problems of each job's files (shown by `status`).
+    pub conf_errors: BTreeMap<String, Vec<String>>,
+    /// In which order instances reached running (a shutdown goes back).
+    pub running_order: HashMap<Key, u64>,
+    running_seq: u64,
+    /// The pid map changed since the state file was last written.
+    pub dirty: bool,
+    /// What every job's environment starts from.
+    pub env_base: job::env::Base,
+    /// `-v`: log every goal and state change.
+    pub verbose: bool,
+}
+
+/// The (uid, gid) a job's processes run as, when the daemon is root and
+/// the job names a user; `None`: the daemon's own.
+pub(super) fn job_owner(class: &JobClass, system: bool) -> Option<(u32, u32)> {
+    if !system {
+        return None;
+    }
+    let user = nix::unistd::User::from_name(class.setuid.as_deref()?)
+        .ok()
+        .flatten()?;
+    let gid = match &class.setgid {
+        Some(g) => nix::unistd::Group::from_name(g).ok().flatten()?.gid,
+        None => user.gid,
+    };
+    Some((user.uid.as_raw(), gid.as_raw()))
+}
+
+impl JobTable {
+    pub fn new(env_base: job::env::Base, verbose: bool) -> JobTable {
+        JobTable {
+            env_base,
+            verbose,
+            ..JobTable::default()
+        }
+    }
+
+    /// The definition in force for an instance's job (a running instance
+    /// keeps its own; its next start takes this one).
+    fn latest(&self, inst: &Instance) -> Rc<JobClass> {
+        self.classes
+            .get(&inst.job)
+            .cloned()
+            .unwrap_or_else(|| inst.class.clone())
+    }
+
+    /// Feeds one input to an instance and carries out what it asks of the
+    /// system, until it waits for the world or a process must be spawned.
+    pub fn step(
+        &mut self,
+        key: &Key,
+        input: Input,
+        now: Duration,
+        sys: &mut dyn Sys,
+    ) -> Result<Stepped, Refusal> {
+        let mut out = Stepped::default();
+        let mut queue = VecDeque::from([input]);
+        let mut first = true;
+        while let Some(input) = queue.pop_front() {
+            let Some(inst) = self.instances.get(key) else {
+                break;
+            };
+            let latest = self.latest(inst);
+            let Some(inst) = self.instances.get_mut(key) else {
+                break;
+            };
+            let before = (inst.goal, inst.state);
+            let actions = match inst.step(&latest, now, input) {
+                Ok(a) => a,
+                Err(r) if first => return Err(r),
+                Err(_) => continue,
+            };
+            first = false;
+            // Changes are logged after what the step itself logs (the
+            // process exit that caused them, say).
+            let (logs, rest): (Vec<Action>, Vec<Action>) = actions
+                .into_iter()
+                .partition(|a| matches!(a, Action::Log(_)));
+            out.effects.extend(logs.into_iter().filter_map(|a| match a {
+                Action::Log(m) => Some(Effect::Log(m)),
+                _ => None,
+            }));
+            if self.verbose {
+                let label = inst.label();
+                if before.0.name() != inst.goal.name() {
+                    out.effects.push(Effect::Log(format!(
+                        "{label} goal changed from {} to {}",
+                        before.0.name(),
+                        inst.goal.name()
+                    )));
+                }
+                if before.1 != inst.state {
+                    out.effects.push(Effect::Log(format!(
+                        "{label} state changed from {} to {}",
+                        before.1.name(),
+                        inst.state.name()
+                    )));
+                }
+            }
+            for action in rest {
+                self.execute(key, action, &mut queue, &mut out, sys);
+            }
+        }
+        Ok(out)
+    }
+
+    fn execute(
+        &mut self,
+        key: &Key,
+        action: Action,
+        queue: &mut VecDeque<Input>,
+        out: &mut Stepped,
+        sys: &mut dyn Sys,
+    ) {
+        match action {
+            Action::Spawn(process) => out.spawn = Some(process),
+            Action::Continue { pid } => {
+                let _ = sys.kill_pid(pid, libc::SIGCONT);
+            }
+            Action::KillGroup { pgid, signal } => {
+                if sys.kill_group(pgid, signal).is_err() {
+                    let _ = sys.kill_pid(pgid, signal);
+                }
+                // A followed daemon may have called setsid after it was
+                // followed: its group is its own now, and gets the signal
+                // too.
+                let main = self
+                    .instances
+                    .get(key)
+                    .and_then(|i| i.pid(ProcessType::Main));
+                if let Some(main) = main {
+                    if let Some(g) = sys.pgid_of(main).filter(|&g| g != pgid) {
+                        if sys.kill_group(g, signal).is_err() {
+                            let _ = sys.kill_pid(main, signal);
+                        }
+                        queue.push_back(Input::Regrouped { pgid: g });
+                    }
+                }
+                self.signal_escaped(key, signal, sys);
+            }
+            Action::ArmTimer { gen, after } => out.effects.push(Effect::Timer { gen, after }),
+            Action::Emit {
+                event,
+                blocking,
+                failure,
+            } => {
+                if event == JobEvent::Started {
+                    self.running_seq += 1;
+                    self.running_order.insert(key.clone(), self.running_seq);
+                }
+                if let Some(inst) = self.instances.get(key) {
+                    let job_env = job::env::for_process(inst, None, &self.env_base);
+                    let env = job_event_env(inst, event, failure.as_ref(), &job_env);
+                    out.effects.push(Effect::Emit {
+                        name: event.name(),
+                        env,
+                        blocking,
+                    });
+                }
+            }
+            Action::Log(msg) => out.effects.push(Effect::Log(msg)),
+            Action::Destroy => {
+                self.running_order.remove(key);
+                self.pending_exit.remove(key);
+                if let Some(inst) = self.instances.remove(key) {
+                    out.effects.push(Effect::Destroyed(Box::new(inst)));
+                }
+            }
+        }
+    }
+
+    /// A process spawned for an instance joins the pid map.
+    pub fn spawned(&mut self, key: &Key, pid: i32) {
+        self.pids.insert(pid, key.clone());
+        self.dirty = true;
+    }
+
+    /// Registers a new instance.
+    pub fn add_instance(&mut self, key: Key, inst: Instance) {
+        self.instances.insert(key, inst);
+    }
+
+    /// Whether nothing of a job's main process is left: its process group
+    /// is empty, and no process that escaped the group (re-parented to us,
+    /// carrying the job's identity) lives.
+    pub fn processes_gone(&self, key: &Key, pgid: i32, sys: &mut dyn Sys) -> bool {
+        if !sys.group_is_empty(pgid) {
+            return false;
+        }
+        let known = |p: i32| self.pids.contains_key(&p);
+        sys.orphans_of_job(&key.0, &key.1, &known).is_empty()
+    }
+
+    /// Sends a signal to the processes of a job that escaped its group.
+    fn signal_escaped(&self, key: &Key, signal: i32, sys: &mut dyn Sys) {
+        let known = |p: i32| self.pids.contains_key(&p);
+        for o in sys.orphans_of_job(&key.0, &key.1, &known) {
+            let _ = sys.kill_pid(o.pid, signal);
+        }
+    }
+
+    /// A child that ended: the inputs it means (none for an orphan we only
+    /// reaped). `helper` tells the daemon's own helpers (never a job's).
+    pub fn reaped(
+        &mut self,
+        pid: i32,
+        status: Exit,
+        sys: &mut dyn Sys,
+        helper: &dyn Fn(i32) -> bool,
+    ) -> Vec<(Key, Input)> {
+        self.dirty |= self.pids.contains_key(&pid);
+        let exited_start = self.identity.get(&pid).map(|&(start, _)| start);
+        let Some(key) = self.pids.remove(&pid) else {
+            return Vec::new(); // an orphan we adopted as subreaper
+        };
+        let inst = self.instances.get(&key);
+        let is_main = inst.is_some_and(|i| i.pid(ProcessType::Main) == Some(pid));
+        // A daemonizing program: follow its re-parented child.
+        if is_main && inst.is_some_and(|i| matches!(i.waiting, job::Waiting::Fork(_))) {
+            return match self.follow_fork(&key, pid, exited_start, sys, helper) {
+                Some(input) => vec![(key, input)],
+                None => {
+                    // Nothing to follow yet: the child may be half-way
+                    // through its own exit. Decide on the next reap, or
+                    // when the fork timer runs out.
+                    self.pending_exit.insert(key, (pid, status, exited_start));
+                    Vec::new()
+                }
+            };
+        }
+        let pgid = inst.and_then(|i| i.group).unwrap_or(pid);
+        let group_empty = !is_main || self.processes_gone(&key, pgid, sys);
+        vec![(
+            key,
+            Input::Exited {
+                pid,
+                status,
+                group_empty,
+            },
+        )]
+    }
+
+    /// After a reap: daemonizing programs whose child was not there yet,
+    /// then groups that outlived their main process.
+    pub fn after_reap(
+        &mut self,
+        sys: &mut dyn Sys,
+        helper: &dyn Fn(i32) -> bool,
+    ) -> Vec<(Key, Input)> {
+        let mut inputs = Vec::new();
+        let pending: Vec<(Key, i32, Option<u64>)> = self
+            .pending_exit
+            .iter()
+            .map(|(k, (p, _, start))| (k.clone(), *p, *start))
+            .collect();
+        for (key, pid, start) in pending {
+            if let Some(input) = self.follow_fork(&key, pid, start, sys, helper) {
+                self.pending_exit.remove(&key);
+                inputs.push((key, input));
+            }
+        }
+        let lingering: Vec<(Key, i32)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| i.pid(ProcessType::Main).is_none())
+            .filter_map(|(k, i)| i.group.map(|g| (k.clone(), g)))
+            .collect();
+        for (key, pgid) in lingering {
+            if self.processes_gone(&key, pgid, sys) {
+                inputs.push((key, Input::GroupEmpty));
+            } else if let Some(inst) = self.instances.get(&key) {
+                if inst.state == job::State::Killed {
+                    // Processes that left the group (a new session) and
+                    // were re-parented to us when their parent died go the
+                    // same way.
+                    let sig = inst.class.kill_signal;
+                    self.signal_escaped(&key, sig, sys);
+                }
+            }
+        }
+        inputs
+    }
+
+    /// The fork timer of an instance ran out: a daemonizing program that
+    /// exited and left nothing to follow exited for real.
+    pub fn fork_timer(&mut self, key: &Key) -> Option<Input> {
+        let (pid, status, _) = self.pending_exit.remove(key)?;
+        Some(Input::Exited {
+            pid,
+            status,
+            group_empty: true,
+        })
+    }
+
+    /// Looks for the child a daemonizing main process (`exited`) left; the
+    /// input that hands the job over to it, if there is one.
+    ///
+    /// A child that carries the job's identity is the job's. One that
+    /// carries none (its environment wiped) is taken only when this is the
+    /// one instance waiting for a fork and the child is no older than the
+    /// process that exited (`exited_start`, when known): then it can be no
+    /// one else's. The daemon's own helpers are never taken.
+    fn follow_fork(
+        &mut self,
+        key: &Key,
+        exited: i32,
+        exited_start: Option<u64>,
+        sys: &mut dyn Sys,
+        helper: &dyn Fn(i32) -> bool,
+    ) -> Option<Input> {
+        let known = |p: i32| self.pids.contains_key(&p) || helper(p);
+        let mut found = sys.orphans_of_job(&key.0, &key.1, &known).first().copied();
+        let forking = self
+            .instances
+            .values()
+            .filter(|i| matches!(i.waiting, job::Waiting::Fork(_)))
+            .count();
+        if found.is_none() && forking == 1 {
+            found = sys
+                .anonymous_orphans(&known)
+                .into_iter()
+                .find(|o| exited_start.is_none_or(|s| o.start >= s));
+        }
+        let o = found?;
+        self.pids.insert(o.pid, key.clone());
+        self.dirty = true;
+        Some(Input::Forked {
+            pid: o.pid,
+            pgid: o.pgid,
+            hops: o.hops_from(exited),
+        })
+    }
+
+    /// Whether `pid` is one of the job's processes, by what the kernel
+    /// says of it (never by its environment): a process the daemon
+    /// spawned or followed for the job, a descendant of one, or a process
+    /// in the session one of them leads.
+    pub fn belongs_to(&self, key: &Key, pid: i32) -> bool {
+        let ours = |p: i32| self.pids.get(&p) == Some(key);
+        if ours(pid) {
+            return true;
+        }
+        let me = std::process::id() as i32;
+        if crate::process::tree::descends_from(pid, me, &ours) {
+            return true;
+        }
+        // Every job process starts a session of its own, which no other
+        // process can join: a re-parented descendant is still in it.
+        crate::process::tree::session_of(pid).is_some_and(|sid| sid > 1 && ours(sid))
+    }
+
+    /// Rescans every conf dir's files (`reload-configuration`, a change
+    /// seen): new and changed definitions are taken, removed jobs go
+    /// (their running instances keep theirs). Returns the lines to log, the
+    /// definitions that changed (for their `start on`), and the jobs gone.
+    pub fn reload(&mut self, conf_dirs: &[std::path::PathBuf]) -> Reloaded {
+        let scan = confdir::scan(conf_dirs);
+        let mut r = Reloaded {
+            logs: scan.problems.iter().map(|p| p.to_string()).collect(),
+            watch: scan.watch,
+            ..Reloaded::default()
+        };
+        self.conf_errors.clear();
+        let mut trust = confdir::Trust::for_this_user();
+        for (name, files) in &scan.jobs {
+            let loaded = confdir::load_with(files, &mut trust);
+            r.logs
+                .extend(loaded.diagnostics.iter().map(|d| d.to_string()));
+            if !loaded.diagnostics.is_empty() {
+                let errors = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+                self.conf_errors.insert(name.clone(), errors);
+            }
+            match loaded.job {
+                Some(job) if self.classes.get(name).is_none_or(|c| **c != job) => {
+                    let job = Rc::new(job);
+                    r.changed
+                        .push((self.classes.get(name).cloned(), job.clone()));
+                    self.classes.insert(name.clone(), job);
+                }
+                Some(_) => {}
+                None if self.classes.contains_key(name) => {
+                    r.logs
+                        .push(format!("{name}: keeping the last good definition"));
+                }
+                None => {}
+            }
+            self.files.insert(name.clone(), files.clone());
+        }
+        r.gone = self
+            .classes
+            .keys()
+            .filter(|n| !scan.jobs.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in &r.gone {
+            self.classes.remove(name);
+            self.files.remove(name);
+        }
+        r
+    }
+
+    /// Reads one job's files again (for `restart`). A file that now has
+    /// errors keeps the last good definition in force. Returns the lines to
+    /// log and the change of definition, if any.
+    pub fn reload_job(&mut self, name: &str) -> (Vec<String>, Option<Change>) {
+        let Some(files) = self.files.get(name) else {
+            return (Vec::new(), None);
+        };
+        let loaded = confdir::load(files);
+        let mut logs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+        if loaded.diagnostics.is_empty() {
+            self.conf_errors.remove(name);
+        } else {
+            let errors = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+            self.conf_errors.insert(name.to_string(), errors);
+        }
+        match loaded.job {
+            Some(job) => {
+                let job = Rc::new(job);
+                let old = self.classes.insert(name.to_string(), job.clone());
+                (logs, Some((old, job)))
+            }
+            None => {
+                logs.push(format!("{name}: keeping the last good definition"));
+                (logs, None)
+            }
+        }
+    }
+
+    /// The class of `job` and the name of the instance a request means:
+    /// `instance` when the request names it, else the class's `instance`
+    /// template expanded with `env`.
+    pub fn find(
+        &self,
+        job: &str,
+        env: &[String],
+        instance: Option<&str>,
+    ) -> Result<(Rc<JobClass>, String), String> {
+        let class = self.classes.get(job).cloned().or_else(|| {
+            // A job whose file was removed is still known while it runs.
+            self.instances
+                .values()
+                .find(|i| i.job == job)
+                .map(|i| i.class.clone())
+        });
+        let Some(class) = class else {
+            return Err(match self.conf_errors.get(job).and_then(|e| e.first()) {
+                // A file that is there but may not (or cannot) define it.
+                Some(first) => format!("Unknown job: {job} (its job file has errors: {first})"),
+                None => format!("Unknown job: {job}"),
+            });
+        };
+        if class.instance.is_empty() {
+            return Ok((class, String::new()));
+        }
+        if let Some(name) = instance {
+            return Ok((class, name.to_string()));
+        }
+        let mut scope: Vec<String> = class_vars(&class);
+        scope.extend(env.iter().cloned());
+        match expand::expand(&class.instance, &scope) {
+            Ok(name) => Ok((class, name)),
+            Err(e) => {
+                let mut msg = e.to_string();
+                if let Some(usage) = &class.usage {
+                    msg.push_str(&format!("\nUsage: {usage}"));
+                }
+                Err(msg)
+            }
+        }
+    }
+
+    /// What the re-exec hands across of this part; `held` gives each
+    /// instance's `stop on` state (the event bus's).
+    pub fn saved(&self, held: &dyn Fn(&Key) -> Option<Vec<Option<u64>>>) -> Saved {
+        saved::save(self, held)
+    }
+}
+
+/// A definition replaced: (the one that was in force, the new one).
+pub(super) type Change = (Option<Rc<JobClass>>, Rc<JobClass>);
+
+/// What a rescan found.
+#[derive(Debug, Default)]
+pub(super) struct Reloaded {
+    pub logs: Vec<String>,
+    pub watch: std::collections::BTreeSet<std::path::PathBuf>,
+    /// (the definition that was in force, the new one).
+    pub changed: Vec<Change>,
+    pub gone: Vec<String>,
+}
+
+/// `KEY=VALUE` entries a job's `start on` patterns and instance name may
+/// expand (its `env` stanzas: an improvement over Upstart 1.13, which
+/// expanded none).
+pub(super) fn class_vars(class: &JobClass) -> Vec<String> {
+    class
+        .env
+        .iter()
+        .filter(|e| e.contains('='))
+        .cloned()
+        .collect()
+}
+
+/// The variables of a job event (reference 5.6).
+pub(super) fn job_event_env(
+    inst: &Instance,
+    event: JobEvent,
+    failure: Option<&Failure>,
+    job_env: &[(String, String)],
+) -> Vec<String> {
+    let mut env = vec![
+        format!("JOB={}", inst.job),
+        format!("INSTANCE={}", inst.name),
+    ];
+    if matches!(event, JobEvent::Stopping | JobEvent::Stopped) {
+        match failure {
+            None => env.push("RESULT=ok".into()),
+            Some(f) => {
+                env.push("RESULT=failed".into());
+                env.push(format!("PROCESS={}", f.process.name()));
+                if let Some(var) = f
+                    .exit
+                    .filter(|&e| e != Exit::Code(0))
+                    .and_then(Exit::event_var)
+                {
+                    env.push(var);
+                }
+            }
+        }
+    }
+    for name in &inst.class.export {
+        if env
+            .iter()
+            .any(|e| e.split_once('=').map(|(k, _)| k) == Some(name.as_str()))
+        {
+            continue; // JOB, INSTANCE, RESULT… cannot be overridden
+        }
+        if let Some((_, v)) = job_env.iter().rev().find(|(k, _)| k == name) {
+            env.push(format!("{name}={v}"));
+        }
+    }
+    env
+}
+
+/// This part in the re-exec format (flattened into the handover).
+#[derive(Serialize, Deserialize)]
+pub(super) struct Saved {
+    /// Job definitions as job-file text (`show-config`'s, which parses back
+    /// to the same definition), each once, with the job's name.
+    pub classes: Vec<(String, String)>,
+    /// The definition in force for each job (an index into `classes`).
+    pub in_force: Vec<(String, usize)>,
+    pub instances: Vec<saved::SavedInstance>,
+    pub pids: Vec<SavedPid>,
+    pub pending_exit: Vec<(Key, i32, saved::SavedExit, Option<u64>)>,
+    pub running_order: Vec<(Key, u64)>,
+    pub running_seq: u64,
+}
+
+/// A live job process: whose, and its (start time, group) once known.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SavedPid {
+    pub pid: i32,
+    pub key: Key,
+    pub identity: Option<(u64, i32)>,
+}
+
+impl JobTable {
+    /// Every live job process with what the state file records of it.
+    /// Each one's start time, group and uid are read once, when it first
+    /// appears, not at every rewrite.
+    pub fn records(&mut self) -> Vec<super::state::Record> {
+        let pids = &self.pids;
+        self.identity.retain(|p, _| pids.contains_key(p));
+        self.uid.retain(|p, _| pids.contains_key(p));
+        let mut out = Vec::new();
+        for (pid, key) in &self.pids {
+            let ident = match self.identity.get(pid) {
+                Some(&i) => Some(i),
+                None => crate::process::tree::identity(*pid),
+            };
+            let Some((start, pgid)) = ident else {
+                continue;
+            };
+            self.identity.insert(*pid, (start, pgid));
+            let uid = match self.uid.get(pid) {
+                Some(&u) => u,
+                None => match crate::process::tree::euid_of(*pid) {
+                    Some(u) => u,
+                    None => continue,
+                },
+            };
+            self.uid.insert(*pid, uid);
+            let label = if key.1.is_empty() {
+                key.0.clone()
+            } else {
+                format!("{} ({})", key.0, key.1)
+            };
+            out.push(super::state::Record {
+                pid: *pid,
+                start,
+                pgid,
+                uid,
+                label,
+            });
+        }
+        out
+    }
+
+    /// The running order's counter (for the handover).
+    pub fn running_seq(&self) -> u64 {
+        self.running_seq
+    }
+
+    pub fn set_running_seq(&mut self, s: u64) {
+        self.running_seq = s;
+    }
+}

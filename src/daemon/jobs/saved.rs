@@ -1,0 +1,319 @@
+//! The job table in the re-exec format: definitions as job-file text,
+//! instances with their machine's internals, the pid map. A wire format
+//! between two images, possibly of two releases: a field a later release
+//! adds has a default.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{JobTable, Saved, SavedPid};
+use crate::conf::{JobClass, ProcessType};
+use crate::daemon::Key;
+use crate::job::{Exit, FailedProcess, Failure, Goal, Instance, Internals, State, Waiting};
+
+#[derive(Serialize, Deserialize)]
+pub(in crate::daemon) struct SavedInstance {
+    job: String,
+    name: String,
+    class: usize,
+    goal: String,
+    state: String,
+    waiting: SavedWaiting,
+    pids: [Option<i32>; 5],
+    group: Option<i32>,
+    failed: Option<(String, Option<SavedExit>)>,
+    failure_detail: Option<String>,
+    env: Vec<String>,
+    stop_env: Vec<String>,
+    main_started: Option<Duration>,
+    last_exit: Option<SavedExit>,
+    respawns: u64,
+    generation: u64,
+    respawn_window: Option<(u64, u32)>,
+    backoff: Duration,
+    respawn_delay: Duration,
+    timer_gen: u64,
+    restart_pending: bool,
+    from_pre_stop: bool,
+    /// What the instance's `stop on` holds (the event bus's state).
+    pub stop_matcher: Option<Vec<Option<u64>>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+pub(in crate::daemon) enum SavedExit {
+    Code(i32),
+    Signal(i32),
+    Unknown,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SavedWaiting {
+    Nothing,
+    Spawn(String),
+    Exit(String),
+    Event,
+    Kill,
+    Delay,
+    Fork(u8),
+    Stop,
+    Ready,
+}
+
+impl SavedInstance {
+    /// The instance's key.
+    pub fn key(&self) -> Key {
+        (self.job.clone(), self.name.clone())
+    }
+}
+
+fn process_type(name: &str) -> Result<ProcessType, String> {
+    ProcessType::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| format!("unknown process {name:?}"))
+}
+
+fn goal_name(g: Goal) -> &'static str {
+    match g {
+        Goal::Stop => "stop",
+        Goal::Start => "start",
+        Goal::Respawn => "respawn",
+    }
+}
+
+fn goal(name: &str) -> Result<Goal, String> {
+    match name {
+        "stop" => Ok(Goal::Stop),
+        "start" => Ok(Goal::Start),
+        "respawn" => Ok(Goal::Respawn),
+        _ => Err(format!("unknown goal {name:?}")),
+    }
+}
+
+fn state(name: &str) -> Result<State, String> {
+    State::ALL
+        .into_iter()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| format!("unknown state {name:?}"))
+}
+
+impl From<Exit> for SavedExit {
+    fn from(e: Exit) -> SavedExit {
+        match e {
+            Exit::Code(c) => SavedExit::Code(c),
+            Exit::Signal(s) => SavedExit::Signal(s),
+            Exit::Unknown => SavedExit::Unknown,
+        }
+    }
+}
+
+impl From<SavedExit> for Exit {
+    fn from(e: SavedExit) -> Exit {
+        match e {
+            SavedExit::Code(c) => Exit::Code(c),
+            SavedExit::Signal(s) => Exit::Signal(s),
+            SavedExit::Unknown => Exit::Unknown,
+        }
+    }
+}
+
+impl From<Waiting> for SavedWaiting {
+    fn from(w: Waiting) -> SavedWaiting {
+        match w {
+            Waiting::Nothing => SavedWaiting::Nothing,
+            Waiting::Spawn(p) => SavedWaiting::Spawn(p.name().into()),
+            Waiting::Exit(p) => SavedWaiting::Exit(p.name().into()),
+            Waiting::Event => SavedWaiting::Event,
+            Waiting::Kill => SavedWaiting::Kill,
+            Waiting::Delay => SavedWaiting::Delay,
+            Waiting::Fork(n) => SavedWaiting::Fork(n),
+            Waiting::Stop => SavedWaiting::Stop,
+            Waiting::Ready => SavedWaiting::Ready,
+        }
+    }
+}
+
+impl SavedWaiting {
+    fn restore(&self) -> Result<Waiting, String> {
+        Ok(match self {
+            SavedWaiting::Nothing => Waiting::Nothing,
+            SavedWaiting::Spawn(p) => Waiting::Spawn(process_type(p)?),
+            SavedWaiting::Exit(p) => Waiting::Exit(process_type(p)?),
+            SavedWaiting::Event => Waiting::Event,
+            SavedWaiting::Kill => Waiting::Kill,
+            SavedWaiting::Delay => Waiting::Delay,
+            SavedWaiting::Fork(n) => Waiting::Fork(*n),
+            SavedWaiting::Stop => Waiting::Stop,
+            SavedWaiting::Ready => Waiting::Ready,
+        })
+    }
+}
+
+/// The job table as the re-exec hands it across; `held` gives each
+/// instance's `stop on` state.
+pub(in crate::daemon) fn save(
+    t: &JobTable,
+    held: &dyn Fn(&Key) -> Option<Vec<Option<u64>>>,
+) -> Saved {
+    // Each definition once, by identity.
+    let mut classes: Vec<(String, String)> = Vec::new();
+    let mut index: HashMap<*const JobClass, usize> = HashMap::new();
+    let mut class_index = |c: &Rc<JobClass>| -> usize {
+        *index.entry(Rc::as_ptr(c)).or_insert_with(|| {
+            classes.push((c.name.clone(), crate::conf::print::to_job_file(c)));
+            classes.len() - 1
+        })
+    };
+    let in_force = t
+        .classes
+        .iter()
+        .map(|(n, c)| (n.clone(), class_index(c)))
+        .collect();
+    let instances = t
+        .instances
+        .iter()
+        .map(|(key, i)| {
+            let int = i.internals();
+            SavedInstance {
+                job: i.job.clone(),
+                name: i.name.clone(),
+                class: class_index(&i.class),
+                goal: goal_name(i.goal).into(),
+                state: i.state.name().into(),
+                waiting: i.waiting.into(),
+                pids: i.pids,
+                group: i.group,
+                failed: i
+                    .failed
+                    .as_ref()
+                    .map(|f| (f.process.name().to_string(), f.exit.map(SavedExit::from))),
+                failure_detail: i.failure_detail.clone(),
+                env: i.env.clone(),
+                stop_env: i.stop_env.clone(),
+                main_started: i.main_started,
+                last_exit: i.last_exit.map(SavedExit::from),
+                respawns: i.respawns,
+                generation: i.generation,
+                respawn_window: int.respawn_window,
+                backoff: int.backoff,
+                respawn_delay: int.respawn_delay,
+                timer_gen: int.timer_gen,
+                restart_pending: int.restart_pending,
+                from_pre_stop: int.from_pre_stop,
+                stop_matcher: held(key),
+            }
+        })
+        .collect();
+    Saved {
+        classes,
+        in_force,
+        instances,
+        pids: t
+            .pids
+            .iter()
+            .map(|(&pid, key)| SavedPid {
+                pid,
+                key: key.clone(),
+                identity: t.identity.get(&pid).copied(),
+            })
+            .collect(),
+        pending_exit: t
+            .pending_exit
+            .iter()
+            .map(|(k, &(pid, exit, start))| (k.clone(), pid, exit.into(), start))
+            .collect(),
+        running_order: t
+            .running_order
+            .iter()
+            .map(|(k, &s)| (k.clone(), s))
+            .collect(),
+        running_seq: t.running_seq(),
+    }
+}
+
+/// Definitions in force by job name, and instances by key.
+type Rebuilt = (BTreeMap<String, Rc<JobClass>>, BTreeMap<Key, Instance>);
+
+/// The definitions and instances of a saved table, rebuilt (pure, so that
+/// every format this release reads is checked in a test).
+pub(in crate::daemon) fn rebuild(s: &Saved) -> Result<Rebuilt, String> {
+    let mut classes = Vec::with_capacity(s.classes.len());
+    for (name, text) in &s.classes {
+        let c = crate::conf::parse_job(name, text.as_bytes()).map_err(|errs| {
+            let first = errs.first().map(|e| e.kind.to_string()).unwrap_or_default();
+            format!("job {name}: its definition does not parse back: {first}")
+        })?;
+        classes.push(Rc::new(c));
+    }
+    let class = |i: usize| {
+        classes
+            .get(i)
+            .cloned()
+            .ok_or_else(|| format!("no definition {i}"))
+    };
+    let mut in_force = BTreeMap::new();
+    for (name, i) in &s.in_force {
+        in_force.insert(name.clone(), class(*i)?);
+    }
+    let mut instances = BTreeMap::new();
+    for s in &s.instances {
+        let key = (s.job.clone(), s.name.clone());
+        let mut i = Instance::new(&s.job, &s.name, class(s.class)?, s.env.clone());
+        i.goal = goal(&s.goal)?;
+        i.state = state(&s.state)?;
+        i.waiting = s.waiting.restore()?;
+        i.pids = s.pids;
+        i.group = s.group;
+        i.failed = match &s.failed {
+            None => None,
+            Some((p, exit)) => Some(Failure {
+                process: if p == "respawn" {
+                    FailedProcess::Respawn
+                } else {
+                    FailedProcess::Process(process_type(p)?)
+                },
+                exit: exit.map(Exit::from),
+            }),
+        };
+        i.failure_detail = s.failure_detail.clone();
+        i.stop_env = s.stop_env.clone();
+        i.main_started = s.main_started;
+        i.last_exit = s.last_exit.map(Exit::from);
+        i.respawns = s.respawns;
+        i.generation = s.generation;
+        i.set_internals(Internals {
+            respawn_window: s.respawn_window,
+            backoff: s.backoff,
+            respawn_delay: s.respawn_delay,
+            timer_gen: s.timer_gen,
+            restart_pending: s.restart_pending,
+            from_pre_stop: s.from_pre_stop,
+        });
+        instances.insert(key, i);
+    }
+    Ok((in_force, instances))
+}
+
+impl JobTable {
+    /// The table as a previous image left it.
+    pub fn restore(&mut self, s: Saved) -> Result<(), String> {
+        let (classes, instances) = rebuild(&s)?;
+        self.classes = classes;
+        self.instances = instances;
+        for p in s.pids {
+            self.pids.insert(p.pid, p.key);
+            if let Some(ident) = p.identity {
+                self.identity.insert(p.pid, ident);
+            }
+        }
+        for (key, pid, exit, start) in s.pending_exit {
+            self.pending_exit.insert(key, (pid, exit.into(), start));
+        }
+        self.running_order = s.running_order.into_iter().collect();
+        self.set_running_seq(s.running_seq);
+        Ok(())
+    }
+}
