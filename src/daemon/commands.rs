@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::clients::{destroyed_outcome, wait_outcome, WaitKind, Waiter};
+use super::events::Finished;
 use super::jobs::JobTable;
 use super::{Daemon, Driven, Key};
 use crate::conf::ProcessType;
@@ -77,6 +78,33 @@ impl Daemon {
         }
         // Answered and gone: closed now.
         self.clients.flush(token, &self.reactor);
+    }
+
+    /// Answers who waited for events that finished.
+    pub(super) fn finish(&mut self, finished: Vec<Finished>) {
+        for f in finished {
+            if let (Some(id), true) = (f.emitted, self.dlog.verbose) {
+                self.log(&format!("event {}", self.bus.describe(id)));
+            }
+            let answer = if f.failed {
+                crate::control::Response::Error {
+                    message: "Event failed".into(),
+                }
+            } else {
+                crate::control::Response::Ok {
+                    instances: Vec::new(),
+                }
+            };
+            for client in f.emitters {
+                self.clients.reply(client, &answer, &self.reactor);
+            }
+        }
+    }
+
+    pub(super) fn answer(&mut self, answers: Vec<(usize, crate::control::Response)>) {
+        for (client, resp) in answers {
+            self.clients.reply(client, &resp, &self.reactor);
+        }
     }
 
     /// Handles one request. `None` means the answer comes later (the client

@@ -40,8 +40,8 @@ use mio::Events;
 
 use crate::conf::{Expect, JobClass, ProcessType};
 use crate::job::{self, Input, Instance, Refusal};
-use crate::process::{self, spawn, sys::Real};
-use events::{Finished, Next};
+use crate::process::{self, sys::Real};
+use events::Next;
 use jobs::Effect;
 use reactor::{Reactor, Timer};
 
@@ -50,24 +50,7 @@ pub use output::DAEMON_LOG;
 /// How long a burst of conf-dir changes may go on before one rescan.
 const RESCAN_DELAY: Duration = Duration::from_millis(100);
 
-/// Where the daemon finds its jobs and puts its socket and logs.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub conf_dirs: Vec<PathBuf>,
-    pub log_dir: PathBuf,
-    pub socket: PathBuf,
-    /// The runlevel the boot sequence announces (`runlevel RUNLEVEL=2`).
-    pub runlevel: String,
-    /// Log every goal and state change, and every event.
-    pub verbose: bool,
-    /// How job logs are rotated unless a job says otherwise.
-    pub log_policy: crate::log::Policy,
-    /// Copy every job's output to the daemon's stdout, prefixed with its name.
-    pub log_to_stdout: bool,
-    /// When this job fails (or hits its respawn limit), stop everything and
-    /// exit with its exit status (a container's main job).
-    pub exit_with: Option<String>,
-}
+pub use setup::Config;
 
 /// An instance's key: job name and instance name.
 pub type Key = (String, String);
@@ -145,17 +128,8 @@ impl Daemon {
         let system = my_uid == 0;
         setup::subreaper()?;
         let mut reactor = Reactor::new(setup::signals()?, listener)?;
-        let dir = crate::log::LogDir::open(&cfg.log_dir, my_uid)?;
-        let dir = Rc::new(std::cell::RefCell::new(dir));
-        let dlog = output::DaemonLog::new(dir.clone(), cfg.log_policy, cfg.verbose);
-        match private {
-            Ok(l) => reactor
-                .listen_private(l)
-                .map_err(|e| format!("unable to watch the private socket: {e}"))?,
-            Err(why) => dlog.log(&format!(
-                "{why}; root and the daemon's user share the public socket"
-            )),
-        }
+        let (dir, dlog) = output::open(&cfg, my_uid)?;
+        reactor.listen_private(private, &dlog)?;
         let base = job::env::Base::of_this_process(system, &cfg.socket);
         let jobs = jobs::JobTable::new(base, cfg.verbose);
         let shutdown = shutdown::Shutdown::new(cfg.exit_with.clone());
@@ -177,21 +151,10 @@ impl Daemon {
             my_uid,
             system,
             original_nofile,
-            exe: own_binary(),
+            exe: setup::own_binary(),
             argv: std::env::args_os().collect(),
         };
-        match watch::Watcher::new() {
-            Ok(w) => {
-                match d
-                    .reactor
-                    .register_fd(w.fd(), reactor::INOTIFY.0, mio::Interest::READABLE)
-                {
-                    Ok(()) => d.watcher = Some(w),
-                    Err(e) => d.log(&format!("unable to watch configuration directories: {e}")),
-                }
-            }
-            Err(msg) => d.log(&msg),
-        }
+        d.watcher = watch::Watcher::start(&d.reactor, &d.dlog);
         process::time::ignore_sigxfsz();
         Ok(d)
     }
@@ -233,11 +196,30 @@ impl Daemon {
     fn run(&mut self) -> i32 {
         self.log(&format!("listening on {}", self.cfg.socket.display()));
         let mut events = Events::with_capacity(256);
-        self.process_events();
-        // What the boot events started is on record before the first wait:
-        // a daemon killed before any wakeup left its jobs unknown to the next.
-        self.save_state();
         loop {
+            // Settle before waiting: events queued by what happened, and
+            // (when shutting down) the next job to stop, whose own stopping
+            // event must be handled too. What the boot events started is
+            // on record before the first wait.
+            loop {
+                self.process_events();
+                if self.shutdown.active {
+                    self.stop_next_for_shutdown();
+                }
+                if self.bus.is_settled() {
+                    break;
+                }
+            }
+            if let Some(c) = self.dlog.take_rotated() {
+                self.output.start_compression(DAEMON_LOG, c, &self.dlog);
+            }
+            self.save_state();
+            if !self.clients.reexec.is_empty() {
+                self.reexec(); // returns only if the exec failed
+            }
+            if self.shutdown.active && self.jobs.instances.is_empty() {
+                break;
+            }
             if let Err(e) = self.reactor.wait(&mut events, !self.output.more.is_empty()) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     self.log(&format!("epoll: {e}"));
@@ -278,34 +260,9 @@ impl Daemon {
             if self.clients.accept_stalled {
                 self.clients.accept(false, &self.reactor, &self.dlog);
             }
-            // Settle before waiting again: events queued by what happened
-            // above, and (when shutting down) the next job to stop, whose
-            // own stopping event must be handled too.
-            loop {
-                self.process_events();
-                if self.shutdown.active {
-                    self.stop_next_for_shutdown();
-                }
-                if self.bus.is_settled() {
-                    break;
-                }
-            }
-            if let Some(c) = self.dlog.take_rotated() {
-                self.output.start_compression(DAEMON_LOG, c, &self.dlog);
-            }
-            self.save_state();
-            if !self.clients.reexec.is_empty() {
-                self.reexec(); // returns only if the exec failed
-            }
-            if self.shutdown.active && self.jobs.instances.is_empty() {
-                break;
-            }
         }
         self.log("all jobs stopped; exiting");
-        let _ = std::fs::remove_file(&self.cfg.socket);
-        let _ = std::fs::remove_file(setup::priv_path(&self.cfg.socket));
-        let _ = std::fs::remove_file(state::state_path(&self.cfg.socket));
-        let _ = std::fs::remove_dir_all(notify::notify_dir(&self.cfg.socket));
+        setup::clean_up(&self.cfg.socket);
         self.shutdown.exit_code
     }
 
@@ -518,10 +475,11 @@ impl Daemon {
         }
     }
 
+    /// Spawns a process of an instance: its environment, its notify
+    /// socket (`expect notify`), its output captured.
     fn spawn(&mut self, key: &Key, process: ProcessType) -> Result<i32, String> {
         let inst = self.jobs.instances.get(key).ok_or("no such instance")?;
         let class: Rc<JobClass> = inst.class.clone();
-        let command = class.process(process).ok_or("no such process")?;
         let mut env = job::env::for_process(inst, Some(process), &self.jobs.env_base);
         let label = inst.label();
         if class.expect == Expect::Notify {
@@ -532,23 +490,16 @@ impl Daemon {
             env.retain(|(k, _)| k != "NOTIFY_SOCKET");
             env.push(("NOTIFY_SOCKET".into(), addr));
         }
-        let log_name = crate::log::file_name(&key.0, &key.1);
-        let capture = self
-            .output
-            .capture_for(&class, log_name, label, &self.dlog)?;
-        let pid = spawn::spawn(spawn::SpawnSpec {
+        let job = output::Job {
             class: &class,
-            command,
+            process,
             env: &env,
-            output: capture.output,
-            default_dir: if self.system { Some("/") } else { None },
+            label,
+            log_name: crate::log::file_name(&key.0, &key.1),
+            default_dir: self.system.then_some("/"),
             original_nofile: self.original_nofile,
-        })?;
-        if let Some((fd, log, label)) = capture.reader {
-            self.output
-                .add_reader(&self.reactor, fd, log, label, &self.dlog);
-        }
-        Ok(pid)
+        };
+        self.output.spawn(job, &self.reactor, &self.dlog)
     }
 
     /// Queues an event (said with `-v`); returns its id.
@@ -602,26 +553,16 @@ impl Daemon {
         if self.shutdown.active && self.shutdown.event.is_none() {
             return;
         }
-        let name = if class.instance.is_empty() {
-            String::new()
-        } else {
-            let mut scope = jobs::class_vars(class);
-            scope.extend(env.iter().cloned());
-            match crate::event::expand::expand(&class.instance, &scope) {
-                Ok(n) => n,
-                Err(e) => {
-                    return self.log(&format!("Failed to obtain {} instance: {e}", class.name))
-                }
-            }
+        let key = match self.jobs.instance_for(class, &env) {
+            Ok(Some(key)) => key,
+            Ok(None) => return, // already wanted
+            Err(msg) => return self.log(&msg),
         };
-        let key = (class.name.clone(), name.clone());
-        match self.jobs.instances.get(&key) {
-            Some(inst) if inst.goal != job::Goal::Stop => return, // already wanted
-            Some(_) => {}
-            None => self.add_instance(
+        if !self.jobs.instances.contains_key(&key) {
+            self.add_instance(
                 key.clone(),
-                Instance::new(&class.name, &name, class.clone(), Vec::new()),
-            ),
+                Instance::new(&key.0, &key.1, class.clone(), Vec::new()),
+            );
         }
         self.bus.hold_for(&key, contributing, events::Hold::Started);
         let _ = self.drive(&key, Input::Start(env));
@@ -633,48 +574,17 @@ impl Daemon {
         self.jobs.add_instance(key, inst);
     }
 
-    /// Answers who waited for events that finished.
-    fn finish(&mut self, finished: Vec<Finished>) {
-        for f in finished {
-            if let (Some(id), true) = (f.emitted, self.dlog.verbose) {
-                self.log(&format!("event {}", self.bus.describe(id)));
-            }
-            let answer = if f.failed {
-                crate::control::Response::Error {
-                    message: "Event failed".into(),
-                }
-            } else {
-                crate::control::Response::Ok {
-                    instances: Vec::new(),
-                }
-            };
-            for client in f.emitters {
-                self.clients.reply(client, &answer, &self.reactor);
-            }
-        }
-    }
-
-    fn answer(&mut self, answers: Vec<(usize, crate::control::Response)>) {
-        for (client, resp) in answers {
-            self.clients.reply(client, &resp, &self.reactor);
-        }
-    }
-
     /// What a notify socket received.
     fn on_notify(&mut self, token: usize) {
-        for notice in self.notify.receive(token, &self.jobs, &self.dlog) {
+        for notice in self
+            .notify
+            .receive(token, &self.jobs, &self.dlog, &self.reactor)
+        {
             match notice {
                 notify::Notice::Drive(key, input) => {
                     let _ = self.drive(&key, input);
                 }
                 notify::Notice::MainPid { key, pid, pgid } => {
-                    // Not our child: no SIGCHLD will say when it ends.
-                    if process::tree::ppid_of(pid) != Some(std::process::id() as i32) {
-                        if let Err(e) = self.notify.watch_alien(&key, pid, &self.reactor) {
-                            self.log(&format!("{}: MAINPID={pid} refused: unable to watch a process that is not the daemon's child: {e}", key.0));
-                            continue;
-                        }
-                    }
                     self.jobs.spawned(&key, pid);
                     let _ = self.drive(&key, Input::MainPid { pid, pgid });
                 }
@@ -682,64 +592,31 @@ impl Daemon {
         }
     }
 
-    /// A main process that is not our child ended. If it was re-parented
-    /// to us meanwhile, the reaper has its status; otherwise its parent
-    /// took it, and the job learns that it ended, status unknown.
+    /// A main process that is not our child ended (its pidfd says so).
     fn on_alien(&mut self, token: usize) {
-        self.reap();
+        self.reap(); // re-parented to us meanwhile: the reaper has it
         let Some((key, pid)) = self.notify.alien_ended(token, &self.reactor) else {
             return;
         };
-        if self.jobs.pids.get(&pid) != Some(&key) {
-            return; // reaped as our child after all
+        if let Some(input) = self.jobs.alien_ended(&key, pid, &mut self.sys) {
+            let _ = self.drive(&key, input);
         }
-        self.jobs.pids.remove(&pid);
-        self.jobs.dirty = true;
-        let group = self
-            .jobs
-            .instances
-            .get(&key)
-            .and_then(|i| i.group)
-            .unwrap_or(pid);
-        let group_empty = self.jobs.processes_gone(&key, group, &mut self.sys);
-        let status = job::Exit::Unknown;
-        let _ = self.drive(
-            &key,
-            Input::Exited {
-                pid,
-                status,
-                group_empty,
-            },
-        );
     }
 
-    /// An orderly shutdown: the runlevel 0 event, then every job stopped in
-    /// the reverse of the order in which they reached running.
+    /// An orderly shutdown: the runlevel 0 event, so that `stop on
+    /// runlevel [016]` and the orderings written with `stop on stopping x`
+    /// are honoured; then every job stopped in the reverse of the order in
+    /// which they reached running (the loop's settling does it).
     fn begin_shutdown(&mut self, why: &str) {
-        if self.shutdown.active {
-            return;
+        if !self.shutdown.active {
+            self.log(why);
+            self.shutdown.begin(&self.jobs, &self.reactor);
+            let env = vec![
+                "RUNLEVEL=0".into(),
+                format!("PREVLEVEL={}", self.cfg.runlevel),
+            ];
+            self.shutdown.event = Some(self.emit("runlevel", env, None, None));
         }
-        self.log(why);
-        self.shutdown.active = true;
-        // First the runlevel change, so that `stop on runlevel [016]` and
-        // the orderings written with `stop on stopping x` are honoured.
-        let env = vec![
-            "RUNLEVEL=0".into(),
-            format!("PREVLEVEL={}", self.cfg.runlevel),
-        ];
-        self.shutdown.event = Some(self.emit("runlevel", env, None, None));
-        let down: Vec<Key> = self
-            .jobs
-            .instances
-            .iter()
-            .filter(|(_, i)| i.goal == job::Goal::Stop)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in down {
-            self.shutdown.watch_hook(&key, &self.jobs, &self.reactor);
-        }
-        self.process_events();
-        self.stop_next_for_shutdown();
     }
 
     /// Stops jobs one at a time (see `Shutdown::next_to_stop`).
@@ -755,23 +632,4 @@ impl Daemon {
             }
         }
     }
-}
-
-/// The binary `re-exec` runs: argv[0] when it names a file by a path (a
-/// symlink stays a symlink, so pointing it at a new release upgrades), else
-/// the file this process runs (`/proc/self/exe`). Read at start, so that a
-/// binary replaced since is found by its path.
-fn own_binary() -> Option<PathBuf> {
-    let arg0 = PathBuf::from(std::env::args_os().next()?);
-    if arg0.components().count() > 1 {
-        let path = if arg0.is_absolute() {
-            arg0
-        } else {
-            std::env::current_dir().ok()?.join(arg0)
-        };
-        if path.is_file() {
-            return Some(path);
-        }
-    }
-    std::env::current_exe().ok()
 }

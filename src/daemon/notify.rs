@@ -146,7 +146,13 @@ impl Notify {
 
     /// Reads every waiting message of a notify socket and says what they
     /// ask of the job table; a sender that is not the job's is ignored.
-    pub fn receive(&mut self, token: usize, jobs: &JobTable, dlog: &DaemonLog) -> Vec<Notice> {
+    pub fn receive(
+        &mut self,
+        token: usize,
+        jobs: &JobTable,
+        dlog: &DaemonLog,
+        reactor: &Reactor,
+    ) -> Vec<Notice> {
         let mut notices = Vec::new();
         loop {
             let Some(n) = self.sockets.get(&token) else {
@@ -193,7 +199,7 @@ impl Notify {
                     .strip_prefix("MAINPID=")
                     .and_then(|p| p.parse::<i32>().ok())
                 {
-                    if let Some(n) = self.main_pid(&key, pid, jobs, dlog) {
+                    if let Some(n) = self.main_pid(&key, pid, jobs, dlog, reactor) {
                         notices.push(n);
                     }
                 }
@@ -209,6 +215,7 @@ impl Notify {
         pid: i32,
         jobs: &JobTable,
         dlog: &DaemonLog,
+        reactor: &Reactor,
     ) -> Option<Notice> {
         if !jobs.belongs_to(key, pid) {
             dlog.log(&format!(
@@ -218,6 +225,16 @@ impl Notify {
             return None;
         }
         let pgid = tree::pgid_of(pid)?;
+        // Not our child: no SIGCHLD will say when it ends.
+        if tree::ppid_of(pid) != Some(std::process::id() as i32) {
+            if let Err(e) = self.watch_alien(key, pid, reactor) {
+                dlog.log(&format!(
+                    "{}: MAINPID={pid} refused: unable to watch a process that is not the daemon's child: {e}",
+                    key.0
+                ));
+                return None;
+            }
+        }
         Some(Notice::MainPid {
             key: key.clone(),
             pid,

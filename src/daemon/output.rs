@@ -84,6 +84,30 @@ pub(super) struct Capture {
     pub reader: Option<(OwnedFd, String, String)>,
 }
 
+/// Opens the log dir (refused when others can write it) and the daemon's
+/// own log in it.
+pub(super) fn open(cfg: &super::Config, uid: u32) -> Result<(SharedDir, DaemonLog), String> {
+    let dir = crate::log::LogDir::open(&cfg.log_dir, uid)?;
+    let dir = std::rc::Rc::new(RefCell::new(dir));
+    let dlog = DaemonLog::new(dir.clone(), cfg.log_policy, cfg.verbose);
+    Ok((dir, dlog))
+}
+
+/// A job process to spawn with its output captured.
+pub(super) struct Job<'a> {
+    pub class: &'a JobClass,
+    pub process: crate::conf::ProcessType,
+    pub env: &'a [(String, String)],
+    /// `web` / `web (inst)`, for messages and `--log-to-stdout`.
+    pub label: String,
+    /// Its log file's name in LOGDIR.
+    pub log_name: String,
+    /// Working directory when the job sets none (`/` for a system daemon).
+    pub default_dir: Option<&'a str>,
+    /// The open-files limit the daemon started with, given back to jobs.
+    pub original_nofile: Option<(u64, u64)>,
+}
+
 /// The jobs' output: their log files, the readers of their ptys and pipes,
 /// and the compression helpers running.
 pub(super) struct Output {
@@ -121,7 +145,7 @@ impl Output {
     }
 
     /// Sets up where a job process's output goes.
-    pub fn capture_for(
+    fn capture_for(
         &mut self,
         class: &JobClass,
         log_name: String,
@@ -183,8 +207,26 @@ impl Output {
         }
     }
 
+    /// Spawns a job's process with its output captured; returns its pid.
+    pub fn spawn(&mut self, job: Job, reactor: &Reactor, dlog: &DaemonLog) -> Result<i32, String> {
+        let command = job.class.process(job.process).ok_or("no such process")?;
+        let capture = self.capture_for(job.class, job.log_name, job.label, dlog)?;
+        let pid = process::spawn::spawn(process::spawn::SpawnSpec {
+            class: job.class,
+            command,
+            env: job.env,
+            output: capture.output,
+            default_dir: job.default_dir,
+            original_nofile: job.original_nofile,
+        })?;
+        if let Some((fd, log, label)) = capture.reader {
+            self.add_reader(reactor, fd, log, label, dlog);
+        }
+        Ok(pid)
+    }
+
     /// Starts reading a job process's output.
-    pub fn add_reader(
+    fn add_reader(
         &mut self,
         reactor: &Reactor,
         fd: OwnedFd,

@@ -85,11 +85,26 @@ impl Reactor {
         })
     }
 
-    /// Serves the private socket too.
-    pub fn listen_private(&mut self, mut l: mio::net::UnixListener) -> io::Result<()> {
+    /// Serves the private socket too, when there is one (a socket path
+    /// too long for it gives none, as `why` says).
+    pub fn listen_private(
+        &mut self,
+        l: Result<mio::net::UnixListener, String>,
+        dlog: &super::output::DaemonLog,
+    ) -> Result<(), String> {
+        let mut l = match l {
+            Ok(l) => l,
+            Err(why) => {
+                dlog.log(&format!(
+                    "{why}; root and the daemon's user share the public socket"
+                ));
+                return Ok(());
+            }
+        };
         self.poll
             .registry()
-            .register(&mut l, PRIV_LISTENER, Interest::READABLE)?;
+            .register(&mut l, PRIV_LISTENER, Interest::READABLE)
+            .map_err(|e| format!("unable to watch the private socket: {e}"))?;
         self.priv_listener = Some(l);
         Ok(())
     }

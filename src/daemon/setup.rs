@@ -13,6 +13,52 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+/// Where the daemon finds its jobs and puts its socket and logs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub conf_dirs: Vec<PathBuf>,
+    pub log_dir: PathBuf,
+    pub socket: PathBuf,
+    /// The runlevel the boot sequence announces (`runlevel RUNLEVEL=2`).
+    pub runlevel: String,
+    /// Log every goal and state change, and every event.
+    pub verbose: bool,
+    /// How job logs are rotated unless a job says otherwise.
+    pub log_policy: crate::log::Policy,
+    /// Copy every job's output to the daemon's stdout, prefixed with its name.
+    pub log_to_stdout: bool,
+    /// When this job fails (or hits its respawn limit), stop everything and
+    /// exit with its exit status (a container's main job).
+    pub exit_with: Option<String>,
+}
+
+/// The binary `re-exec` runs: argv[0] when it names a file by a path (a
+/// symlink stays a symlink, so pointing it at a new release upgrades), else
+/// the file this process runs (`/proc/self/exe`). Read at start, so that a
+/// binary replaced since is found by its path.
+pub fn own_binary() -> Option<PathBuf> {
+    let arg0 = PathBuf::from(std::env::args_os().next()?);
+    if arg0.components().count() > 1 {
+        let path = if arg0.is_absolute() {
+            arg0
+        } else {
+            std::env::current_dir().ok()?.join(arg0)
+        };
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    std::env::current_exe().ok()
+}
+
+/// What a daemon leaves beside its socket, removed when it exits.
+pub fn clean_up(socket: &Path) {
+    let _ = fs::remove_file(socket);
+    let _ = fs::remove_file(priv_path(socket));
+    let _ = fs::remove_file(super::state::state_path(socket));
+    let _ = fs::remove_dir_all(super::notify::notify_dir(socket));
+}
+
 /// The signals the loop reads from its signalfd.
 pub const HANDLED: &[Signal] = &[
     Signal::SIGCHLD,

@@ -61,6 +61,21 @@ impl Shutdown {
         ))
     }
 
+    /// A shutdown begins: every instance already on its way down is
+    /// watched for a hung hook.
+    pub fn begin(&mut self, jobs: &JobTable, reactor: &Reactor) {
+        self.active = true;
+        let down: Vec<Key> = jobs
+            .instances
+            .iter()
+            .filter(|(_, i)| i.goal == job::Goal::Stop)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in down {
+            self.watch_hook(&key, jobs, reactor);
+        }
+    }
+
     /// Starts watching an instance on its way down for a hung hook.
     pub fn watch_hook(&mut self, key: &Key, jobs: &JobTable, reactor: &Reactor) {
         if self.hooks.contains_key(key) {

@@ -42,6 +42,21 @@ impl Watcher {
         })
     }
 
+    /// A watcher in the loop, or none (said) where inotify is refused.
+    pub fn start(
+        reactor: &super::reactor::Reactor,
+        dlog: &super::output::DaemonLog,
+    ) -> Option<Watcher> {
+        let w = Watcher::new().map_err(|msg| dlog.log(&msg)).ok()?;
+        match reactor.register_fd(w.fd(), super::reactor::INOTIFY.0, mio::Interest::READABLE) {
+            Ok(()) => Some(w),
+            Err(e) => {
+                dlog.log(&format!("unable to watch configuration directories: {e}"));
+                None
+            }
+        }
+    }
+
     pub fn fd(&self) -> RawFd {
         self.inotify.as_fd().as_raw_fd()
     }

@@ -397,6 +397,41 @@ impl JobTable {
         })
     }
 
+    /// The instance a `start on` that became true starts: its key, unless
+    /// it is wanted already (`Ok(None)`) or its name cannot be made.
+    pub fn instance_for(&self, class: &JobClass, env: &[String]) -> Result<Option<Key>, String> {
+        let name = if class.instance.is_empty() {
+            String::new()
+        } else {
+            let mut scope = class_vars(class);
+            scope.extend(env.iter().cloned());
+            expand::expand(&class.instance, &scope)
+                .map_err(|e| format!("Failed to obtain {} instance: {e}", class.name))?
+        };
+        let key = (class.name.clone(), name);
+        match self.instances.get(&key) {
+            Some(inst) if inst.goal != job::Goal::Stop => Ok(None),
+            _ => Ok(Some(key)),
+        }
+    }
+
+    /// A main process that is not the daemon's child ended (its pidfd
+    /// said): unless the reaper already had it, its parent took its status,
+    /// and the job learns that it ended, status unknown.
+    pub fn alien_ended(&mut self, key: &Key, pid: i32, sys: &mut dyn Sys) -> Option<Input> {
+        if self.pids.get(&pid) != Some(key) {
+            return None; // reaped as our child after all
+        }
+        self.pids.remove(&pid);
+        self.dirty = true;
+        let group = self.instances.get(key).and_then(|i| i.group).unwrap_or(pid);
+        Some(Input::Exited {
+            pid,
+            status: Exit::Unknown,
+            group_empty: self.processes_gone(key, group, sys),
+        })
+    }
+
     /// Whether `pid` is one of the job's processes, by what the kernel
     /// says of it (never by its environment): a process the daemon
     /// spawned or followed for the job, a descendant of one, or a process
