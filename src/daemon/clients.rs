@@ -163,6 +163,14 @@ impl Clients {
     }
 
     /// Accepts on the public socket (`private` false) or the private one.
+    /// Accepts again on the public socket if accepting stalled for want
+    /// of descriptors (some may have been freed since).
+    pub fn retry_accept(&mut self, reactor: &Reactor, dlog: &DaemonLog) {
+        if self.accept_stalled {
+            self.accept(false, reactor, dlog);
+        }
+    }
+
     pub fn accept(&mut self, private: bool, reactor: &Reactor, dlog: &DaemonLog) {
         loop {
             let reserve = if private {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::clients::{destroyed_outcome, wait_outcome, WaitKind, Waiter};
 use super::events::Finished;
 use super::jobs::JobTable;
-use super::{Daemon, Driven, Key};
+use super::{Daemon, Gone, Key};
 use crate::conf::ProcessType;
 use crate::control::{Command, InstanceStatus, ProcessStatus, Request, Response};
 use crate::job::{Input, Instance, Refusal};
@@ -57,6 +57,7 @@ impl Daemon {
     /// Serves a client's whole requests, one at a time, until one waits
     /// for a job or none is left.
     pub(super) fn serve(&mut self, token: usize) {
+        self.clients.read(token);
         while let Some((uid, req)) = self.clients.next_request(token, &self.reactor) {
             match req {
                 Err(message) => {
@@ -84,7 +85,7 @@ impl Daemon {
     pub(super) fn finish(&mut self, finished: Vec<Finished>) {
         for f in finished {
             if let (Some(id), true) = (f.emitted, self.dlog.verbose) {
-                self.log(&format!("event {}", self.bus.describe(id)));
+                self.dlog.log(&format!("event {}", self.bus.describe(id)));
             }
             let answer = if f.failed {
                 crate::control::Response::Error {
@@ -110,7 +111,7 @@ impl Daemon {
     /// Handles one request. `None` means the answer comes later (the client
     /// waits for a job).
     pub(super) fn handle(&mut self, client: usize, uid: u32, cmd: Command) -> Option<Response> {
-        if uid != 0 && uid != self.my_uid {
+        if uid != 0 && uid != self.host.uid {
             if let Some(refused) = refusal(&cmd) {
                 return err(refused);
             }
@@ -152,10 +153,7 @@ impl Daemon {
                     Err(e) => return err(e),
                 };
                 let key = (job.clone(), name.clone());
-                if !self.jobs.instances.contains_key(&key) {
-                    let inst = Instance::new(&job, &name, class, Vec::new());
-                    self.add_instance(key.clone(), inst);
-                }
+                self.add_instance(&key, &class);
                 match self.drive(&key, Input::Start(env)) {
                     Err(_) => err(format!("Job is already running: {}", label(&job, &name))),
                     Ok(d) => self.answer_or_wait(client, key, WaitKind::Start, wait, d),
@@ -202,7 +200,7 @@ impl Daemon {
                 // Restart applies the job file as it is now.
                 let (logs, changed) = self.jobs.reload_job(&job);
                 for line in logs {
-                    self.log(&line);
+                    self.dlog.log(&line);
                 }
                 if let Some((old, new)) = changed {
                     let fin = self.bus.set_start_matcher(old.as_deref(), &new);
@@ -319,14 +317,14 @@ impl Daemon {
             .setuid
             .as_deref()
             .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
-            .map_or(self.my_uid, |u| u.uid.as_raw());
-        if uid != 0 && uid != self.my_uid && uid != job_uid {
+            .map_or(self.host.uid, |u| u.uid.as_raw());
+        if uid != 0 && uid != self.host.uid && uid != job_uid {
             return error(format!(
                 "You do not have permission to read the log of job: {job}"
             ));
         }
         let file = crate::log::file_name(job, &name);
-        let path = self.cfg.log_dir.join(&file).display().to_string();
+        let path = self.host.cfg.log_dir.join(&file).display().to_string();
         match self.output.open_for_reading(&file) {
             Ok(f) => (Response::Log { file: path }, Some(f.into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -337,7 +335,7 @@ impl Daemon {
     }
 
     /// The answer now (`--no-wait`, or the job is already there), or a
-    /// waiter and `None`. `driven`: what the request's drive did (the
+    /// waiter and `None`. `gone`: what the request's drive destroyed (the
     /// instance may be gone already, a task that finished at once).
     fn answer_or_wait(
         &mut self,
@@ -345,7 +343,7 @@ impl Daemon {
         key: Key,
         kind: WaitKind,
         wait: bool,
-        driven: Driven,
+        gone: Gone,
     ) -> Option<Response> {
         let now = self.reactor.now();
         let status = |jobs: &JobTable, i: &Instance| jobs.status_of(i, now);
@@ -365,8 +363,7 @@ impl Daemon {
                 }
             }
             None => {
-                let gone = driven
-                    .gone
+                let gone = gone
                     .iter()
                     .rev()
                     .find(|i| i.job == key.0 && i.name == key.1);

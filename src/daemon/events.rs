@@ -17,7 +17,7 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
-use super::jobs::{class_vars, JobTable};
+use super::jobs::{class_vars, Change, JobTable};
 use super::Key;
 use crate::conf::JobClass;
 use crate::event::matcher::{EventRef, Matcher};
@@ -53,13 +53,34 @@ pub(super) struct Finished {
     pub emitted: Option<u64>,
 }
 
-/// What the bus has to be done next.
-#[derive(Debug, PartialEq, Eq)]
+/// What the bus has to be done next, one decision at a time.
 pub(super) enum Next {
     /// The instance's blocking job event finished: it moves on.
     Done(Key),
-    /// This queued event is to be handled.
-    Event(u64),
+    /// The event being handled stops this instance, with these variables.
+    Stop(Key, Vec<String>),
+    /// The event being handled makes this job's `start on` true.
+    Start(Start),
+    /// These events finished: their emitters are answered.
+    Finished(Vec<Finished>),
+}
+
+/// Where the bus is in handling one event: every instance's `stop on`
+/// first (each stop carried out before the next), then every job's `start
+/// on`, as they are once the stops are done.
+enum Handling {
+    Stops {
+        id: u64,
+        stops: VecDeque<(Key, Vec<String>)>,
+        finished: Vec<Finished>,
+    },
+    Starts {
+        id: u64,
+        starts: VecDeque<Start>,
+        /// What the last start's matcher held, released once the job
+        /// holds what it is to hold (after the conductor started it).
+        release: Vec<u64>,
+    },
 }
 
 /// A `start on` that became true: the job, the events that made it and
@@ -69,7 +90,7 @@ pub(super) struct Start {
     pub class: Rc<JobClass>,
     pub contributing: Vec<u64>,
     pub env: Vec<String>,
-    pub released: Vec<u64>,
+    released: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -83,6 +104,8 @@ pub(super) struct EventBus {
     stop_matchers: BTreeMap<Key, Matcher>,
     /// Events an instance holds until it gets where they sent it.
     blocking: HashMap<Key, Vec<(u64, Hold)>>,
+    /// The event being handled, if any.
+    handling: Option<Handling>,
 }
 
 impl EventBus {
@@ -121,18 +144,87 @@ impl EventBus {
         }
     }
 
-    /// What to do next: first the instances whose job event finished, then
-    /// the queued events, in order.
-    pub fn next(&mut self) -> Option<Next> {
-        if let Some(key) = self.done.pop_front() {
-            return Some(Next::Done(key));
+    /// What to do next: the rest of the event being handled; else the
+    /// instances whose job event finished; else the next queued event.
+    /// Every decision is carried out before the next is asked for: what
+    /// the bus decides next sees the jobs as the last one left them.
+    pub fn next(&mut self, jobs: &JobTable) -> Option<Next> {
+        loop {
+            match self.handling.take() {
+                Some(Handling::Stops {
+                    id,
+                    mut stops,
+                    finished,
+                }) => {
+                    if let Some((key, env)) = stops.pop_front() {
+                        self.handling = Some(Handling::Stops {
+                            id,
+                            stops,
+                            finished,
+                        });
+                        return Some(Next::Stop(key, env));
+                    }
+                    let starts = self.offer_start(id, jobs).into();
+                    self.handling = Some(Handling::Starts {
+                        id,
+                        starts,
+                        release: Vec::new(),
+                    });
+                    if !finished.is_empty() {
+                        return Some(Next::Finished(finished));
+                    }
+                }
+                Some(Handling::Starts {
+                    id,
+                    starts,
+                    release,
+                }) if !release.is_empty() => {
+                    let mut finished = Vec::new();
+                    self.release_all(release, &mut finished);
+                    self.handling = Some(Handling::Starts {
+                        id,
+                        starts,
+                        release: Vec::new(),
+                    });
+                    if !finished.is_empty() {
+                        return Some(Next::Finished(finished));
+                    }
+                }
+                Some(Handling::Starts { id, mut starts, .. }) => {
+                    let Some(mut start) = starts.pop_front() else {
+                        let finished = self.handled(id);
+                        if finished.is_empty() {
+                            continue;
+                        }
+                        return Some(Next::Finished(finished));
+                    };
+                    let release = std::mem::take(&mut start.released);
+                    self.handling = Some(Handling::Starts {
+                        id,
+                        starts,
+                        release,
+                    });
+                    return Some(Next::Start(start));
+                }
+                None => {
+                    if let Some(key) = self.done.pop_front() {
+                        return Some(Next::Done(key));
+                    }
+                    let id = self.queue.pop_front()?;
+                    let (stops, finished) = self.offer_stop(id, jobs);
+                    self.handling = Some(Handling::Stops {
+                        id,
+                        stops: stops.into(),
+                        finished,
+                    });
+                }
+            }
         }
-        self.queue.pop_front().map(Next::Event)
     }
 
     /// Whether nothing waits in the queue.
     pub fn is_settled(&self) -> bool {
-        self.queue.is_empty() && self.done.is_empty()
+        self.handling.is_none() && self.queue.is_empty() && self.done.is_empty()
     }
 
     /// Whether an event is still around (queued, being handled or held).
@@ -158,7 +250,7 @@ impl EventBus {
     }
 
     /// Releases each of `ids` once.
-    pub fn release_all(&mut self, ids: Vec<u64>, out: &mut Vec<Finished>) {
+    fn release_all(&mut self, ids: Vec<u64>, out: &mut Vec<Finished>) {
         for id in ids {
             out.extend(self.release(id, false));
         }
@@ -190,11 +282,7 @@ impl EventBus {
     /// Offers an event to every instance's `stop on` (only to those that
     /// wait for an event of its name). Returns the instances to stop, with
     /// the variables of the events that stop them, and what finished.
-    pub fn offer_stop(
-        &mut self,
-        id: u64,
-        jobs: &JobTable,
-    ) -> (Vec<(Key, Vec<String>)>, Vec<Finished>) {
+    fn offer_stop(&mut self, id: u64, jobs: &JobTable) -> (Vec<(Key, Vec<String>)>, Vec<Finished>) {
         let mut stops = Vec::new();
         let mut finished = Vec::new();
         let Some(e) = self.events.get(&id) else {
@@ -240,7 +328,7 @@ impl EventBus {
     /// for an event of its name). Returns the jobs it starts; what each
     /// one's matcher held is released by `release_all` once the job holds
     /// its events.
-    pub fn offer_start(&mut self, id: u64, jobs: &JobTable) -> Vec<Start> {
+    fn offer_start(&mut self, id: u64, jobs: &JobTable) -> Vec<Start> {
         let mut starts = Vec::new();
         let Some(e) = self.events.get(&id) else {
             return starts;
@@ -282,7 +370,7 @@ impl EventBus {
     }
 
     /// The event has been offered to every matcher.
-    pub fn handled(&mut self, id: u64) -> Vec<Finished> {
+    fn handled(&mut self, id: u64) -> Vec<Finished> {
         if let Some(e) = self.events.get_mut(&id) {
             e.handled = true;
         }
@@ -387,6 +475,19 @@ impl EventBus {
         if let Some(expr) = &class.start_on {
             self.start_matchers
                 .insert(class.name.clone(), Matcher::new(expr));
+        }
+        out
+    }
+
+    /// What a rescan changed: the `start on` state of each changed job
+    /// made anew (where its expression changed), of each gone job dropped.
+    pub fn reload(&mut self, changed: &[Change], gone: &[String]) -> Vec<Finished> {
+        let mut out = Vec::new();
+        for (old, new) in changed {
+            out.extend(self.set_start_matcher(old.as_deref(), new));
+        }
+        for job in gone {
+            out.extend(self.drop_start_matcher(job));
         }
         out
     }

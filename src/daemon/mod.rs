@@ -31,32 +31,25 @@ mod state;
 mod tests;
 mod watch;
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
 
 use mio::Events;
 
-use crate::conf::{Expect, JobClass, ProcessType};
-use crate::job::{self, Input, Instance, Refusal};
+use crate::conf::JobClass;
+use crate::job::{Input, Instance, Refusal};
 use crate::process::{self, sys::Real};
 use events::Next;
 use jobs::Effect;
 use reactor::{Reactor, Timer};
 
 pub use output::DAEMON_LOG;
-
-/// How long a burst of conf-dir changes may go on before one rescan.
-const RESCAN_DELAY: Duration = Duration::from_millis(100);
-
 pub use setup::Config;
 
 /// An instance's key: job name and instance name.
 pub type Key = (String, String);
 
 pub struct Daemon {
-    cfg: Config,
+    host: setup::Host,
     reactor: Reactor,
     jobs: jobs::JobTable,
     bus: events::EventBus,
@@ -66,46 +59,22 @@ pub struct Daemon {
     notify: notify::Notify,
     shutdown: shutdown::Shutdown,
     state: state::StateFile,
-    watcher: Option<watch::Watcher>,
-    rescan_armed: bool,
+    watcher: watch::Watcher,
     sys: Real,
-    _lock: setup::Lock,
-    my_uid: u32,
-    system: bool,
-    original_nofile: Option<(u64, u64)>,
-    /// The daemon's binary (its path when it started: after an upgrade
-    /// that path holds the new one) and argv, for `re-exec`.
-    exe: Option<PathBuf>,
-    argv: Vec<OsString>,
 }
 
-/// What driving an instance did that its caller may need: the instances
-/// that reached rest and went (as they were last).
-#[derive(Default)]
-struct Driven {
-    gone: Vec<Instance>,
-}
+/// The instances a drive destroyed (as they were last), for its caller.
+type Gone = Vec<Instance>;
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// exit code.
 pub fn run(cfg: Config) -> i32 {
-    if let Some(fd) = reexec::handed_over() {
-        match fd.and_then(|fd| Daemon::resume(cfg.clone(), fd)) {
-            Ok(mut d) => return d.run(),
-            Err(msg) => {
-                // Whatever was handed across goes, the lock with it; the
-                // state file then names the old image's job processes,
-                // which `new` stops before starting afresh.
-                eprintln!(
-                    "upkeep: unable to resume after re-exec: {msg}; stopping what the previous image ran and starting afresh"
-                );
-                process::handover::close_inherited();
-            }
-        }
+    if let Some(mut d) = Daemon::resumed(&cfg) {
+        return d.run();
     }
     // Nothing the daemon inherited reaches a job.
     process::spawn::close_inherited_fds();
-    match Daemon::new(cfg) {
+    match setup::Host::open(cfg).and_then(|(host, l)| Daemon::new(host, l)) {
         Ok(mut d) => d.run(),
         Err(msg) => {
             eprintln!("upkeep: {msg}");
@@ -115,86 +84,46 @@ pub fn run(cfg: Config) -> i32 {
 }
 
 impl Daemon {
-    /// The daemon with its lock and socket, signals and epoll set up, and
-    /// nothing loaded yet.
-    fn bare(
-        cfg: Config,
-        lock: setup::Lock,
-        listener: mio::net::UnixListener,
-        private: Result<mio::net::UnixListener, String>,
-        original_nofile: Option<(u64, u64)>,
-    ) -> Result<Daemon, String> {
-        let my_uid = process::euid();
-        let system = my_uid == 0;
+    /// The daemon with its signals, epoll and logs set up, and nothing
+    /// loaded yet.
+    fn bare(host: setup::Host, (public, private): setup::Listeners) -> Result<Daemon, String> {
         setup::subreaper()?;
-        let mut reactor = Reactor::new(setup::signals()?, listener)?;
-        let (dir, dlog) = output::open(&cfg, my_uid)?;
+        let mut reactor = Reactor::new(setup::signals()?, public)?;
+        let (dir, dlog) = output::open(&host.cfg, host.uid)?;
         reactor.listen_private(private, &dlog)?;
-        let base = job::env::Base::of_this_process(system, &cfg.socket);
-        let jobs = jobs::JobTable::new(base, cfg.verbose);
-        let shutdown = shutdown::Shutdown::new(cfg.exit_with.clone());
-        let mut d = Daemon {
-            output: output::Output::new(dir, cfg.log_policy, cfg.log_to_stdout),
-            cfg,
-            reactor,
-            jobs,
-            bus: Default::default(),
-            clients: clients::Clients::new(my_uid),
-            dlog,
-            notify: Default::default(),
-            shutdown,
-            state: Default::default(),
-            watcher: None,
-            rescan_armed: false,
-            sys: Real,
-            _lock: lock,
-            my_uid,
-            system,
-            original_nofile,
-            exe: setup::own_binary(),
-            argv: std::env::args_os().collect(),
-        };
-        d.watcher = watch::Watcher::start(&d.reactor, &d.dlog);
+        let base = crate::job::env::Base::of_this_process(host.system, &host.cfg.socket);
         process::time::ignore_sigxfsz();
-        Ok(d)
+        Ok(Daemon {
+            output: output::Output::new(dir, host.cfg.log_policy, host.cfg.log_to_stdout),
+            jobs: jobs::JobTable::new(base, host.cfg.verbose),
+            bus: Default::default(),
+            clients: clients::Clients::new(host.uid),
+            notify: Default::default(),
+            shutdown: shutdown::Shutdown::new(host.cfg.exit_with.clone()),
+            state: Default::default(),
+            watcher: watch::Watcher::start(&reactor, &dlog),
+            sys: Real,
+            dlog,
+            reactor,
+            host,
+        })
     }
 
-    fn new(cfg: Config) -> Result<Daemon, String> {
-        let system = process::euid() == 0;
-        let original_nofile = setup::raise_nofile();
-        setup::socket_dir(&cfg.socket, !system)?;
-        let lock = setup::take_lock(&cfg.socket)?;
-        setup::notify_dir(&cfg.socket)?;
-        // We hold the lock, so whoever wrote the state file is dead.
-        state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
-        let listener = setup::bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
-        let private = setup::bind_private(&cfg.socket);
-        let mut d = Daemon::bare(cfg, lock, listener, private, original_nofile)?;
+    /// A fresh start: the jobs loaded and the boot events emitted.
+    fn new(host: setup::Host, listeners: setup::Listeners) -> Result<Daemon, String> {
+        let mut d = Daemon::bare(host, listeners)?;
         d.reload_configuration();
-        d.log(&format!(
-            "loaded {} job{} from {}",
-            d.jobs.classes.len(),
-            if d.jobs.classes.len() == 1 { "" } else { "s" },
-            d.cfg
-                .conf_dirs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        d.arm_daily();
-        for (name, env) in setup::boot_events(&d.cfg.runlevel) {
+        d.dlog.log(&d.jobs.loaded(&d.host.cfg.conf_dirs));
+        d.reactor.arm_daily();
+        for (name, env) in setup::boot_events(&d.host.cfg.runlevel) {
             d.emit(&name, env, None, None);
         }
         Ok(d)
     }
 
-    fn log(&self, msg: &str) {
-        self.dlog.log(msg);
-    }
-
     fn run(&mut self) -> i32 {
-        self.log(&format!("listening on {}", self.cfg.socket.display()));
+        self.dlog
+            .log(&format!("listening on {}", self.host.cfg.socket.display()));
         let mut events = Events::with_capacity(256);
         loop {
             // Settle before waiting: events queued by what happened, and
@@ -210,9 +139,7 @@ impl Daemon {
                     break;
                 }
             }
-            if let Some(c) = self.dlog.take_rotated() {
-                self.output.start_compression(DAEMON_LOG, c, &self.dlog);
-            }
+            self.output.compress_daemon_log(&self.dlog);
             self.save_state();
             if !self.clients.reexec.is_empty() {
                 self.reexec(); // returns only if the exec failed
@@ -220,21 +147,17 @@ impl Daemon {
             if self.shutdown.active && self.jobs.instances.is_empty() {
                 break;
             }
-            if let Err(e) = self.reactor.wait(&mut events, !self.output.more.is_empty()) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    self.log(&format!("epoll: {e}"));
-                }
+            let busy = self.output.is_busy();
+            if !self.reactor.wait(&mut events, busy, &self.dlog) {
                 continue;
             }
-            for t in std::mem::take(&mut self.output.more) {
-                self.output.on_output(t, &self.reactor, &self.dlog);
-            }
+            self.output.read_more(&self.reactor, &self.dlog);
             for ev in events.iter() {
                 match ev.token() {
                     reactor::SIGNALS => self.on_signals(),
                     reactor::LISTENER => self.clients.accept(false, &self.reactor, &self.dlog),
                     reactor::PRIV_LISTENER => self.clients.accept(true, &self.reactor, &self.dlog),
-                    reactor::INOTIFY => self.on_conf_change(),
+                    reactor::INOTIFY => self.watcher.on_change(&self.reactor),
                     mio::Token(t) if self.output.is_reader(t) => {
                         self.output.on_output(t, &self.reactor, &self.dlog)
                     }
@@ -242,7 +165,6 @@ impl Daemon {
                     mio::Token(t) if self.notify.is_alien(t) => self.on_alien(t),
                     mio::Token(t) => {
                         if ev.is_readable() {
-                            self.clients.read(t);
                             self.serve(t);
                         }
                         if ev.is_writable() {
@@ -253,43 +175,33 @@ impl Daemon {
             }
             self.fire_timers();
             while let Some(t) = self.clients.resume.pop() {
-                self.clients.read(t);
                 self.serve(t);
             }
             // Descriptors may have been freed by what happened above.
-            if self.clients.accept_stalled {
-                self.clients.accept(false, &self.reactor, &self.dlog);
-            }
+            self.clients.retry_accept(&self.reactor, &self.dlog);
         }
-        self.log("all jobs stopped; exiting");
-        setup::clean_up(&self.cfg.socket);
+        self.dlog.log("all jobs stopped; exiting");
+        setup::clean_up(&self.host.cfg.socket);
         self.shutdown.exit_code
     }
 
     fn on_signals(&mut self) {
-        loop {
-            match self.reactor.signals.read_signal() {
-                Ok(Some(info)) => match info.ssi_signo as i32 {
-                    libc::SIGCHLD => self.reap(),
-                    sig @ (libc::SIGTERM | libc::SIGINT | libc::SIGQUIT) => {
-                        let name = crate::conf::signal::display(sig);
-                        self.begin_shutdown(&format!("SIG{name}: stopping every job"));
-                    }
-                    libc::SIGUSR1 => {
-                        self.log("SIGUSR1: reopening log files");
-                        self.output.reopen_logs(&self.dlog);
-                    }
-                    libc::SIGHUP => {
-                        self.log("SIGHUP: reloading configuration");
-                        self.reload_configuration();
-                    }
-                    _ => {}
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    self.log(&format!("signalfd: {e}"));
-                    break;
+        for sig in self.reactor.signals(&self.dlog) {
+            match sig {
+                libc::SIGCHLD => self.reap(),
+                libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
+                    let name = crate::conf::signal::display(sig);
+                    self.begin_shutdown(&format!("SIG{name}: stopping every job"));
                 }
+                libc::SIGUSR1 => {
+                    self.dlog.log("SIGUSR1: reopening log files");
+                    self.output.reopen_logs(&self.dlog);
+                }
+                libc::SIGHUP => {
+                    self.dlog.log("SIGHUP: reloading configuration");
+                    self.reload_configuration();
+                }
+                _ => {}
             }
         }
     }
@@ -298,43 +210,28 @@ impl Daemon {
     fn reap(&mut self) {
         let (exits, stopped) = process::reap_and_stops();
         // `expect stop`: a main process that stopped itself is ready.
-        for pid in stopped {
-            if let Some(key) = self.jobs.pids.get(&pid).cloned() {
-                let _ = self.drive(&key, Input::StoppedItself { pid });
-            }
-        }
+        let pids = &self.jobs.pids;
+        let ready = stopped.into_iter().filter_map(|pid| {
+            let key = pids.get(&pid)?.clone();
+            Some((key, Input::StoppedItself { pid }))
+        });
+        self.feed(ready.collect::<Vec<_>>());
         for (pid, status) in exits {
-            if self.output.compression_finished(pid, &self.dlog) {
-                continue;
-            }
-            let output = &self.output;
-            let helper = |p: i32| output.is_compressor(p);
-            for (key, input) in self.jobs.reaped(pid, status, &mut self.sys, &helper) {
-                let _ = self.drive(&key, input);
+            if !self.output.compression_finished(pid, &self.dlog) {
+                let helper = |p: i32| self.output.is_compressor(p);
+                let inputs = self.jobs.reaped(pid, status, &mut self.sys, &helper);
+                self.feed(inputs);
             }
         }
-        let output = &self.output;
-        let helper = |p: i32| output.is_compressor(p);
-        for (key, input) in self.jobs.after_reap(&mut self.sys, &helper) {
+        let helper = |p: i32| self.output.is_compressor(p);
+        let inputs = self.jobs.after_reap(&mut self.sys, &helper);
+        self.feed(inputs);
+    }
+
+    /// Drives each instance with its input, in order (a refusal is no news).
+    fn feed(&mut self, inputs: impl IntoIterator<Item = (Key, Input)>) {
+        for (key, input) in inputs {
             let _ = self.drive(&key, input);
-        }
-    }
-
-    fn arm_daily(&mut self) {
-        let now = std::time::SystemTime::now();
-        let next = process::time::next_local_midnight(now);
-        let after = next
-            .duration_since(now)
-            .unwrap_or(Duration::from_secs(86_400));
-        self.reactor.arm(after, Timer::Daily);
-    }
-
-    /// Something changed in a conf dir: rescan once the burst is over.
-    fn on_conf_change(&mut self) {
-        let changed = self.watcher.as_mut().is_some_and(|w| w.drain());
-        if changed && !self.rescan_armed {
-            self.rescan_armed = true;
-            self.reactor.arm(RESCAN_DELAY, Timer::Rescan);
         }
     }
 
@@ -342,16 +239,13 @@ impl Daemon {
         while let Some(timer) = self.reactor.due() {
             match timer {
                 Timer::Instance(key, gen) => {
-                    if let Some(input) = self.jobs.fork_timer(&key) {
-                        let _ = self.drive(&key, input);
-                    }
-                    if self.jobs.instances.contains_key(&key) {
-                        let _ = self.drive(&key, Input::Timer { gen });
-                    }
+                    let fork = self.jobs.fork_timer(&key);
+                    self.feed(fork.map(|input| (key.clone(), input)));
+                    self.feed([(key, Input::Timer { gen })]);
                 }
                 Timer::Daily => {
                     self.output.rotate_daily(&self.dlog);
-                    self.arm_daily();
+                    self.reactor.arm_daily();
                 }
                 Timer::ShutdownHook(key) => {
                     let (jobs, reactor) = (&self.jobs, &self.reactor);
@@ -364,10 +258,7 @@ impl Daemon {
                     self.save_state();
                 }
                 Timer::Rescan => {
-                    self.rescan_armed = false;
-                    if self.dlog.verbose {
-                        self.log("conf dirs changed: rescanning");
-                    }
+                    self.watcher.rescan_due(&self.dlog);
                     self.reload_configuration();
                 }
             }
@@ -379,61 +270,45 @@ impl Daemon {
     /// ones go once they have stopped; a file with errors keeps the last
     /// good definition. Starts and stops nothing.
     fn reload_configuration(&mut self) {
-        let r = self.jobs.reload(&self.cfg.conf_dirs);
-        if let Some(w) = &mut self.watcher {
-            for msg in w.update(&r.watch) {
-                eprintln!("upkeep: {msg}");
-            }
+        let r = self.jobs.reload(&self.host.cfg.conf_dirs);
+        for msg in self.watcher.update(&r.watch) {
+            eprintln!("upkeep: {msg}");
         }
         for line in &r.logs {
-            self.log(line);
+            self.dlog.log(line);
         }
-        for (old, new) in &r.changed {
-            let fin = self.bus.set_start_matcher(old.as_deref(), new);
-            self.finish(fin);
-        }
-        for job in &r.gone {
-            let fin = self.bus.drop_start_matcher(job);
-            self.finish(fin);
-        }
+        let fin = self.bus.reload(&r.changed, &r.gone);
+        self.finish(fin);
         self.process_events();
     }
 
     /// Writes the state file if the set of job processes changed.
     fn save_state(&mut self) {
         if self.jobs.dirty && self.state.may_write() {
-            let records = self.jobs.records();
-            let written = self
+            let (socket, records) = (&self.host.cfg.socket, self.jobs.records());
+            self.jobs.dirty = !self
                 .state
-                .write(&self.cfg.socket, &records, &self.dlog, &self.reactor);
-            self.jobs.dirty &= !written;
+                .write(socket, &records, &self.dlog, &self.reactor);
         }
     }
 
     /// Feeds `input` to an instance and carries out what it asks, until it
     /// waits for the world again.
-    fn drive(&mut self, key: &Key, input: Input) -> Result<Driven, Refusal> {
-        let mut driven = Driven::default();
-        let mut next = Some(input);
-        let mut first = true;
-        while let Some(input) = next.take() {
-            let now = self.reactor.now();
-            let stepped = match self.jobs.step(key, input, now, &mut self.sys) {
-                Ok(s) => s,
-                Err(r) if first => return Err(r),
-                Err(_) => break,
-            };
-            first = false;
-            for effect in stepped.effects {
-                self.apply(key, effect, &mut driven);
-            }
-            next = stepped.spawn.map(|process| match self.spawn(key, process) {
-                Ok(pid) => {
-                    self.jobs.spawned(key, pid);
-                    Input::Spawned { process, pid }
-                }
-                Err(error) => Input::SpawnFailed { process, error },
-            });
+    fn drive(&mut self, key: &Key, input: Input) -> Result<Gone, Refusal> {
+        let (host, notify, output) = (&self.host, &mut self.notify, &mut self.output);
+        let (reactor, dlog) = (&self.reactor, &self.dlog);
+        // Spawning: the notify socket (`expect notify`), the output captured.
+        let mut spawn = |mut launch: jobs::Launch| {
+            notify.prepare(key, &mut launch, host, reactor)?;
+            output.spawn(launch, host, reactor, dlog)
+        };
+        let now = || reactor.now();
+        let effects = self
+            .jobs
+            .drive(key, input, &now, &mut self.sys, &mut spawn)?;
+        let mut gone = Gone::new();
+        for effect in effects {
+            self.apply(key, effect, &mut gone);
         }
         let fin = self.bus.check_blocked(key, self.jobs.instances.get(key));
         self.finish(fin);
@@ -442,13 +317,13 @@ impl Daemon {
             let answers = self.clients.answers_for(inst, &|i| jobs.status_of(i, now));
             self.answer(answers);
         }
-        Ok(driven)
+        Ok(gone)
     }
 
     /// Carries out one effect of a step.
-    fn apply(&mut self, key: &Key, effect: Effect, driven: &mut Driven) {
+    fn apply(&mut self, key: &Key, effect: Effect, gone: &mut Gone) {
         match effect {
-            Effect::Log(msg) => self.log(&msg),
+            Effect::Log(msg) => self.dlog.log(&msg),
             Effect::Timer { gen, after } => {
                 self.reactor.arm(after, Timer::Instance(key.clone(), gen))
             }
@@ -470,36 +345,9 @@ impl Daemon {
                 self.finish(fin);
                 let answers = self.clients.answers_for_gone(&inst);
                 self.answer(answers);
-                driven.gone.push(*inst);
+                gone.push(*inst);
             }
         }
-    }
-
-    /// Spawns a process of an instance: its environment, its notify
-    /// socket (`expect notify`), its output captured.
-    fn spawn(&mut self, key: &Key, process: ProcessType) -> Result<i32, String> {
-        let inst = self.jobs.instances.get(key).ok_or("no such instance")?;
-        let class: Rc<JobClass> = inst.class.clone();
-        let mut env = job::env::for_process(inst, Some(process), &self.jobs.env_base);
-        let label = inst.label();
-        if class.expect == Expect::Notify {
-            let owner = jobs::job_owner(&class, self.system);
-            let addr = self
-                .notify
-                .socket_for(key, owner, &self.cfg.socket, &self.reactor)?;
-            env.retain(|(k, _)| k != "NOTIFY_SOCKET");
-            env.push(("NOTIFY_SOCKET".into(), addr));
-        }
-        let job = output::Job {
-            class: &class,
-            process,
-            env: &env,
-            label,
-            log_name: crate::log::file_name(&key.0, &key.1),
-            default_dir: self.system.then_some("/"),
-            original_nofile: self.original_nofile,
-        };
-        self.output.spawn(job, &self.reactor, &self.dlog)
     }
 
     /// Queues an event (said with `-v`); returns its id.
@@ -512,38 +360,19 @@ impl Daemon {
     ) -> u64 {
         let id = self.bus.emit(name, env, origin, emitter);
         if self.dlog.verbose {
-            self.log(&format!("event {}", self.bus.describe(id)));
+            self.dlog.log(&format!("event {}", self.bus.describe(id)));
         }
         id
     }
 
-    /// Handles queued events and delivers what finished events owe, until
-    /// nothing is left to do.
+    /// Carries out what the event bus decides, until it has nothing left.
     fn process_events(&mut self) {
-        while let Some(next) = self.bus.next() {
+        while let Some(next) = self.bus.next(&self.jobs) {
             match next {
-                Next::Done(key) if self.jobs.instances.contains_key(&key) => {
-                    let _ = self.drive(&key, Input::EventDone);
-                }
-                Next::Done(_) => {}
-                Next::Event(id) => {
-                    // Every instance's `stop on` first, then every job's
-                    // `start on`: a job with `start on foo` and `stop on
-                    // foo` is restarted by foo.
-                    let (stops, fin) = self.bus.offer_stop(id, &self.jobs);
-                    for (key, env) in stops {
-                        let _ = self.drive(&key, Input::Stop(env));
-                    }
-                    self.finish(fin);
-                    for s in self.bus.offer_start(id, &self.jobs) {
-                        self.start_by_events(&s.class, &s.contributing, s.env);
-                        let mut fin = Vec::new();
-                        self.bus.release_all(s.released, &mut fin);
-                        self.finish(fin);
-                    }
-                    let fin = self.bus.handled(id);
-                    self.finish(fin);
-                }
+                Next::Done(key) => self.feed([(key, Input::EventDone)]),
+                Next::Stop(key, env) => self.feed([(key, Input::Stop(env))]),
+                Next::Start(s) => self.start_by_events(&s.class, &s.contributing, s.env),
+                Next::Finished(fin) => self.finish(fin),
             }
         }
     }
@@ -556,40 +385,28 @@ impl Daemon {
         let key = match self.jobs.instance_for(class, &env) {
             Ok(Some(key)) => key,
             Ok(None) => return, // already wanted
-            Err(msg) => return self.log(&msg),
+            Err(msg) => return self.dlog.log(&msg),
         };
-        if !self.jobs.instances.contains_key(&key) {
-            self.add_instance(
-                key.clone(),
-                Instance::new(&key.0, &key.1, class.clone(), Vec::new()),
-            );
-        }
+        self.add_instance(&key, class);
         self.bus.hold_for(&key, contributing, events::Hold::Started);
         let _ = self.drive(&key, Input::Start(env));
     }
 
-    /// Registers a new instance, with its own `stop on` state.
-    fn add_instance(&mut self, key: Key, inst: Instance) {
-        self.bus.add_instance(&key, &inst.class);
-        self.jobs.add_instance(key, inst);
+    /// Makes the instance `key` of `class` (with its own `stop on` state)
+    /// unless it exists.
+    fn add_instance(&mut self, key: &Key, class: &Rc<JobClass>) {
+        if !self.jobs.instances.contains_key(key) {
+            let inst = Instance::new(&key.0, &key.1, class.clone(), Vec::new());
+            self.bus.add_instance(key, class);
+            self.jobs.add_instance(key.clone(), inst);
+        }
     }
 
     /// What a notify socket received.
     fn on_notify(&mut self, token: usize) {
-        for notice in self
-            .notify
-            .receive(token, &self.jobs, &self.dlog, &self.reactor)
-        {
-            match notice {
-                notify::Notice::Drive(key, input) => {
-                    let _ = self.drive(&key, input);
-                }
-                notify::Notice::MainPid { key, pid, pgid } => {
-                    self.jobs.spawned(&key, pid);
-                    let _ = self.drive(&key, Input::MainPid { pid, pgid });
-                }
-            }
-        }
+        let (jobs, dlog, reactor) = (&self.jobs, &self.dlog, &self.reactor);
+        let notices = self.notify.receive(token, jobs, dlog, reactor);
+        self.feed(notices);
     }
 
     /// A main process that is not our child ended (its pidfd says so).
@@ -598,9 +415,8 @@ impl Daemon {
         let Some((key, pid)) = self.notify.alien_ended(token, &self.reactor) else {
             return;
         };
-        if let Some(input) = self.jobs.alien_ended(&key, pid, &mut self.sys) {
-            let _ = self.drive(&key, input);
-        }
+        let input = self.jobs.alien_ended(&key, pid, &mut self.sys);
+        self.feed(input.map(|input| (key, input)));
     }
 
     /// An orderly shutdown: the runlevel 0 event, so that `stop on
@@ -609,12 +425,9 @@ impl Daemon {
     /// which they reached running (the loop's settling does it).
     fn begin_shutdown(&mut self, why: &str) {
         if !self.shutdown.active {
-            self.log(why);
-            self.shutdown.begin(&self.jobs, &self.reactor);
-            let env = vec![
-                "RUNLEVEL=0".into(),
-                format!("PREVLEVEL={}", self.cfg.runlevel),
-            ];
+            self.dlog.log(why);
+            let runlevel = &self.host.cfg.runlevel;
+            let env = self.shutdown.begin(&self.jobs, &self.reactor, runlevel);
             self.shutdown.event = Some(self.emit("runlevel", env, None, None));
         }
     }
@@ -623,10 +436,10 @@ impl Daemon {
     fn stop_next_for_shutdown(&mut self) {
         loop {
             let pending = self.shutdown.event.is_some_and(|id| self.bus.pending(id));
-            let Some(key) = self.shutdown.next_to_stop(&self.jobs, pending) else {
-                return;
-            };
-            self.shutdown.watch_hook(&key, &self.jobs, &self.reactor);
+            let next = self
+                .shutdown
+                .next_to_stop(&self.jobs, pending, &self.reactor);
+            let Some(key) = next else { return };
             if self.drive(&key, Input::Stop(Vec::new())).is_err() {
                 return; // cannot happen (its goal was start): no endless loop
             }

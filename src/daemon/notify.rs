@@ -25,9 +25,10 @@ use nix::sys::socket::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::jobs::JobTable;
+use super::jobs::{JobTable, Launch};
 use super::output::DaemonLog;
 use super::reactor::Reactor;
+use super::setup::Host;
 use super::Key;
 use crate::job::Input;
 use crate::process::tree;
@@ -65,13 +66,10 @@ pub(super) struct Notify {
     aliens: HashMap<usize, Alien>,
 }
 
-/// What a notification asks of the job table.
-pub(super) enum Notice {
-    /// Drive this input (`READY=1`).
-    Drive(Key, Input),
-    /// `MAINPID=pid`, a process of the job: it becomes the main process.
-    MainPid { key: Key, pid: i32, pgid: i32 },
-}
+/// What a notification asks of the job table: an input for an instance
+/// (`READY=1`; `MAINPID=pid`, a process of the job, which becomes its
+/// main process).
+pub(super) type Notice = (Key, Input);
 
 impl Notify {
     pub fn is_socket(&self, token: usize) -> bool {
@@ -80,6 +78,23 @@ impl Notify {
 
     pub fn is_alien(&self, token: usize) -> bool {
         self.aliens.contains_key(&token)
+    }
+
+    /// A process of an `expect notify` job gets `NOTIFY_SOCKET`, its
+    /// instance's socket; other jobs' processes get nothing.
+    pub fn prepare(
+        &mut self,
+        key: &Key,
+        launch: &mut Launch,
+        host: &Host,
+        reactor: &Reactor,
+    ) -> Result<(), String> {
+        if launch.class.expect == crate::conf::Expect::Notify {
+            let owner = super::jobs::job_owner(&launch.class, host.system);
+            let addr = self.socket_for(key, owner, &host.cfg.socket, reactor)?;
+            launch.set_env("NOTIFY_SOCKET", addr);
+        }
+        Ok(())
     }
 
     /// The notify socket of a job instance, made on first use. An error
@@ -194,7 +209,7 @@ impl Notify {
             let text = String::from_utf8_lossy(&buf[..len]).into_owned();
             for line in text.lines() {
                 if line == "READY=1" {
-                    notices.push(Notice::Drive(key.clone(), Input::Ready));
+                    notices.push((key.clone(), Input::Ready));
                 } else if let Some(pid) = line
                     .strip_prefix("MAINPID=")
                     .and_then(|p| p.parse::<i32>().ok())
@@ -235,11 +250,21 @@ impl Notify {
                 return None;
             }
         }
-        Some(Notice::MainPid {
-            key: key.clone(),
-            pid,
-            pgid,
-        })
+        Some((key.clone(), Input::MainPid { pid, pgid }))
+    }
+
+    /// After a re-exec: main processes that are not the daemon's children
+    /// are watched again (pidfds are not handed across).
+    pub fn rewatch_aliens(&mut self, jobs: &JobTable, reactor: &Reactor) {
+        let me = std::process::id() as i32;
+        for (key, inst) in &jobs.instances {
+            let Some(pid) = inst.pid(crate::conf::ProcessType::Main) else {
+                continue;
+            };
+            if tree::ppid_of(pid).is_some_and(|pp| pp != me) {
+                let _ = self.watch_alien(key, pid, reactor);
+            }
+        }
     }
 
     /// Watches a main process that is not the daemon's child.

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use mio::Interest;
 use serde::{Deserialize, Serialize};
 
+use super::jobs::Launch;
 use super::reactor::Reactor;
+use super::setup::Host;
 use crate::conf::{Console, JobClass, LogCapture};
 use crate::log::{Compress, LogFile, Policy, SharedDir};
 use crate::process::{self, capture};
@@ -93,21 +95,6 @@ pub(super) fn open(cfg: &super::Config, uid: u32) -> Result<(SharedDir, DaemonLo
     Ok((dir, dlog))
 }
 
-/// A job process to spawn with its output captured.
-pub(super) struct Job<'a> {
-    pub class: &'a JobClass,
-    pub process: crate::conf::ProcessType,
-    pub env: &'a [(String, String)],
-    /// `web` / `web (inst)`, for messages and `--log-to-stdout`.
-    pub label: String,
-    /// Its log file's name in LOGDIR.
-    pub log_name: String,
-    /// Working directory when the job sets none (`/` for a system daemon).
-    pub default_dir: Option<&'a str>,
-    /// The open-files limit the daemon started with, given back to jobs.
-    pub original_nofile: Option<(u64, u64)>,
-}
-
 /// The jobs' output: their log files, the readers of their ptys and pipes,
 /// and the compression helpers running.
 pub(super) struct Output {
@@ -120,7 +107,7 @@ pub(super) struct Output {
     policy: Policy,
     to_stdout: bool,
     /// Readers that used up their budget with more to read.
-    pub more: Vec<usize>,
+    more: Vec<usize>,
 }
 
 impl Output {
@@ -208,16 +195,23 @@ impl Output {
     }
 
     /// Spawns a job's process with its output captured; returns its pid.
-    pub fn spawn(&mut self, job: Job, reactor: &Reactor, dlog: &DaemonLog) -> Result<i32, String> {
+    pub fn spawn(
+        &mut self,
+        job: Launch,
+        host: &Host,
+        reactor: &Reactor,
+        dlog: &DaemonLog,
+    ) -> Result<i32, String> {
         let command = job.class.process(job.process).ok_or("no such process")?;
-        let capture = self.capture_for(job.class, job.log_name, job.label, dlog)?;
+        let capture = self.capture_for(&job.class, job.log_name, job.label, dlog)?;
         let pid = process::spawn::spawn(process::spawn::SpawnSpec {
-            class: job.class,
+            class: &job.class,
             command,
-            env: job.env,
+            env: &job.env,
             output: capture.output,
-            default_dir: job.default_dir,
-            original_nofile: job.original_nofile,
+            // A system daemon's jobs start in `/` unless they say.
+            default_dir: host.system.then_some("/"),
+            original_nofile: host.original_nofile,
         })?;
         if let Some((fd, log, label)) = capture.reader {
             self.add_reader(reactor, fd, log, label, dlog);
@@ -251,6 +245,25 @@ impl Output {
     }
 
     /// Reads what a job wrote, up to the budget.
+    /// Whether a reader has more to read (the loop then does not wait).
+    pub fn is_busy(&self) -> bool {
+        !self.more.is_empty()
+    }
+
+    /// Reads on from the readers that used up their budget last turn.
+    pub fn read_more(&mut self, reactor: &Reactor, dlog: &DaemonLog) {
+        for t in std::mem::take(&mut self.more) {
+            self.on_output(t, reactor, dlog);
+        }
+    }
+
+    /// A rotation of the daemon's own log is compressed.
+    pub fn compress_daemon_log(&mut self, dlog: &DaemonLog) {
+        if let Some(c) = dlog.take_rotated() {
+            self.start_compression(DAEMON_LOG, c, dlog);
+        }
+    }
+
     pub fn on_output(&mut self, token: usize, reactor: &Reactor, dlog: &DaemonLog) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0;

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signalfd::SignalFd;
+use serde::{Deserialize, Serialize};
 
+use super::output::DaemonLog;
 use super::Key;
 
 pub(super) const SIGNALS: Token = Token(0);
@@ -26,6 +28,18 @@ const FIRST_TOKEN: usize = 3;
 /// The private listener (`SOCKET.priv`); far from the client tokens, which
 /// an image of the first handover format numbered from 3.
 pub(super) const PRIV_LISTENER: Token = Token(usize::MAX - 1);
+
+/// The reactor in the re-exec format.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Saved {
+    /// The monotonic clock when this was written, and how long the daemon
+    /// had run by then: the new image's epoch is the old one's.
+    written_mono_ns: u64,
+    age: Duration,
+    next_token: usize,
+    /// Instance timers: key, generation, due (since the epoch).
+    timers: Vec<(Key, u64, Duration)>,
+}
 
 /// What a timer is for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -90,7 +104,7 @@ impl Reactor {
     pub fn listen_private(
         &mut self,
         l: Result<mio::net::UnixListener, String>,
-        dlog: &super::output::DaemonLog,
+        dlog: &DaemonLog,
     ) -> Result<(), String> {
         let mut l = match l {
             Ok(l) => l,
@@ -114,15 +128,6 @@ impl Reactor {
         let t = self.next_token.get();
         self.next_token.set(t + 1);
         t
-    }
-
-    /// The next token to give out (for the handover), and setting it.
-    pub fn next_token(&self) -> usize {
-        self.next_token.get()
-    }
-
-    pub fn set_next_token(&self, t: usize) {
-        self.next_token.set(t);
     }
 
     /// Watches a raw descriptor under `token`.
@@ -173,8 +178,9 @@ impl Reactor {
     }
 
     /// Waits for events: until the nearest timer, or not at all when
-    /// `busy` (output is waiting to be read), or for ever.
-    pub fn wait(&mut self, events: &mut Events, busy: bool) -> io::Result<()> {
+    /// `busy` (output is waiting to be read), or for ever. False if the
+    /// wait failed (said in the daemon's log unless a signal cut it short).
+    pub fn wait(&mut self, events: &mut Events, busy: bool, dlog: &DaemonLog) -> bool {
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {
@@ -183,7 +189,14 @@ impl Reactor {
                 .peek()
                 .map(|Reverse((at, ..))| at.saturating_duration_since(Instant::now()))
         };
-        self.poll.poll(events, timeout)
+        match self.poll.poll(events, timeout) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+            Err(e) => {
+                dlog.log(&format!("epoll: {e}"));
+                false
+            }
+        }
     }
 
     /// The next timer that is due, if any.
@@ -196,18 +209,61 @@ impl Reactor {
         }
     }
 
-    /// The instance timers, each as (key, generation, due since the epoch).
-    pub fn instance_timers(&self) -> Vec<(Key, u64, Duration)> {
-        self.timers
-            .borrow()
-            .iter()
-            .filter_map(|Reverse((at, _, t))| match t {
-                Timer::Instance(key, gen) => {
-                    Some((key.clone(), *gen, at.saturating_duration_since(self.epoch)))
+    /// The re-exec form: the clock, the tokens and the instance timers
+    /// (every other timer is the new image's own to arm).
+    pub fn saved(&self) -> Saved {
+        let timers = self.timers.borrow();
+        let instance_timers = timers.iter().filter_map(|Reverse((at, _, t))| match t {
+            Timer::Instance(key, gen) => {
+                Some((key.clone(), *gen, at.saturating_duration_since(self.epoch)))
+            }
+            _ => None,
+        });
+        Saved {
+            written_mono_ns: crate::process::handover::monotonic_ns(),
+            age: self.now(),
+            next_token: self.next_token.get(),
+            timers: instance_timers.collect(),
+        }
+    }
+
+    /// The old image's clock (the time the exec took added), tokens and
+    /// timers.
+    pub fn restore(&mut self, saved: Saved) {
+        let gap = crate::process::handover::monotonic_ns().saturating_sub(saved.written_mono_ns);
+        let age = saved.age + Duration::from_nanos(gap);
+        self.epoch = Instant::now().checked_sub(age).unwrap_or(self.epoch);
+        self.next_token.set(saved.next_token);
+        let now = self.now();
+        for (key, gen, due) in saved.timers {
+            self.arm(due.saturating_sub(now), Timer::Instance(key, gen));
+        }
+    }
+
+    /// Arms the daily rotation for the next local midnight.
+    pub fn arm_daily(&self) {
+        let now = std::time::SystemTime::now();
+        let next = crate::process::time::next_local_midnight(now);
+        let after = next
+            .duration_since(now)
+            .unwrap_or(Duration::from_secs(86_400));
+        self.arm(after, Timer::Daily);
+    }
+
+    /// The signals that arrived (their numbers), in order; a signalfd
+    /// that fails is said in the daemon's log.
+    pub fn signals(&mut self, dlog: &DaemonLog) -> Vec<i32> {
+        let mut out = Vec::new();
+        loop {
+            match self.signals.read_signal() {
+                Ok(Some(info)) => out.push(info.ssi_signo as i32),
+                Ok(None) => return out,
+                Err(e) => {
+                    dlog.log(&format!("signalfd: {e}"));
+                    return out;
                 }
-                _ => None,
-            })
-            .collect()
+            }
+        }
     }
 
     /// Monotonic time since the daemon started.

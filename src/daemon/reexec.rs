@@ -24,14 +24,13 @@
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::reactor::Timer;
-use super::{clients, events, jobs, notify, output, setup, Config, Daemon, Key};
+use super::{clients, events, jobs, notify, output, reactor, setup, Config, Daemon, Key};
 use crate::control::Response;
 use crate::process::handover;
+pub(super) use blob::{Blob, Span};
 
 /// The variable that carries the state's descriptor into the new image.
 pub const ENV: &str = "UPKEEP_REEXEC";
@@ -58,14 +57,9 @@ struct Handover {
     #[serde(default)]
     priv_listener_fd: Option<RawFd>,
     original_nofile: Option<(u64, u64)>,
-    /// The monotonic clock when this was written, and how long the daemon
-    /// had run by then: the new image's epoch is the old one's.
-    written_mono_ns: u64,
-    age: Duration,
-    next_token: usize,
-    /// Instance timers: key, generation, due (since the epoch).
-    timers: Vec<(Key, u64, Duration)>,
     rescan_armed: bool,
+    #[serde(flatten)]
+    reactor: reactor::Saved,
     #[serde(flatten)]
     jobs: jobs::Saved,
     #[serde(flatten)]
@@ -91,36 +85,6 @@ impl Handover {
     }
 }
 
-/// `[offset, length]` in the bytes after the document.
-pub(super) type Span = (usize, usize);
-
-/// The raw bytes that follow the document (format 2).
-#[derive(Default)]
-pub(super) struct Blob(Vec<u8>);
-
-impl Blob {
-    pub fn put(&mut self, data: &[u8]) -> Option<Span> {
-        if data.is_empty() {
-            return None;
-        }
-        let at = self.0.len();
-        self.0.extend_from_slice(data);
-        Some((at, data.len()))
-    }
-
-    /// The bytes a span names (format 2), or what format 1 gave inline.
-    pub fn get(&self, span: Option<Span>, old: Vec<u8>) -> Result<Vec<u8>, String> {
-        match span {
-            None => Ok(old),
-            Some((at, len)) => self
-                .0
-                .get(at..at.saturating_add(len))
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| format!("bytes {at}+{len} are not in the state")),
-        }
-    }
-}
-
 /// Splits what a previous image wrote: the JSON document, then (format 2)
 /// a newline and the raw bytes. Pure, for the fixtures' test.
 fn parse_state(data: &[u8]) -> Result<(Handover, Blob), String> {
@@ -143,26 +107,13 @@ fn parse_state(data: &[u8]) -> Result<(Handover, Blob), String> {
     Ok((h, Blob(blob)))
 }
 
-/// The descriptor of a state handed over by a previous image, if this
-/// process is a re-exec; the variable is removed so that nothing started
-/// from here sees it.
-pub(super) fn handed_over() -> Option<Result<RawFd, String>> {
-    let v = std::env::var_os(ENV)?;
-    std::env::remove_var(ENV);
-    Some(
-        v.to_str()
-            .and_then(|s| s.parse::<RawFd>().ok())
-            .ok_or_else(|| format!("{ENV}={}: not a descriptor", v.to_string_lossy())),
-    )
-}
-
 impl Daemon {
     /// Carries out the `re-exec` requests of this loop turn. Returns only
     /// if the exec failed; then the requests are answered with the error.
     pub(super) fn reexec(&mut self) {
         let requests = std::mem::take(&mut self.clients.reexec);
         let failed = |d: &mut Daemon, msg: String| {
-            d.log(&msg);
+            d.dlog.log(&msg);
             let resp = Response::Error { message: msg };
             for &c in &requests {
                 d.clients.reply(c, &resp, &d.reactor);
@@ -171,7 +122,7 @@ impl Daemon {
         if self.shutdown.active {
             return failed(self, "The daemon is shutting down".into());
         }
-        let Some(exe) = self.exe.clone() else {
+        let Some(exe) = self.host.exe.clone() else {
             return failed(
                 self,
                 "unable to re-exec: the daemon's own binary was not known at start".into(),
@@ -182,15 +133,12 @@ impl Daemon {
         let state = Handover {
             format: FORMAT,
             writer: crate::VERSION.into(),
-            lock_fd: self._lock.fd(),
+            lock_fd: self.host.lock.fd(),
             listener_fd: self.reactor.listener.as_raw_fd(),
             priv_listener_fd: self.reactor.priv_listener.as_ref().map(|l| l.as_raw_fd()),
-            original_nofile: self.original_nofile,
-            written_mono_ns: handover::monotonic_ns(),
-            age: self.reactor.now(),
-            next_token: self.reactor.next_token(),
-            timers: self.reactor.instance_timers(),
-            rescan_armed: self.rescan_armed,
+            original_nofile: self.host.original_nofile,
+            rescan_armed: self.watcher.rescan_armed,
+            reactor: self.reactor.saved(),
             jobs: self.jobs.saved(&|k| bus.stop_held(k)),
             bus: self.bus.saved(),
             clients: self.clients.saved(&requests, &mut blob),
@@ -217,21 +165,43 @@ impl Daemon {
             return failed(self, format!("unable to re-exec: {e}"));
         }
         let (n, p) = (self.jobs.instances.len(), self.jobs.pids.len());
-        self.log(&format!(
+        self.dlog.log(&format!(
             "re-executing {} ({n} job instance{}, {p} process{} kept)",
             exe.display(),
             if n == 1 { "" } else { "s" },
             if p == 1 { "" } else { "es" },
         ));
-        let err = handover::exec(&exe, &self.argv, &[(ENV, memfd.as_raw_fd().to_string())]);
+        let err = handover::exec(
+            &exe,
+            &self.host.argv,
+            &[(ENV, memfd.as_raw_fd().to_string())],
+        );
         // Still here: nothing was replaced. Every descriptor is ours again.
         crate::process::spawn::close_inherited_fds();
         drop(memfd);
         failed(self, format!("unable to re-exec {}: {err}", exe.display()));
     }
 
+    /// The daemon as the previous image left it, if this process is a
+    /// re-exec and the state reads. If it does not, whatever was handed
+    /// across goes, the lock with it; the state file then names the old
+    /// image's job processes, which a fresh start stops before it starts.
+    pub(super) fn resumed(cfg: &Config) -> Option<Daemon> {
+        let fd = handover::handed_over(ENV)?;
+        match fd.and_then(|fd| Daemon::resume(cfg.clone(), fd)) {
+            Ok(d) => Some(d),
+            Err(msg) => {
+                eprintln!(
+                    "upkeep: unable to resume after re-exec: {msg}; stopping what the previous image ran and starting afresh"
+                );
+                handover::close_inherited();
+                None
+            }
+        }
+    }
+
     /// The new image: the daemon as the previous one left it.
-    pub(super) fn resume(cfg: Config, state_fd: RawFd) -> Result<Daemon, String> {
+    fn resume(cfg: Config, state_fd: RawFd) -> Result<Daemon, String> {
         let data = handover::read_state(state_fd).map_err(|e| format!("state: {e}"))?;
         let (h, blob) = parse_state(&data)?;
         // Descriptors adopted from the state, each number once.
@@ -255,26 +225,14 @@ impl Daemon {
             // An image of format 1 had none: the socket is made now.
             None => setup::bind_private(&cfg.socket),
         };
-        let mut d = Daemon::bare(cfg, lock, public, private, h.original_nofile)?;
-        let gap = handover::monotonic_ns().saturating_sub(h.written_mono_ns);
-        let age = h.age + Duration::from_nanos(gap);
-        d.reactor.epoch = Instant::now().checked_sub(age).unwrap_or(d.reactor.epoch);
-        d.reactor.set_next_token(h.next_token);
-        let stop_held: std::collections::HashMap<Key, Option<Vec<Option<u64>>>> = h
-            .jobs
-            .instances
-            .iter()
-            .map(|s| (s.key(), s.stop_matcher.clone()))
-            .collect();
+        let host = setup::Host::new(cfg, lock, h.original_nofile);
+        let mut d = Daemon::bare(host, (public, private))?;
+        d.reactor.restore(h.reactor);
+        let stop_held = h.jobs.stop_held();
         d.jobs.restore(h.jobs)?;
-        let held = |k: &Key| stop_held.get(k).cloned().flatten();
+        let held = |k: &Key| stop_held.get(k).cloned();
         d.bus
             .restore(h.bus, &d.jobs.classes, &d.jobs.instances, &held)?;
-        let now = d.reactor.now();
-        for (key, gen, due) in h.timers {
-            d.reactor
-                .arm(due.saturating_sub(now), Timer::Instance(key, gen));
-        }
         let answer = d
             .clients
             .restore(h.clients, &blob, &d.reactor, &mut adopt)?;
@@ -283,21 +241,20 @@ impl Daemon {
         // Everything handed across is adopted: from here on, no descriptor
         // of the daemon reaches a job or a later image unasked.
         crate::process::spawn::close_inherited_fds();
-        d.rewatch_aliens();
+        d.notify.rewatch_aliens(&d.jobs, &d.reactor);
         // The conf dirs as they are now: changed jobs take effect at their
         // next start, as they would have in the old image.
         d.reload_configuration();
-        d.arm_daily();
+        d.reactor.arm_daily();
         if h.rescan_armed {
-            d.rescan_armed = true;
-            d.reactor.arm(super::RESCAN_DELAY, Timer::Rescan);
+            d.watcher.arm_rescan(&d.reactor);
         }
         // Anything that ended during the exec is reaped on the first turn
         // (its SIGCHLD stayed pending); the state file is rewritten.
         d.clients.accept_stalled = true;
         d.jobs.dirty = true;
         let (n, p) = (d.jobs.instances.len(), d.jobs.pids.len());
-        d.log(&format!(
+        d.dlog.log(&format!(
             "re-executed as upkeep {} (state of upkeep {}): {n} job instance{} and {p} process{} kept",
             crate::VERSION,
             h.writer,
@@ -312,26 +269,8 @@ impl Daemon {
         }
         Ok(d)
     }
-
-    /// Main processes that are not our children are watched again (pidfds
-    /// are not handed across).
-    fn rewatch_aliens(&mut self) {
-        let me = std::process::id() as i32;
-        let aliens: Vec<(Key, i32)> = self
-            .jobs
-            .instances
-            .iter()
-            .filter_map(|(k, i)| {
-                i.pid(crate::conf::ProcessType::Main)
-                    .map(|p| (k.clone(), p))
-            })
-            .filter(|&(_, p)| crate::process::tree::ppid_of(p).is_some_and(|pp| pp != me))
-            .collect();
-        for (key, pid) in aliens {
-            let _ = self.notify.watch_alien(&key, pid, &self.reactor);
-        }
-    }
 }
 
+mod blob;
 #[cfg(test)]
 mod tests;

@@ -32,11 +32,65 @@ pub struct Config {
     pub exit_with: Option<String>,
 }
 
+/// What the daemon is and what it was started with: its configuration,
+/// the lock that makes it the one daemon of its socket dir, its user, the
+/// open-files limit it found (given back to jobs), and its binary and argv
+/// (for `re-exec`). Set at start, or carried across a re-exec; read after.
+pub struct Host {
+    pub cfg: Config,
+    pub lock: Lock,
+    pub uid: u32,
+    /// Running as root: jobs run as their `setuid` user, from `/`.
+    pub system: bool,
+    pub original_nofile: Option<(u64, u64)>,
+    pub exe: Option<PathBuf>,
+    pub argv: Vec<std::ffi::OsString>,
+}
+
+/// The listening sockets: the public one, and `SOCKET.priv` (or why
+/// there is none).
+pub type Listeners = (
+    mio::net::UnixListener,
+    Result<mio::net::UnixListener, String>,
+);
+
+impl Host {
+    /// A fresh start: the open-files limit raised, the socket dir checked,
+    /// the lock taken, the notify dir made, what a crashed predecessor
+    /// left running stopped, the sockets bound.
+    pub fn open(cfg: Config) -> Result<(Host, Listeners), String> {
+        let system = crate::process::euid() == 0;
+        let original_nofile = raise_nofile();
+        socket_dir(&cfg.socket, !system)?;
+        let lock = take_lock(&cfg.socket)?;
+        notify_dir(&cfg.socket)?;
+        // We hold the lock, so whoever wrote the state file is dead.
+        super::state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
+        let listener = bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
+        let private = bind_private(&cfg.socket);
+        Ok((Host::new(cfg, lock, original_nofile), (listener, private)))
+    }
+
+    /// The host of a daemon holding `lock`.
+    pub fn new(cfg: Config, lock: Lock, original_nofile: Option<(u64, u64)>) -> Host {
+        let uid = crate::process::euid();
+        Host {
+            cfg,
+            lock,
+            uid,
+            system: uid == 0,
+            original_nofile,
+            exe: own_binary(),
+            argv: std::env::args_os().collect(),
+        }
+    }
+}
+
 /// The binary `re-exec` runs: argv[0] when it names a file by a path (a
 /// symlink stays a symlink, so pointing it at a new release upgrades), else
 /// the file this process runs (`/proc/self/exe`). Read at start, so that a
 /// binary replaced since is found by its path.
-pub fn own_binary() -> Option<PathBuf> {
+fn own_binary() -> Option<PathBuf> {
     let arg0 = PathBuf::from(std::env::args_os().next()?);
     if arg0.components().count() > 1 {
         let path = if arg0.is_absolute() {

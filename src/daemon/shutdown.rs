@@ -62,8 +62,9 @@ impl Shutdown {
     }
 
     /// A shutdown begins: every instance already on its way down is
-    /// watched for a hung hook.
-    pub fn begin(&mut self, jobs: &JobTable, reactor: &Reactor) {
+    /// watched for a hung hook. Returns the variables of its `runlevel 0`
+    /// event, from the runlevel the daemon was in.
+    pub fn begin(&mut self, jobs: &JobTable, reactor: &Reactor, runlevel: &str) -> Vec<String> {
         self.active = true;
         let down: Vec<Key> = jobs
             .instances
@@ -74,6 +75,7 @@ impl Shutdown {
         for key in down {
             self.watch_hook(&key, jobs, reactor);
         }
+        vec!["RUNLEVEL=0".into(), format!("PREVLEVEL={runlevel}")]
     }
 
     /// Starts watching an instance on its way down for a hung hook.
@@ -139,8 +141,14 @@ impl Shutdown {
     /// The next instance to stop: none while the `runlevel 0` event is
     /// being handled (`event_pending`) or someone is on the way down;
     /// then those that never reached running, then the others in the
-    /// reverse of the order they reached it.
-    pub fn next_to_stop(&mut self, jobs: &JobTable, event_pending: bool) -> Option<Key> {
+    /// reverse of the order they reached it. It is watched for a hung
+    /// hook from here on.
+    pub fn next_to_stop(
+        &mut self,
+        jobs: &JobTable,
+        event_pending: bool,
+        reactor: &Reactor,
+    ) -> Option<Key> {
         if self.event.is_some() {
             if event_pending {
                 return None;
@@ -150,9 +158,12 @@ impl Shutdown {
         if jobs.instances.values().any(|i| i.goal == job::Goal::Stop) {
             return None;
         }
-        jobs.instances
+        let key = jobs
+            .instances
             .keys()
             .max_by_key(|k| jobs.running_order.get(*k).map_or(u64::MAX, |&s| s))
-            .cloned()
+            .cloned()?;
+        self.watch_hook(&key, jobs, reactor);
+        Some(key)
     }
 }

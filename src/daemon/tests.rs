@@ -3,6 +3,7 @@
 //! way the conductor wires them, over a fake system ([`FakeSys`]) whose
 //! processes are numbers and whose signals are records.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use nix::errno::Errno;
 
 use super::clients::{Clients, WaitKind, Waiter};
 use super::events::{EventBus, Finished, Hold, Next};
-use super::jobs::{Effect, JobTable};
+use super::jobs::{Effect, JobTable, Launch};
 use super::shutdown::Shutdown;
 use super::Key;
 use crate::conf::{parse_job, ProcessType};
@@ -20,11 +21,13 @@ use crate::job::{self, Exit, Goal, Input, Instance, State};
 use crate::process::sys::Sys;
 use crate::process::tree::Orphan;
 
+type Alive = Rc<RefCell<BTreeMap<i32, (i32, u64)>>>;
+
 /// The system, faked: live processes by group, and what was signalled.
 #[derive(Default)]
 struct FakeSys {
-    /// pid → (pgid, start time).
-    alive: BTreeMap<i32, (i32, u64)>,
+    /// pid → (pgid, start time); shared with the world's spawner.
+    alive: Alive,
     /// Children of the daemon that a job left (re-parented), by key.
     orphans: Vec<(Key, Orphan)>,
     /// Children with no job identity at all.
@@ -36,7 +39,7 @@ struct FakeSys {
 impl Sys for FakeSys {
     fn kill_group(&mut self, pgid: i32, signal: i32) -> Result<(), Errno> {
         self.signals.push((-pgid, signal));
-        if self.alive.values().any(|&(g, _)| g == pgid) {
+        if self.alive.borrow().values().any(|&(g, _)| g == pgid) {
             Ok(())
         } else {
             Err(Errno::ESRCH)
@@ -49,7 +52,7 @@ impl Sys for FakeSys {
     }
 
     fn group_is_empty(&mut self, pgid: i32) -> bool {
-        !self.alive.values().any(|&(g, _)| g == pgid)
+        !self.alive.borrow().values().any(|&(g, _)| g == pgid)
     }
 
     fn orphans_of_job(
@@ -74,11 +77,11 @@ impl Sys for FakeSys {
     }
 
     fn pgid_of(&mut self, pid: i32) -> Option<i32> {
-        self.alive.get(&pid).map(|&(g, _)| g)
+        self.alive.borrow().get(&pid).map(|&(g, _)| g)
     }
 
     fn start_time(&mut self, pid: i32) -> Option<u64> {
-        self.alive.get(&pid).map(|&(_, s)| s)
+        self.alive.borrow().get(&pid).map(|&(_, s)| s)
     }
 }
 
@@ -133,43 +136,39 @@ impl World {
     }
 
     fn drive(&mut self, key: &Key, input: Input) -> Result<(), job::Refusal> {
-        let mut next = Some(input);
-        let mut first = true;
-        while let Some(input) = next.take() {
-            let stepped = match self.jobs.step(key, input, self.now, &mut self.sys) {
-                Ok(s) => s,
-                Err(r) if first => return Err(r),
-                Err(_) => break,
-            };
-            first = false;
-            for effect in stepped.effects {
-                match effect {
-                    Effect::Log(m) => self.log.push(m),
-                    Effect::Timer { gen, .. } => self.timers.push((key.clone(), gen)),
-                    Effect::Emit {
-                        name,
-                        env,
-                        blocking,
-                    } => {
-                        self.emit(name, env, blocking.then(|| key.clone()), None);
-                    }
-                    Effect::Destroyed(inst) => {
-                        let fin = self.bus.instance_gone(key, inst.failed.is_some());
-                        self.finish(fin);
-                        let answers = self.clients.answers_for_gone(&inst);
-                        self.replies.extend(answers);
-                    }
+        let (next_pid, spawned, alive) = (&mut self.next_pid, &mut self.spawned, &self.sys.alive);
+        let alive = alive.clone();
+        let mut spawn = |launch: Launch| {
+            *next_pid += 1;
+            // Every job process leads a group of its own.
+            alive
+                .borrow_mut()
+                .insert(*next_pid, (*next_pid, *next_pid as u64));
+            spawned.push((launch.class.name.clone(), launch.process));
+            Ok(*next_pid)
+        };
+        let now = self.now;
+        let effects = self
+            .jobs
+            .drive(key, input, &|| now, &mut self.sys, &mut spawn)?;
+        for effect in effects {
+            match effect {
+                Effect::Log(m) => self.log.push(m),
+                Effect::Timer { gen, .. } => self.timers.push((key.clone(), gen)),
+                Effect::Emit {
+                    name,
+                    env,
+                    blocking,
+                } => {
+                    self.emit(name, env, blocking.then(|| key.clone()), None);
+                }
+                Effect::Destroyed(inst) => {
+                    let fin = self.bus.instance_gone(key, inst.failed.is_some());
+                    self.finish(fin);
+                    let answers = self.clients.answers_for_gone(&inst);
+                    self.replies.extend(answers);
                 }
             }
-            next = stepped.spawn.map(|process| {
-                self.next_pid += 1;
-                let pid = self.next_pid;
-                // Every job process leads a group of its own.
-                self.sys.alive.insert(pid, (pid, pid as u64));
-                self.jobs.spawned(key, pid);
-                self.spawned.push((key.0.clone(), process));
-                Input::Spawned { process, pid }
-            });
         }
         let fin = self.bus.check_blocked(key, self.jobs.instances.get(key));
         self.finish(fin);
@@ -212,45 +211,34 @@ impl World {
         }
     }
 
-    /// Handles every queued event, as the conductor does.
+    /// Carries out what the bus decides, as the conductor does.
     fn settle(&mut self) {
-        while let Some(next) = self.bus.next() {
+        while let Some(next) = self.bus.next(&self.jobs) {
             match next {
                 Next::Done(key) => {
-                    if self.jobs.instances.contains_key(&key) {
-                        let _ = self.drive(&key, Input::EventDone);
-                    }
+                    let _ = self.drive(&key, Input::EventDone);
                 }
-                Next::Event(id) => {
-                    let (stops, fin) = self.bus.offer_stop(id, &self.jobs);
-                    for (key, env) in stops {
-                        let _ = self.drive(&key, Input::Stop(env));
-                    }
-                    self.finish(fin);
-                    for s in self.bus.offer_start(id, &self.jobs) {
-                        let key = (s.class.name.clone(), String::new());
-                        let wanted = self
-                            .jobs
-                            .instances
-                            .get(&key)
-                            .is_some_and(|i| i.goal != Goal::Stop);
-                        if !wanted {
-                            if !self.jobs.instances.contains_key(&key) {
-                                let inst =
-                                    Instance::new(&s.class.name, "", s.class.clone(), vec![]);
-                                self.bus.add_instance(&key, &inst.class);
-                                self.jobs.add_instance(key.clone(), inst);
-                            }
-                            self.bus.hold_for(&key, &s.contributing, Hold::Started);
-                            let _ = self.drive(&key, Input::Start(s.env));
+                Next::Stop(key, env) => {
+                    let _ = self.drive(&key, Input::Stop(env));
+                }
+                Next::Start(s) => {
+                    let key = (s.class.name.clone(), String::new());
+                    let wanted = self
+                        .jobs
+                        .instances
+                        .get(&key)
+                        .is_some_and(|i| i.goal != Goal::Stop);
+                    if !wanted {
+                        if !self.jobs.instances.contains_key(&key) {
+                            let inst = Instance::new(&s.class.name, "", s.class.clone(), vec![]);
+                            self.bus.add_instance(&key, &inst.class);
+                            self.jobs.add_instance(key.clone(), inst);
                         }
-                        let mut fin = Vec::new();
-                        self.bus.release_all(s.released, &mut fin);
-                        self.finish(fin);
+                        self.bus.hold_for(&key, &s.contributing, Hold::Started);
+                        let _ = self.drive(&key, Input::Start(s.env));
                     }
-                    let fin = self.bus.handled(id);
-                    self.finish(fin);
                 }
+                Next::Finished(fin) => self.finish(fin),
             }
         }
     }
@@ -280,7 +268,7 @@ impl World {
     fn exits(&mut self, job: &str, p: ProcessType, status: Exit) {
         let key = Self::key(job);
         let pid = self.jobs.instances[&key].pid(p).expect("a live process");
-        self.sys.alive.remove(&pid);
+        self.sys.alive.borrow_mut().remove(&pid);
         for (k, input) in self.jobs.reaped(pid, status, &mut self.sys, &|_| false) {
             let _ = self.drive(&k, input);
         }
@@ -621,7 +609,7 @@ fn expect_fork_follows_the_child_a_daemonizing_program_leaves() {
         sid: 555,
         start: 2,
     };
-    w.sys.alive.insert(555, (555, 2));
+    w.sys.alive.borrow_mut().insert(555, (555, 2));
     w.sys.orphans.push((World::key("d"), child));
     w.exits("d", ProcessType::Main, Exit::Code(0));
     assert!(w.running("d"));
@@ -637,7 +625,7 @@ fn expect_fork_waits_for_a_child_not_there_yet_then_follows_it() {
     // Nothing to follow yet: the exit is held, the job still spawned.
     assert_eq!(w.at("d"), (Goal::Start, State::Spawned));
     assert!(w.jobs.pending_exit.contains_key(&World::key("d")));
-    w.sys.alive.insert(556, (556, 3));
+    w.sys.alive.borrow_mut().insert(556, (556, 3));
     w.sys.orphans.push((
         World::key("d"),
         Orphan {
@@ -668,7 +656,7 @@ fn the_daemons_own_helpers_are_never_taken_for_a_forked_child() {
     let mut w = World::new(&[("d", "expect fork\nexec /d\n")]);
     w.start("d").unwrap();
     let pid = w.main("d").unwrap();
-    w.sys.alive.remove(&pid);
+    w.sys.alive.borrow_mut().remove(&pid);
     w.sys.anonymous.push(Orphan {
         pid: 777,
         pgid: 1,
@@ -717,7 +705,8 @@ fn a_shutdown_stops_jobs_in_the_reverse_of_their_running_order() {
         w.start(j).unwrap();
     }
     let mut order = Vec::new();
-    while let Some(key) = w.shutdown.next_to_stop(&w.jobs, false) {
+    let reactor = test_reactor();
+    while let Some(key) = w.shutdown.next_to_stop(&w.jobs, false, &reactor) {
         order.push(key.0.clone());
         w.stop(&key.0).unwrap();
         w.signals_end_the_processes(&key.0);

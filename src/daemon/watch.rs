@@ -4,16 +4,24 @@
 //! simple and always right, an overflow of the kernel's queue included.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
+use super::reactor::{Reactor, Timer};
+
 pub(super) struct Watcher {
-    inotify: Inotify,
+    /// None where inotify was refused: nothing is watched.
+    inotify: Option<Inotify>,
     by_path: HashMap<PathBuf, WatchDescriptor>,
+    /// A rescan is due (its timer armed).
+    pub rescan_armed: bool,
 }
+
+/// How long a burst of conf-dir changes may go on before one rescan.
+const RESCAN_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn flags() -> AddWatchFlags {
     AddWatchFlags::IN_CREATE
@@ -28,43 +36,41 @@ fn flags() -> AddWatchFlags {
 }
 
 impl Watcher {
-    pub fn new() -> Result<Watcher, String> {
-        let inotify =
-            Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(|e| {
-                format!(
-                    "unable to watch configuration directories: {}",
-                    crate::process::errno_text(e as i32)
-                )
-            })?;
-        Ok(Watcher {
-            inotify,
-            by_path: HashMap::new(),
-        })
-    }
-
-    /// A watcher in the loop, or none (said) where inotify is refused.
-    pub fn start(
-        reactor: &super::reactor::Reactor,
-        dlog: &super::output::DaemonLog,
-    ) -> Option<Watcher> {
-        let w = Watcher::new().map_err(|msg| dlog.log(&msg)).ok()?;
-        match reactor.register_fd(w.fd(), super::reactor::INOTIFY.0, mio::Interest::READABLE) {
-            Ok(()) => Some(w),
+    /// A watcher in the loop; one that watches nothing (said in the
+    /// daemon's log) where inotify is refused.
+    pub fn start(reactor: &Reactor, dlog: &super::output::DaemonLog) -> Watcher {
+        let said = |e: String| dlog.log(&format!("unable to watch configuration directories: {e}"));
+        let flags = InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC;
+        let inotify = match Inotify::init(flags) {
+            Ok(i) => {
+                let fd = i.as_fd().as_raw_fd();
+                match reactor.register_fd(fd, super::reactor::INOTIFY.0, mio::Interest::READABLE) {
+                    Ok(()) => Some(i),
+                    Err(e) => {
+                        said(e.to_string());
+                        None
+                    }
+                }
+            }
             Err(e) => {
-                dlog.log(&format!("unable to watch configuration directories: {e}"));
+                said(crate::process::errno_text(e as i32));
                 None
             }
+        };
+        Watcher {
+            inotify,
+            by_path: HashMap::new(),
+            rescan_armed: false,
         }
-    }
-
-    pub fn fd(&self) -> RawFd {
-        self.inotify.as_fd().as_raw_fd()
     }
 
     /// Watches exactly `want` from now on; returns what could not be
     /// watched, as messages.
     pub fn update(&mut self, want: &BTreeSet<PathBuf>) -> Vec<String> {
         let mut problems = Vec::new();
+        let Some(inotify) = &self.inotify else {
+            return problems;
+        };
         let stale: Vec<PathBuf> = self
             .by_path
             .keys()
@@ -76,7 +82,7 @@ impl Watcher {
                 // Two paths to one inode share a descriptor: keep it while
                 // another path still wants it.
                 if !self.by_path.values().any(|w| *w == wd) {
-                    let _ = self.inotify.rm_watch(wd);
+                    let _ = inotify.rm_watch(wd);
                 }
             }
         }
@@ -84,7 +90,7 @@ impl Watcher {
             if self.by_path.contains_key(path) {
                 continue;
             }
-            match self.inotify.add_watch(path, flags()) {
+            match inotify.add_watch(path, flags()) {
                 Ok(wd) => {
                     self.by_path.insert(path.clone(), wd);
                 }
@@ -99,11 +105,37 @@ impl Watcher {
         problems
     }
 
+    /// Something changed in a conf dir: a rescan once the burst is over.
+    pub fn on_change(&mut self, reactor: &Reactor) {
+        if self.drain() {
+            self.arm_rescan(reactor);
+        }
+    }
+
+    /// Arms the rescan, unless it is armed.
+    pub fn arm_rescan(&mut self, reactor: &Reactor) {
+        if !self.rescan_armed {
+            self.rescan_armed = true;
+            reactor.arm(RESCAN_DELAY, Timer::Rescan);
+        }
+    }
+
+    /// The rescan's timer fired (said with `-v`).
+    pub fn rescan_due(&mut self, dlog: &super::output::DaemonLog) {
+        self.rescan_armed = false;
+        if dlog.verbose {
+            dlog.log("conf dirs changed: rescanning");
+        }
+    }
+
     /// Reads every pending event; true if anything may have changed.
-    pub fn drain(&mut self) -> bool {
+    fn drain(&mut self) -> bool {
         let mut changed = false;
+        let Some(inotify) = &self.inotify else {
+            return false;
+        };
         loop {
-            match self.inotify.read_events() {
+            match inotify.read_events() {
                 Ok(events) if events.is_empty() => break,
                 Ok(events) => {
                     for ev in events {

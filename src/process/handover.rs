@@ -64,6 +64,19 @@ pub fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The descriptor of a state handed over by a previous image, if this
+/// process is a re-exec (`var` is set); the variable is removed so that
+/// nothing started from here sees it.
+pub fn handed_over(var: &str) -> Option<Result<RawFd, String>> {
+    let v = std::env::var_os(var)?;
+    std::env::remove_var(var);
+    Some(
+        v.to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+            .ok_or_else(|| format!("{var}={}: not a descriptor", v.to_string_lossy())),
+    )
+}
+
 /// Reads the whole state from the handed-across memfd, and closes it.
 pub fn read_state(fd: RawFd) -> io::Result<Vec<u8>> {
     let mut f = std::fs::File::from(adopt(fd)?);

@@ -76,6 +76,26 @@ pub(super) struct JobTable {
     pub verbose: bool,
 }
 
+/// What spawning one process of an instance takes from the table: its
+/// definition, its environment (reference 6.3), its label and log name.
+pub(super) struct Launch {
+    pub class: Rc<JobClass>,
+    pub process: ProcessType,
+    pub env: Vec<(String, String)>,
+    /// `web` / `web (inst)`, for messages and `--log-to-stdout`.
+    pub label: String,
+    /// Its log file's name in LOGDIR.
+    pub log_name: String,
+}
+
+impl Launch {
+    /// Sets a variable, replacing the job's own.
+    pub fn set_env(&mut self, name: &str, value: String) {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.into(), value));
+    }
+}
+
 /// The (uid, gid) a job's processes run as, when the daemon is root and
 /// the job names a user; `None`: the daemon's own.
 pub(super) fn job_owner(class: &JobClass, system: bool) -> Option<(u32, u32)> {
@@ -93,6 +113,26 @@ pub(super) fn job_owner(class: &JobClass, system: bool) -> Option<(u32, u32)> {
 }
 
 impl JobTable {
+    /// What spawning `process` of an instance takes.
+    fn launch(&self, key: &Key, process: ProcessType) -> Result<Launch, String> {
+        let inst = self.instances.get(key).ok_or("no such instance")?;
+        Ok(Launch {
+            class: inst.class.clone(),
+            process,
+            env: job::env::for_process(inst, Some(process), &self.env_base),
+            label: inst.label(),
+            log_name: crate::log::file_name(&key.0, &key.1),
+        })
+    }
+
+    /// `loaded N jobs from DIRS`, as the daemon says at start.
+    pub fn loaded(&self, dirs: &[std::path::PathBuf]) -> String {
+        let n = self.classes.len();
+        let dirs: Vec<String> = dirs.iter().map(|p| p.display().to_string()).collect();
+        let s = if n == 1 { "" } else { "s" };
+        format!("loaded {n} job{s} from {}", dirs.join(", "))
+    }
+
     pub fn new(env_base: job::env::Base, verbose: bool) -> JobTable {
         JobTable {
             env_base,
@@ -110,9 +150,49 @@ impl JobTable {
             .unwrap_or_else(|| inst.class.clone())
     }
 
+    /// Feeds `input` to an instance, and what follows from it, until it
+    /// waits for the world: every process it asks for is spawned through
+    /// `spawn` (the conductor's, which captures its output; a test's, which
+    /// hands out a pid). Returns what the steps ask of the other parts, in
+    /// order; refused only if `input` itself is.
+    pub fn drive(
+        &mut self,
+        key: &Key,
+        input: Input,
+        now: &dyn Fn() -> Duration,
+        sys: &mut dyn Sys,
+        spawn: &mut dyn FnMut(Launch) -> Result<i32, String>,
+    ) -> Result<Vec<Effect>, Refusal> {
+        if let Input::MainPid { pid, .. } = input {
+            self.spawned(key, pid); // `MAINPID=`: in the pid map from now
+        }
+        let mut effects = Vec::new();
+        let mut next = Some(input);
+        let mut first = true;
+        while let Some(input) = next.take() {
+            let stepped = match self.step(key, input, now(), sys) {
+                Ok(s) => s,
+                Err(r) if first => return Err(r),
+                Err(_) => break,
+            };
+            first = false;
+            effects.extend(stepped.effects);
+            next = stepped.spawn.map(|process| {
+                match self.launch(key, process).and_then(&mut *spawn) {
+                    Ok(pid) => {
+                        self.spawned(key, pid);
+                        Input::Spawned { process, pid }
+                    }
+                    Err(error) => Input::SpawnFailed { process, error },
+                }
+            });
+        }
+        Ok(effects)
+    }
+
     /// Feeds one input to an instance and carries out what it asks of the
     /// system, until it waits for the world or a process must be spawned.
-    pub fn step(
+    fn step(
         &mut self,
         key: &Key,
         input: Input,

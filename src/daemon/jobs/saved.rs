@@ -69,6 +69,17 @@ impl SavedInstance {
     }
 }
 
+impl Saved {
+    /// What each instance's `stop on` held (the event bus's state, saved
+    /// beside the instance).
+    pub fn stop_held(&self) -> HashMap<Key, Vec<Option<u64>>> {
+        self.instances
+            .iter()
+            .filter_map(|s| Some((s.key(), s.stop_matcher.clone()?)))
+            .collect()
+    }
+}
+
 fn process_type(name: &str) -> Result<ProcessType, String> {
     ProcessType::ALL
         .into_iter()
