@@ -12,34 +12,25 @@
 //! Exit 0 when all is clean, 1 otherwise.
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
 
-use super::select::{parse_conf_args, select, Opt};
-use super::{out, Prog};
+use super::select::{conf_args, select};
+use super::{out, Call};
 use crate::conf::JobClass;
 use crate::event::{glob, EventExpr, BUILTIN_EVENTS, JOB_EVENTS};
 
-pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
-    let mut ignored: Vec<String> = Vec::new();
-    let parsed = parse_conf_args(prog, args, |opt, parser| {
-        let ignore =
-            matches!(opt, Opt::Short('i')) || matches!(opt, Opt::Long(l) if l == "ignore-events");
-        if !ignore {
-            return Ok(false);
-        }
-        let v = parser.value()?;
-        ignored.extend(
-            v.to_string_lossy()
-                .split(',')
+pub(super) fn run(call: &Call) -> i32 {
+    let ignored: Vec<String> = call
+        .args
+        .values("ignore-events")
+        .flat_map(|v| {
+            let v = v.to_string_lossy().into_owned();
+            v.split(',')
                 .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        );
-        Ok(true)
-    });
-    let (conf_dirs, targets) = match parsed {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (conf_dirs, targets) = conf_args(&call.args);
     let sel = select(&conf_dirs, &targets);
     let mut report = String::new();
     for d in &sel.problems {

@@ -1,84 +1,70 @@
 //! `upkeep daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH]`
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 
-use super::Prog;
+use super::args::Opt;
+use super::{flag, valued, Call, CONF_DIR};
 use crate::daemon::{self, Config};
 use crate::paths;
 
-pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
-    let mut conf_dirs: Vec<PathBuf> = Vec::new();
-    let mut log_dir: Option<PathBuf> = None;
-    let mut socket: Option<PathBuf> = None;
+pub(super) const OPTIONS: &[Opt] = &[
+    CONF_DIR,
+    valued(
+        "log-dir",
+        None,
+        "DIR",
+        "write logs to DIR (default /var/log/upkeep for root, else ~/.local/state/upkeep/log)",
+    ),
+    valued(
+        "socket",
+        None,
+        "PATH",
+        "listen on PATH (default /run/upkeep/upkeep.sock for root, else $XDG_RUNTIME_DIR/upkeep.sock)",
+    ),
+    valued("runlevel", None, "N", "the runlevel the boot events announce (default 2)"),
+    flag("init", None, "behave as a container's first process though not PID 1 (job output to stdout too)"),
+    valued("exit-with", None, "JOB", "when JOB fails, stop everything and exit with its status"),
+    flag("log-to-stdout", None, "copy every job's output to stdout, prefixed with its name"),
+    valued("log-size", None, "SIZE", "rotate a log at SIZE (K, M, G; unlimited or 0: never by size)"),
+    valued("log-keep", None, "N", "keep N rotated logs"),
+    valued("log-rotate", None, "daily|never", "also rotate every log at local midnight"),
+    valued("log-compress", None, "yes|no", "gzip rotated logs"),
+    flag("verbose", Some('v'), "log every event and every goal and state change"),
+];
+
+pub(super) fn run(call: &Call) -> i32 {
+    let (prog, args) = (call.prog, &call.args);
+    if let Some(extra) = args.positional.first() {
+        return prog.usage_error(format!("unexpected argument '{}'", extra.to_string_lossy()));
+    }
+    let text = |v: &std::ffi::OsString| v.to_string_lossy().into_owned();
     let mut runlevel = "2".to_string();
-    let mut verbose = false;
+    if let Some(v) = args.value("runlevel").map(text) {
+        if v.len() != 1 || !"0123456Ss".contains(v.as_str()) {
+            return prog.usage_error(format!("--runlevel: not a runlevel: {v}"));
+        }
+        runlevel = v.to_uppercase();
+    }
     let mut log_policy = crate::log::DEFAULT_POLICY;
-    let mut log_to_stdout = false;
-    let mut init = false;
-    let mut exit_with: Option<String> = None;
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        use lexopt::prelude::*;
-        let arg = match parser.next() {
-            Ok(None) => break,
-            Ok(Some(a)) => a,
-            Err(e) => return prog.usage_error(e),
-        };
-        let value = |parser: &mut lexopt::Parser| parser.value().map(PathBuf::from);
-        let r = match arg {
-            Long("conf-dir") => value(&mut parser).map(|v| conf_dirs.push(v)),
-            Long("log-dir") => value(&mut parser).map(|v| log_dir = Some(v)),
-            Long("socket") => value(&mut parser).map(|v| socket = Some(v)),
-            Long("runlevel") => match parser.value().map(|v| v.to_string_lossy().into_owned()) {
-                Ok(v) if v.len() == 1 && "0123456Ss".contains(v.as_str()) => {
-                    runlevel = v.to_uppercase();
-                    Ok(())
-                }
-                Ok(v) => return prog.usage_error(format!("--runlevel: not a runlevel: {v}")),
-                Err(e) => Err(e),
-            },
-            Short('v') | Long("verbose") => {
-                verbose = true;
-                Ok(())
-            }
-            Long("log-to-stdout") => {
-                log_to_stdout = true;
-                Ok(())
-            }
-            Long("init") => {
-                init = true;
-                Ok(())
-            }
-            Long("exit-with") => parser
-                .value()
-                .map(|v| exit_with = Some(v.to_string_lossy().into_owned())),
-            Long("log-size") | Long("log-keep") | Long("log-rotate") | Long("log-compress") => {
-                let name = match &arg {
-                    Long(n) => n.to_string(),
-                    _ => String::new(),
-                };
-                let v = match parser.value() {
-                    Ok(v) => v.to_string_lossy().into_owned(),
-                    Err(e) => return prog.usage_error(e),
-                };
-                // The same words as the `log` stanza, so one parser says
-                // what is valid.
-                let stanza = format!("log {} {v}\n", name.trim_start_matches("log-"));
-                match crate::conf::parse_job("flags", stanza.as_bytes()) {
-                    Ok(j) => {
-                        log_policy = log_policy.with(&j.log);
-                        Ok(())
-                    }
-                    Err(_) => return prog.usage_error(format!("--{name}: not a valid value: {v}")),
-                }
-            }
-            other => return prog.usage_error(other.unexpected()),
-        };
-        if let Err(e) = r {
-            return prog.usage_error(e);
+    for (name, v) in args
+        .given()
+        .filter(|(n, _)| n.starts_with("log-") && *n != "log-dir")
+    {
+        let (name, v) = (name, text(v));
+        // The same words as the `log` stanza, so one parser says what is
+        // valid.
+        let stanza = format!("log {} {v}\n", name.trim_start_matches("log-"));
+        match crate::conf::parse_job("flags", stanza.as_bytes()) {
+            Ok(j) => log_policy = log_policy.with(&j.log),
+            Err(_) => return prog.usage_error(format!("--{name}: not a valid value: {v}")),
         }
     }
+    let conf_dirs: Vec<PathBuf> = args.values("conf-dir").map(PathBuf::from).collect();
+    let log_dir = args.value("log-dir").map(PathBuf::from);
+    let socket = args.value("socket").map(PathBuf::from);
+    let (verbose, init) = (args.flag("verbose"), args.flag("init"));
+    let log_to_stdout = args.flag("log-to-stdout");
+    let exit_with = args.value("exit-with").map(text);
     let cfg = Config {
         conf_dirs: if conf_dirs.is_empty() {
             paths::default_conf_dirs()

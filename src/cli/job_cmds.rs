@@ -2,68 +2,30 @@
 //! `reload`, `status`, `list`. Output is Upstart's (`web start/running,
 //! process 1234`); `--json` prints the daemon's answer as JSON instead.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
-
-use super::{out, Prog};
+use super::{out, Call};
 use crate::control::{client, valid_assignment, Command, InstanceStatus, Response};
-use crate::paths;
 
-struct Args {
-    job: Option<String>,
-    env: Vec<String>,
-    wait: bool,
-    json: bool,
-    socket: PathBuf,
-}
-
-fn parse(prog: &Prog, args: Vec<OsString>) -> Result<Args, i32> {
-    let mut a = Args {
-        job: None,
-        env: Vec::new(),
-        wait: true,
-        json: false,
-        socket: paths::default_socket(),
-    };
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        use lexopt::prelude::*;
-        match parser.next() {
-            Ok(None) => break,
-            Ok(Some(Short('n') | Long("no-wait"))) => a.wait = false,
-            Ok(Some(Long("json"))) => a.json = true,
-            Ok(Some(Short('q') | Long("quiet"))) => {}
-            Ok(Some(Long("socket"))) => match parser.value() {
-                Ok(v) => a.socket = v.into(),
-                Err(e) => return Err(prog.usage_error(e)),
-            },
-            Ok(Some(Value(v))) => {
-                let v = v.to_string_lossy().into_owned();
-                if a.job.is_none() {
-                    a.job = Some(v);
-                } else if valid_assignment(&v) {
-                    a.env.push(v);
-                } else {
-                    prog.error("Env must be KEY=VALUE pairs");
-                    return Err(1);
-                }
-            }
-            Ok(Some(other)) => return Err(prog.usage_error(other.unexpected())),
-            Err(e) => return Err(prog.usage_error(e)),
+pub(super) fn run(call: &Call) -> i32 {
+    let (prog, command, args) = (call.prog, call.name, &call.args);
+    let flag = |long| args.options_include(long) && args.flag(long);
+    let (wait, json, quiet) = (!flag("no-wait"), flag("json"), flag("quiet"));
+    let mut positional = args
+        .positional
+        .iter()
+        .map(|v| v.to_string_lossy().into_owned());
+    let first = positional.next();
+    let mut env = Vec::new();
+    for v in positional {
+        if !valid_assignment(&v) {
+            prog.error("Env must be KEY=VALUE pairs");
+            return 1;
         }
+        env.push(v);
     }
-    Ok(a)
-}
-
-pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
-    let a = match parse(prog, args) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let job = || a.job.clone();
+    let job = || first.clone();
     let cmd = match command {
         "list" | "reload-configuration" | "reopen-logs" | "re-exec" => {
-            if a.job.is_some() {
+            if first.is_some() || !env.is_empty() {
                 return prog.usage_error(format!("{command} takes no arguments"));
             }
             match command {
@@ -81,22 +43,17 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
                 prog.error(e);
                 return 1;
             }
-            Command::Emit {
-                event,
-                env: a.env.clone(),
-                wait: a.wait,
-            }
+            Command::Emit { event, env, wait }
         }
         _ => {
             // Inside a job, no name means the calling instance (reference
             // 9.2), and never waiting: the caller is one of the processes
             // the wait would be for.
             let (job, instance, wait) = match (job(), calling_instance()) {
-                (Some(job), _) => (job, None, a.wait),
+                (Some(job), _) => (job, None, wait),
                 (None, Some((job, instance))) => (job, Some(instance), false),
                 (None, None) => return prog.usage_error("missing job name"),
             };
-            let env = a.env.clone();
             match command {
                 "start" => Command::Start {
                     job,
@@ -121,7 +78,7 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
             }
         }
     };
-    match client::call(&a.socket, cmd) {
+    match client::call(&args.socket(), cmd) {
         Err(e) => {
             prog.error(e);
             1
@@ -135,7 +92,7 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
             1
         }
         Ok(Response::Ok { instances }) => {
-            if a.json {
+            if json {
                 let v: Vec<serde_json::Value> = instances.iter().map(status_json).collect();
                 let doc = if command == "list" {
                     serde_json::Value::Array(v)
@@ -146,10 +103,12 @@ pub(crate) fn run(prog: &Prog, command: &str, args: Vec<OsString>) -> i32 {
                     "{}\n",
                     serde_json::to_string_pretty(&doc).unwrap_or_default()
                 ));
-            } else if !matches!(
-                command,
-                "reload" | "emit" | "reload-configuration" | "reopen-logs" | "re-exec"
-            ) {
+            } else if !quiet
+                && !matches!(
+                    command,
+                    "reload" | "emit" | "reload-configuration" | "reopen-logs" | "re-exec"
+                )
+            {
                 let text: String = instances
                     .iter()
                     .map(InstanceStatus::upstart_lines)

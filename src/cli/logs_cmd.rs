@@ -5,52 +5,38 @@
 //! where a planted link could send it elsewhere. On a terminal, control
 //! characters are shown escaped.
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use super::{out, Prog};
+use super::{out, Call};
 use crate::control::{client, valid_assignment, Command, Response};
-use crate::paths;
 
-pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
-    let mut job = None;
+pub(super) fn run(call: &Call) -> i32 {
+    let (prog, args) = (call.prog, &call.args);
+    let follow = args.flag("follow");
+    let lines = match args
+        .value("lines")
+        .map(|v| v.to_string_lossy().parse::<usize>())
+    {
+        None => 10,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return prog.usage_error("-n takes a number of lines"),
+    };
+    let socket = args.socket();
+    let mut positional = args
+        .positional
+        .iter()
+        .map(|v| v.to_string_lossy().into_owned());
+    let job = positional.next();
     let mut env = Vec::new();
-    let mut lines = 10usize;
-    let mut follow = false;
-    let mut socket = paths::default_socket();
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        use lexopt::prelude::*;
-        match parser.next() {
-            Ok(None) => break,
-            Ok(Some(Short('f') | Long("follow"))) => follow = true,
-            Ok(Some(Short('n') | Long("lines"))) => {
-                match parser.value().map(|v| v.to_string_lossy().parse::<usize>()) {
-                    Ok(Ok(n)) => lines = n,
-                    _ => return prog.usage_error("-n takes a number of lines"),
-                }
-            }
-            Ok(Some(Long("socket"))) => match parser.value() {
-                Ok(v) => socket = v.into(),
-                Err(e) => return prog.usage_error(e),
-            },
-            Ok(Some(Value(v))) => {
-                let v = v.to_string_lossy().into_owned();
-                if job.is_none() {
-                    job = Some(v);
-                } else if valid_assignment(&v) {
-                    env.push(v);
-                } else {
-                    prog.error("Env must be KEY=VALUE pairs");
-                    return 1;
-                }
-            }
-            Ok(Some(other)) => return prog.usage_error(other.unexpected()),
-            Err(e) => return prog.usage_error(e),
+    for v in positional {
+        if !valid_assignment(&v) {
+            prog.error("Env must be KEY=VALUE pairs");
+            return 1;
         }
+        env.push(v);
     }
     let Some(job) = job else {
         return prog.usage_error("missing job name");

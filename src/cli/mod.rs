@@ -8,6 +8,7 @@
 //! Exit codes: 0 success, 1 the operation failed (or found problems),
 //! 2 usage error or a command that is not built yet.
 
+pub mod args;
 mod check_config;
 mod daemon_cmd;
 mod job_cmds;
@@ -21,108 +22,230 @@ use std::io::{self, Write};
 use std::path::Path;
 
 pub use crate::VERSION;
+use args::{Args, Opt, SOCKET};
 
 /// Exit code for a bad command line.
 pub const EXIT_USAGE: i32 = 2;
 
-/// One command: its name, whether it is built, and one line of help.
-struct CommandInfo {
-    name: &'static str,
-    built: bool,
-    usage: &'static str,
-    summary: &'static str,
+/// One command: its name, its arguments, one line of help, its options,
+/// and what runs it. The table drives dispatch, `--help`, and the options
+/// each command accepts ([`args`]); it is public so that man pages and
+/// shell completions are made from it too.
+pub struct CommandInfo {
+    pub name: &'static str,
+    /// The arguments that are not options (`JOB [KEY=VALUE]...`).
+    pub args: &'static str,
+    pub summary: &'static str,
+    pub options: &'static [Opt],
+    run: fn(&Call) -> i32,
 }
 
-const COMMANDS: &[CommandInfo] = &[
+impl CommandInfo {
+    /// `start JOB [KEY=VALUE]... [OPTIONS]`.
+    pub fn usage(&self) -> String {
+        let mut u = self.name.to_string();
+        for part in [
+            self.args,
+            if self.options.is_empty() {
+                ""
+            } else {
+                "[OPTIONS]"
+            },
+        ] {
+            if !part.is_empty() {
+                u.push(' ');
+                u.push_str(part);
+            }
+        }
+        u
+    }
+
+    /// The command's `--help`.
+    pub fn help(&self, invoked: &str) -> String {
+        let mut s = format!("Usage: {invoked} {}\n{}\n", self.usage(), self.summary);
+        if !self.options.is_empty() {
+            s.push_str("\nOptions:\n");
+            let width = self.options.iter().map(|o| o.shown().len()).max();
+            let width = width.unwrap_or(0) + 2;
+            for o in self.options {
+                s.push_str(&format!("  {:<width$}{}\n", o.shown(), o.help));
+            }
+        }
+        s
+    }
+}
+
+/// One run of a command: the program as invoked, the command, its
+/// arguments parsed against its options.
+pub(crate) struct Call<'a> {
+    pub prog: &'a Prog,
+    pub invoked: &'a str,
+    pub name: &'static str,
+    pub args: Args,
+}
+
+const fn flag(long: &'static str, short: Option<char>, help: &'static str) -> Opt {
+    Opt {
+        long,
+        short,
+        value: None,
+        help,
+    }
+}
+
+const fn valued(
+    long: &'static str,
+    short: Option<char>,
+    value: &'static str,
+    help: &'static str,
+) -> Opt {
+    Opt {
+        long,
+        short,
+        value: Some(value),
+        help,
+    }
+}
+
+const NO_WAIT: Opt = flag(
+    "no-wait",
+    Some('n'),
+    "answer at once instead of waiting until the job gets there",
+);
+const JSON: Opt = flag("json", None, "print the daemon's answer as JSON");
+const QUIET: Opt = flag("quiet", Some('q'), "print nothing but errors");
+const CONF_DIR: Opt = valued(
+    "conf-dir",
+    None,
+    "DIR",
+    "read job files from DIR (repeatable; default /etc/init for root, else ~/.config/upkeep/init)",
+);
+
+const JOB_ARGS: &str = "JOB [KEY=VALUE]...";
+const NONE: &str = "";
+
+/// Every command, in the order `--help` lists them.
+pub const COMMANDS: &[CommandInfo] = &[
     CommandInfo {
         name: "daemon",
-        built: true,
-        usage: "daemon [--conf-dir DIR]... [--log-dir DIR] [--socket PATH] [--runlevel N] [--init] [--exit-with JOB] [--log-*] [-v]",
+        args: NONE,
         summary: "run the supervisor in the foreground",
+        options: daemon_cmd::OPTIONS,
+        run: daemon_cmd::run,
     },
     CommandInfo {
         name: "start",
-        built: true,
-        usage: "start JOB [KEY=VALUE]... [--no-wait]",
+        args: JOB_ARGS,
         summary: "start a job and wait until it runs",
+        options: &[NO_WAIT, JSON, QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "stop",
-        built: true,
-        usage: "stop JOB [KEY=VALUE]... [--no-wait]",
+        args: JOB_ARGS,
         summary: "stop a job and wait until it stopped",
+        options: &[NO_WAIT, JSON, QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "restart",
-        built: true,
-        usage: "restart JOB [KEY=VALUE]...",
+        args: JOB_ARGS,
         summary: "restart a job with its job file as it is now",
+        options: &[NO_WAIT, JSON, QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "reload",
-        built: true,
-        usage: "reload JOB [KEY=VALUE]...",
+        args: JOB_ARGS,
         summary: "send a job its reload signal (SIGHUP)",
+        options: &[QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "status",
-        built: true,
-        usage: "status JOB [KEY=VALUE]... [--json]",
+        args: JOB_ARGS,
         summary: "show a job's goal, state and processes",
+        options: &[JSON, QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "list",
-        built: true,
-        usage: "list [--json]",
+        args: NONE,
         summary: "show every job",
+        options: &[JSON, QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "emit",
-        built: true,
-        usage: "emit EVENT [KEY=VALUE]... [--no-wait]",
-        summary: "emit an event",
+        args: "EVENT [KEY=VALUE]...",
+        summary: "emit an event and wait until every job it started or stopped got there",
+        options: &[NO_WAIT, QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "reload-configuration",
-        built: true,
-        usage: "reload-configuration",
+        args: NONE,
         summary: "rescan the conf dirs",
+        options: &[QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "re-exec",
-        built: true,
-        usage: "re-exec [--socket PATH]",
+        args: NONE,
         summary: "replace the daemon's image with its binary as it is now, keeping every job running (telinit u)",
+        options: &[QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "reopen-logs",
-        built: true,
-        usage: "reopen-logs",
+        args: NONE,
         summary: "open every log file again (after an external logrotate; as SIGUSR1)",
+        options: &[QUIET, SOCKET],
+        run: job_cmds::run,
     },
     CommandInfo {
         name: "logs",
-        built: true,
-        usage: "logs JOB [-n N] [-f]",
+        args: JOB_ARGS,
         summary: "show a job's log",
+        options: &[
+            valued("lines", Some('n'), "N", "show the last N lines (default 10)"),
+            flag("follow", Some('f'), "then show what the job writes, across rotations"),
+            SOCKET,
+        ],
+        run: logs_cmd::run,
     },
     CommandInfo {
         name: "check-config",
-        built: true,
-        usage: "check-config [--conf-dir DIR]... [-i EVENT,...] [PATH|JOB]...",
+        args: "[PATH|JOB]...",
         summary: "check job files offline: syntax, and events no job emits",
+        options: &[
+            CONF_DIR,
+            valued(
+                "ignore-events",
+                Some('i'),
+                "EVENT,...",
+                "events emitted by something other than a job (not reported)",
+            ),
+        ],
+        run: check_config::run,
     },
     CommandInfo {
         name: "show-config",
-        built: true,
-        usage: "show-config [--conf-dir DIR]... [--json] [PATH|JOB]...",
+        args: "[PATH|JOB]...",
         summary: "print jobs in full, normalised job-file syntax",
+        options: &[
+            CONF_DIR,
+            JSON,
+            flag("enumerate", Some('e'), "list each job's events: what it emits, starts on, stops on"),
+        ],
+        run: show_config::run,
     },
     CommandInfo {
         name: "version",
-        built: true,
-        usage: "version",
+        args: NONE,
         summary: "print the version",
+        options: &[],
+        run: version,
     },
 ];
 
@@ -142,17 +265,41 @@ pub(crate) fn out(s: &str) {
     }
 }
 
-/// The program name as invoked, for messages (`initctl: …`).
-pub(crate) struct Prog(pub String);
+/// The program name as invoked, for messages (`initctl: …`), and the
+/// help a usage error points at (`upkeep start --help`).
+pub(crate) struct Prog {
+    name: String,
+    help: String,
+}
 
 impl Prog {
+    fn new(name: &str) -> Prog {
+        Prog {
+            name: name.to_string(),
+            help: format!("{name} --help"),
+        }
+    }
+
+    /// The same program, running one command.
+    fn for_command(&self, invoked: &str, command: &str) -> Prog {
+        let help = if invoked == command {
+            format!("{invoked} --help")
+        } else {
+            format!("{invoked} {command} --help")
+        };
+        Prog {
+            name: self.name.clone(),
+            help,
+        }
+    }
+
     pub fn error(&self, msg: impl std::fmt::Display) {
-        eprintln!("{}: {msg}", self.0);
+        eprintln!("{}: {msg}", self.name);
     }
 
     pub fn usage_error(&self, msg: impl std::fmt::Display) -> i32 {
-        eprintln!("{}: {msg}", self.0);
-        eprintln!("Try '{} --help' for more information.", self.0);
+        eprintln!("{}: {msg}", self.name);
+        eprintln!("Try '{}' for more information.", self.help);
         EXIT_USAGE
     }
 }
@@ -167,12 +314,12 @@ pub fn main() -> i32 {
         .to_string();
     let args: Vec<OsString> = argv.collect();
     if LINK_NAMES.contains(&invoked.as_str()) {
-        return run(&Prog(invoked.clone()), &invoked, &invoked, args);
+        return run(&Prog::new(&invoked), &invoked, &invoked, args);
     }
     if invoked == "telinit" {
-        return telinit(&Prog(invoked.clone()), args);
+        return telinit(&Prog::new(&invoked), args);
     }
-    let prog = Prog(invoked.clone());
+    let prog = Prog::new(&invoked);
     let mut rest = args.into_iter();
     let Some(first) = rest.next() else {
         eprint!("{}", help(&invoked));
@@ -209,41 +356,34 @@ fn run(prog: &Prog, invoked: &str, command: &str, args: Vec<OsString>) -> i32 {
         return prog.usage_error(format!("unknown command: {command}"));
     };
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        out(&format!(
-            "Usage: {} {}\n{}\n",
-            invoked, info.usage, info.summary
-        ));
+        out(&info.help(invoked));
         return 0;
     }
-    match command {
-        "check-config" => check_config::run(prog, args),
-        "daemon" => daemon_cmd::run(prog, args),
-        "start"
-        | "stop"
-        | "restart"
-        | "reload"
-        | "status"
-        | "list"
-        | "emit"
-        | "reload-configuration"
-        | "reopen-logs"
-        | "re-exec" => job_cmds::run(prog, command, args),
-        "logs" => logs_cmd::run(prog, args),
-        "show-config" => show_config::run(prog, args),
-        "version" => {
-            if invoked == "initctl" {
-                out(&format!("init (upkeep {VERSION})\n"));
-            } else {
-                out(&format!("upkeep {VERSION}\n"));
-            }
-            0
-        }
-        _ => {
-            debug_assert!(!info.built);
-            prog.error(format!("'{command}' is not built yet in upkeep {VERSION}"));
-            EXIT_USAGE
-        }
+    let prog = &prog.for_command(invoked, command);
+    match Args::parse(info.options, args) {
+        Ok(args) => (info.run)(&Call {
+            prog,
+            invoked,
+            name: info.name,
+            args,
+        }),
+        Err(e) => prog.usage_error(e),
     }
+}
+
+fn version(call: &Call) -> i32 {
+    if let Some(extra) = call.args.positional.first() {
+        return call.prog.usage_error(format!(
+            "version takes no arguments: {}",
+            extra.to_string_lossy()
+        ));
+    }
+    if call.invoked == "initctl" {
+        out(&format!("init (upkeep {VERSION})\n"));
+    } else {
+        out(&format!("upkeep {VERSION}\n"));
+    }
+    0
 }
 
 /// `telinit u` (or `U`): the daemon re-executes itself, as Upstart's did.
@@ -272,8 +412,7 @@ fn help(invoked: &str) -> String {
          Usage: {invoked} COMMAND [ARGS]...\n\nCommands:\n"
     );
     for c in COMMANDS {
-        let note = if c.built { "" } else { " (not built yet)" };
-        s.push_str(&format!("  {:<22} {}{}\n", c.name, c.summary, note));
+        s.push_str(&format!("  {:<22} {}\n", c.name, c.summary));
     }
     s.push_str(&format!(
         "\nRun '{invoked} COMMAND --help' for a command's arguments.\n\

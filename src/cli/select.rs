@@ -68,61 +68,12 @@ pub(crate) fn select(conf_dirs: &[PathBuf], targets: &[OsString]) -> Selection {
     sel
 }
 
-/// An option other than the shared ones, for the command to take.
-pub(crate) enum Opt {
-    Short(char),
-    Long(String),
-}
-
-impl Opt {
-    fn shown(&self) -> String {
-        match self {
-            Opt::Short(c) => format!("-{c}"),
-            Opt::Long(l) => format!("--{l}"),
-        }
-    }
-}
-
-/// Parses what `check-config` and `show-config` share (`--conf-dir DIR`,
-/// and `PATH|JOB` targets); `extra` takes each other option (and may read
-/// its value), and returns false for one it does not know. Returns the conf
-/// dirs (the defaults when none is given) and the targets, or the exit
-/// code of a usage error.
-pub(crate) fn parse_conf_args(
-    prog: &super::Prog,
-    args: Vec<OsString>,
-    mut extra: impl FnMut(&Opt, &mut lexopt::Parser) -> Result<bool, lexopt::Error>,
-) -> Result<(Vec<PathBuf>, Vec<OsString>), i32> {
-    let mut conf_dirs: Vec<PathBuf> = Vec::new();
-    let mut targets: Vec<OsString> = Vec::new();
-    let mut parser = lexopt::Parser::from_args(args);
-    loop {
-        use lexopt::prelude::*;
-        let opt = match parser.next() {
-            Ok(None) => break,
-            Ok(Some(Long("conf-dir"))) => {
-                match parser.value() {
-                    Ok(v) => conf_dirs.push(v.into()),
-                    Err(e) => return Err(prog.usage_error(e)),
-                }
-                continue;
-            }
-            Ok(Some(Value(v))) => {
-                targets.push(v);
-                continue;
-            }
-            Ok(Some(Short(c))) => Opt::Short(c),
-            Ok(Some(Long(l))) => Opt::Long(l.to_string()),
-            Err(e) => return Err(prog.usage_error(e)),
-        };
-        match extra(&opt, &mut parser) {
-            Ok(true) => {}
-            Ok(false) => return Err(prog.usage_error(format!("invalid option '{}'", opt.shown()))),
-            Err(e) => return Err(prog.usage_error(e)),
-        }
-    }
+/// What `check-config` and `show-config` share: the conf dirs (`--conf-dir
+/// DIR`, the defaults when none is given) and the `PATH|JOB` targets.
+pub(crate) fn conf_args(args: &super::args::Args) -> (Vec<PathBuf>, Vec<OsString>) {
+    let mut conf_dirs: Vec<PathBuf> = args.values("conf-dir").map(PathBuf::from).collect();
     if conf_dirs.is_empty() {
         conf_dirs = crate::paths::default_conf_dirs();
     }
-    Ok((conf_dirs, targets))
+    (conf_dirs, args.positional.clone())
 }

@@ -1,28 +1,14 @@
 //! `show-config [--conf-dir DIR]... [--json] [PATH|JOB]...`: each job in
 //! full, as normalised job-file text that parses back to the same job.
 
-use std::ffi::OsString;
-
-use super::select::{parse_conf_args, select, Opt};
-use super::{json, out, Prog};
+use super::select::{conf_args, select};
+use super::{json, out, Call};
 use crate::conf::print::to_job_file;
 
-pub(crate) fn run(prog: &Prog, args: Vec<OsString>) -> i32 {
-    let mut as_json = false;
-    let mut enumerate = false;
-    let parsed = parse_conf_args(prog, args, |opt, _| {
-        match opt {
-            Opt::Long(l) if l == "json" => as_json = true,
-            Opt::Short('e') => enumerate = true,
-            Opt::Long(l) if l == "enumerate" => enumerate = true,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    });
-    let (conf_dirs, targets) = match parsed {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+pub(super) fn run(call: &Call) -> i32 {
+    let prog = call.prog;
+    let (as_json, enumerate) = (call.args.flag("json"), call.args.flag("enumerate"));
+    let (conf_dirs, targets) = conf_args(&call.args);
     let sel = select(&conf_dirs, &targets);
     let mut failed = false;
     for d in &sel.problems {

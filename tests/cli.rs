@@ -1,0 +1,120 @@
+//! The command line explains itself: one table of commands gives each its
+//! `--help` (every option it takes, with what it does), and a command
+//! refuses an option it does not take, pointing at its own help.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::daemon::Daemon;
+use common::upkeep_bin;
+
+fn upkeep(args: &[&str]) -> Output {
+    Command::new(upkeep_bin())
+        .args(args)
+        .env("UPKEEP_SOCKET", "/nonexistent/upkeep.sock")
+        .output()
+        .expect("run upkeep")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The commands `upkeep --help` lists.
+fn commands() -> Vec<String> {
+    let o = upkeep(&["--help"]);
+    assert!(o.status.success());
+    let help = text(&o.stdout);
+    let list = help
+        .split("Commands:\n")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").next())
+        .expect("a list of commands");
+    list.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_command_has_a_help_that_names_its_usage_and_options() {
+    let all = commands();
+    assert!(all.len() >= 15, "{all:?}");
+    for cmd in &all {
+        let o = upkeep(&[cmd, "--help"]);
+        assert!(o.status.success(), "{cmd} --help: {o:?}");
+        let help = text(&o.stdout);
+        assert!(
+            help.starts_with(&format!("Usage: upkeep {cmd}")),
+            "{cmd}: {help}"
+        );
+        // Every option shown is one the command accepts: given (with a
+        // value where it takes one) before an option no command takes, it
+        // is the latter that is refused.
+        for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let at = words.iter().position(|w| w.starts_with("--")).unwrap();
+            let takes_value = words.get(at + 1).is_some_and(|w| {
+                w.contains('|')
+                    || w.chars()
+                        .all(|c| c.is_ascii_uppercase() || c == ',' || c == '.')
+            });
+            let mut args = vec![cmd.as_str(), words[at]];
+            if takes_value {
+                args.push("x");
+            }
+            args.push("--zzz");
+            let o = upkeep(&args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+            assert!(
+                text(&o.stderr).starts_with("upkeep: invalid option '--zzz'"),
+                "{args:?}: {}",
+                text(&o.stderr)
+            );
+        }
+    }
+    let start = text(&upkeep(&["start", "--help"]).stdout);
+    for opt in ["-n, --no-wait", "--json", "-q, --quiet", "--socket PATH"] {
+        assert!(start.contains(opt), "{start}");
+    }
+    let daemon = text(&upkeep(&["daemon", "--help"]).stdout);
+    for opt in [
+        "--conf-dir DIR",
+        "--exit-with JOB",
+        "--log-size SIZE",
+        "-v, --verbose",
+    ] {
+        assert!(daemon.contains(opt), "{daemon}");
+    }
+}
+
+#[test]
+fn an_option_a_command_does_not_take_is_refused_with_a_pointer_to_its_help() {
+    let o = upkeep(&["list", "--no-wait"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "upkeep: invalid option '--no-wait'\nTry 'upkeep list --help' for more information.\n"
+    );
+    let o = upkeep(&["show-config", "--follow"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = upkeep(&["daemon", "--conf-dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("missing argument"), "{o:?}");
+    let o = upkeep(&["version", "extra"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn quiet_prints_nothing_but_errors() {
+    let d = Daemon::with_jobs(&[("j", "exec sleep 1000\n")]);
+    assert_eq!(d.ok(&["start", "-q", "j"]), "");
+    assert_eq!(d.ok(&["status", "--quiet", "j"]), "");
+    assert_eq!(d.ok(&["status", "j"]).lines().count(), 1);
+    assert_eq!(
+        d.fails(&["start", "-q", "j"]),
+        "upkeep: Job is already running: j\n"
+    );
+    assert_eq!(d.ok(&["stop", "-q", "j"]), "");
+}
