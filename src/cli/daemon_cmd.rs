@@ -48,7 +48,7 @@ pub(super) fn run(call: &Call) -> i32 {
     let mut log_policy = crate::log::DEFAULT_POLICY;
     for (name, v) in args
         .given()
-        .filter(|(n, _)| n.starts_with("log-") && *n != "log-dir")
+        .filter(|(n, _)| ["log-size", "log-keep", "log-rotate", "log-compress"].contains(n))
     {
         let (name, v) = (name, text(v));
         // The same words as the `log` stanza, so one parser says what is

@@ -8,7 +8,7 @@
 //!   comments, script blocks);
 //! * [`parse`]: the stanza table and each stanza's rules;
 //! * [`on`]: `start on` / `stop on` expressions;
-//! * [`print`]: a [`JobClass`] back to normalised job-file text;
+//! * [`print`](mod@print): a [`JobClass`] back to normalised job-file text;
 //! * [`job_class`]: the typed result, with Upstart's defaults.
 
 pub mod error;

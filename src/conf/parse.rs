@@ -416,7 +416,7 @@ fn limit_value(lx: &mut Lexer) -> Result<Option<u64>> {
         .ok_or(ParseError::new(v.start, ErrorKind::IllegalLimit))
 }
 
-/// upkeep's `log` extension (see [`LogSettings`]).
+/// upkeep's `log` extension (see [`LogSettings`](super::LogSettings)).
 fn log_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
     let which = lx.next_word()?;
     let bad = |t: &Token| ParseError::new(t.start, ErrorKind::IllegalLogValue);

@@ -3,14 +3,14 @@
 //! changing another) and, turn by turn, hands each what the world said and
 //! carries out what the parts return:
 //!
-//! * [`reactor`]: epoll, the signalfd, the listeners, tokens, the timers;
-//! * [`jobs`]: definitions, instances and their machines, the pid map;
-//! * [`events`]: the event queue, `start on`/`stop on` matchers, holds;
-//! * [`clients`]: control clients and who waits for what;
-//! * [`output`]: job output, log files, the compressors, the daemon's log;
-//! * [`notify`]: `expect notify` sockets and main processes by pidfd;
-//! * [`shutdown`]: the orderly stop; [`state`]: the state file;
-//!   [`watch`]: inotify on the conf dirs.
+//! * `reactor`: epoll, the signalfd, the listeners, tokens, the timers;
+//! * `jobs`: definitions, instances and their machines, the pid map;
+//! * `events`: the event queue, `start on`/`stop on` matchers, holds;
+//! * `clients`: control clients and who waits for what;
+//! * `output`: job output, log files, the compressors, the daemon's log;
+//! * `notify`: `expect notify` sockets and main processes by pidfd;
+//! * `shutdown`: the orderly stop; `state`: the state file;
+//!   `watch`: inotify on the conf dirs.
 //!
 //! What each command does is in `commands.rs`; `re-exec` in `reexec.rs`.
 //! It never sleeps and never polls: with nothing to do it waits in

@@ -86,7 +86,7 @@ impl Host {
     }
 }
 
-/// The binary `re-exec` runs: argv[0] when it names a file by a path (a
+/// The binary `re-exec` runs: `argv[0]` when it names a file by a path (a
 /// symlink stays a symlink, so pointing it at a new release upgrades), else
 /// the file this process runs (`/proc/self/exe`). Read at start, so that a
 /// binary replaced since is found by its path.

@@ -182,8 +182,11 @@ impl Matcher {
         true
     }
 
-    /// What is still missing, in expression syntax (`None` when true or
-    /// nothing matched yet... see [`Matcher::is_partial`]).
+    /// What the expression still needs to become true, in expression
+    /// syntax: the whole expression while nothing has matched, only the
+    /// unmatched side once part of an `and` holds (`a and b` with `a` held
+    /// → `b`), and `None` once the whole is true. Whether anything is held
+    /// at all is [`Matcher::is_partial`].
     pub fn pending(&self) -> Option<String> {
         self.pending_at(self.root).map(|(s, _)| s)
     }

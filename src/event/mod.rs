@@ -1,10 +1,13 @@
 //! Events and event expressions (`start on` / `stop on`).
 //!
-//! This room owns the expression tree, its printing, and matching helpers.
+//! This room owns the expression tree and its printing ([`EventExpr`]),
+//! matching an emitted event against an expression with Upstart's operator
+//! state and holds ([`matcher`]), `$VAR` expansion in expressions
+//! ([`expand`]) and the glob patterns event values match with ([`glob`]).
 //! It is pure: no I/O, no clock, no processes. The job-file syntax of an
 //! expression is read by `conf::on` (it needs the job-file lexer); the
-//! operator state and matching against emitted events come with the events
-//! work.
+//! queue of emitted events and what they start and stop is the daemon's
+//! event bus (`daemon/events`).
 
 pub mod expand;
 pub mod glob;

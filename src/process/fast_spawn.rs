@@ -28,7 +28,7 @@ pub enum Refused {
     TrySlowPath(Output),
 }
 
-/// argv[0] as execvp(3) finds it, with the job's `PATH`.
+/// `argv[0]` as execvp(3) finds it, with the job's `PATH`.
 fn resolve(program: &str, env: &[(String, String)]) -> Result<CString, String> {
     let not_found = || {
         format!(

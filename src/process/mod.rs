@@ -1,10 +1,21 @@
 //! The process layer: the only room that makes raw system calls, and the
 //! only one with `unsafe` (each block says why it is sound).
 //!
-//! * [`spawn`]: a job's process, set up as the job file says;
-//! * [`reap`]: collecting every child that ended (`waitpid(-1)`);
+//! * [`spawn`]: a job's process, set up as the job file says (with the
+//!   vfork fast path in `fast_spawn`);
+//! * [`reap_and_stops`]: collecting every child that ended or stopped
+//!   (`waitpid(-1)`);
+//! * [`sys`]: the seam, the trait the daemon's parts make system calls
+//!   through (a fake stands in for it in their tests);
 //! * [`handover`]: the descriptors and the exec of `re-exec`;
-//! * signalling process groups and checking whether one is empty.
+//! * [`capture`]: where job output goes (a pseudo-terminal or a pipe);
+//! * [`tree`]: finding a job's re-parented processes in /proc, for
+//!   `expect fork` and `expect daemon`;
+//! * [`time`]: local time, for daily rotation and the log's time stamps;
+//! * signalling process groups ([`kill_group`]), checking whether one is
+//!   empty ([`group_is_empty`]), pidfds, descriptor passing and the gzip
+//!   helper ([`spawn_gzip`]);
+//! * [`errno_text`]: an errno in glibc's words, for every message.
 
 pub mod capture;
 mod fast_spawn;

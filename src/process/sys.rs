@@ -4,8 +4,10 @@
 //! tests of the job table and the event bus put a fake in its place, so
 //! that they run without a process.
 //!
-//! Spawning is not here: it needs the daemon's output and notify parts, and
-//! the conductor does it (`daemon/mod.rs`), through [`crate::process::spawn`].
+//! Spawning is not here: it needs the daemon's output and notify parts.
+//! The job table's `drive` spawns through a closure the conductor lends it
+//! (`daemon/mod.rs`: notify prepares the socket, output opens the pipes and
+//! calls [`crate::process::spawn`]); the parts' tests lend a fake one.
 
 use nix::errno::Errno;
 
