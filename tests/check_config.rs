@@ -84,21 +84,53 @@ fn unknown_events_and_jobs_are_reported_as_upstart_did() {
         "start on started grape or custom-thing\nstop on peach\n",
     );
     write(d.path(), "emitter.conf", "emits custom-*\n");
+    let dir = d.path().to_str().unwrap();
+    // `custom-thing` satisfies the `or`, so its other branch is no
+    // problem, as in Upstart 1.13; `peach` alone cannot be satisfied.
     let o = check(d.path());
+    assert_eq!(stdout(&o), "foo\n  stop on: unknown event peach\n");
+    assert_eq!(o.status.code(), Some(1));
+    // --warn reports every unknown name.
+    let o = upkeep(&["check-config", "--conf-dir", dir, "--warn"]);
     assert_eq!(
         stdout(&o),
         "foo\n  start on: unknown job grape\n  stop on: unknown event peach\n"
     );
     assert_eq!(o.status.code(), Some(1));
     // -i names events that come from elsewhere.
-    let o = upkeep(&[
-        "check-config",
-        "--conf-dir",
-        d.path().to_str().unwrap(),
-        "-i",
-        "peach,grape",
-    ]);
+    let o = upkeep(&["check-config", "--conf-dir", dir, "-w", "-i", "peach,grape"]);
     assert_eq!(stdout(&o), "foo\n  start on: unknown job grape\n");
+    let o = upkeep(&["check-config", "--conf-dir", dir, "-i", "peach"]);
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("", Some(0)));
+}
+
+#[test]
+fn an_or_that_one_branch_satisfies_is_clean_without_warn() {
+    let d = tempfile::tempdir().unwrap();
+    // As Ubuntu's stock jobs say it; no job here is rc-sysinit.
+    write(
+        d.path(),
+        "net.conf",
+        "start on runlevel [2345] and (starting a or started nowhere)\nstop on static-network-up or starting rc-sysinit\n",
+    );
+    write(d.path(), "a.conf", "exec sleep 1\n");
+    let dir = d.path().to_str().unwrap();
+    let o = check(d.path());
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("", Some(0)));
+    let o = upkeep(&["check-config", "--conf-dir", dir, "--warn"]);
+    assert_eq!(
+        stdout(&o),
+        "net\n  start on: unknown job nowhere\n  stop on: unknown job rc-sysinit\n"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    // An `and` needs both sides.
+    write(
+        d.path(),
+        "b.conf",
+        "start on started a and started nowhere\n",
+    );
+    let o = check(d.path());
+    assert_eq!(stdout(&o), "b\n  start on: unknown job nowhere\n");
 }
 
 #[test]

@@ -118,3 +118,125 @@ fn quiet_prints_nothing_but_errors() {
     );
     assert_eq!(d.ok(&["stop", "-q", "j"]), "");
 }
+
+#[test]
+fn socket_goes_before_or_after_the_command() {
+    let d = Daemon::with_jobs(&[("j", "exec sleep 1000\n")]);
+    let sock = d.socket.to_str().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(upkeep_bin())
+            .args(args)
+            .env_remove("UPKEEP_SOCKET")
+            .output()
+            .expect("run upkeep")
+    };
+    let want = "j stop/waiting\n";
+    for args in [
+        vec!["--socket", sock, "status", "j"],
+        vec!["status", "j", "--socket", sock],
+        vec![&format!("--socket={sock}"), "status", "j"],
+    ] {
+        let o = run(&args);
+        assert_eq!(
+            (text(&o.stdout).as_str(), o.status.code()),
+            (want, Some(0)),
+            "{args:?}: {o:?}"
+        );
+    }
+    // A command that does not talk to the daemon refuses it, wherever it is.
+    let o = run(&["--socket", sock, "version"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let o = run(&["--socket"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
+#[test]
+fn under_an_upstart_link_name_usage_names_the_command_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["start", "status"] {
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink(upkeep_bin(), &link).unwrap();
+        let o = Command::new(&link).arg("--help").output().unwrap();
+        let help = text(&o.stdout);
+        assert!(
+            help.starts_with(&format!("Usage: {name} JOB [KEY=VALUE]... [OPTIONS]\n")),
+            "{help}"
+        );
+    }
+    let link = dir.path().join("initctl");
+    std::os::unix::fs::symlink(upkeep_bin(), &link).unwrap();
+    let o = Command::new(&link)
+        .args(["start", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&o.stdout).starts_with("Usage: initctl start JOB"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn help_gives_every_default_the_environment_and_the_exit_codes() {
+    let top = text(&upkeep(&["--help"]).stdout);
+    for want in [
+        "--socket PATH",
+        "UPKEEP_SOCKET",
+        "Exit status:",
+        "  2  a usage error",
+    ] {
+        assert!(top.contains(want), "{want}: {top}");
+    }
+    for cmd in commands() {
+        let help = text(&upkeep(&[&cmd, "--help"]).stdout);
+        assert!(
+            help.contains("\nExit status:\n  0  success\n"),
+            "{cmd}: {help}"
+        );
+        // Every option that takes a value says what it is when not given.
+        for line in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+            let takes_value = line
+                .split_whitespace()
+                .skip_while(|w| !w.starts_with("--"))
+                .nth(1)
+                .is_some_and(|w| w.chars().any(|c| c.is_ascii_uppercase() || c == '|'));
+            let optional = !["ignore-events", "exit-with"]
+                .iter()
+                .any(|o| line.contains(o));
+            if takes_value && optional {
+                assert!(line.contains("default"), "{cmd}: {line}");
+            }
+        }
+        let talks = !["daemon", "check-config", "show-config", "version"].contains(&cmd.as_str());
+        assert_eq!(help.contains("UPKEEP_SOCKET"), talks, "{cmd}: {help}");
+    }
+    let logs = text(&upkeep(&["logs", "--help"]).stdout);
+    assert!(
+        logs.starts_with("Usage: upkeep logs JOB [KEY=VALUE]..."),
+        "{logs}"
+    );
+    let show = text(&upkeep(&["show-config", "--help"]).stdout);
+    assert!(show.contains("-e, --enumerate"), "{show}");
+}
+
+#[test]
+fn inside_a_job_no_name_needs_both_upstart_job_and_upstart_instance() {
+    let d = Daemon::with_jobs(&[("j", "exec sleep 1000\n")]);
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new(upkeep_bin());
+        c.arg("status")
+            .env("UPKEEP_SOCKET", &d.socket)
+            .env_remove("UPSTART_JOB")
+            .env_remove("UPSTART_INSTANCE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // UPSTART_JOB alone is not a job's process (initctl says the same).
+    let o = run(&[("UPSTART_JOB", "j")]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(text(&o.stderr).contains("missing job name"), "{o:?}");
+    // Both, the instance empty for a single-instance job: that job.
+    let o = run(&[("UPSTART_JOB", "j"), ("UPSTART_INSTANCE", "")]);
+    assert_eq!(text(&o.stdout), "j stop/waiting\n", "{o:?}");
+}

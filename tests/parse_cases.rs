@@ -160,6 +160,11 @@ fn b_main_process() {
     ); // B10
     assert_eq!(main_of("script\nend script\n"), script("")); // B11
     err("script\n  echo hi\n", "3: Unterminated block"); // B12
+                                                         // A word after `script` is the error, on its own line, before the
+                                                         // block's missing end (Upstart's stanza_script checks it first).
+    err("script foo\n  echo hi\n", "1: Unexpected token");
+    err("pre-start script x\n  echo hi\n", "1: Unexpected token");
+    err("script foo\n  echo hi\nend script\n", "1: Unexpected token");
 }
 
 // ------------------------------------------------------------- C. the hooks

@@ -9,14 +9,19 @@
 //!   stop on: unknown event peach
 //! ```
 //!
-//! Exit 0 when all is clean, 1 otherwise.
+//! As Upstart 1.13's: an expression that some event can still satisfy is
+//! clean (`stop on static-network-up or starting rc-sysinit` is, though no
+//! job emits `static-network-up`), and its unknown names are reported only
+//! with `--warn`, which reports every unknown name.
+//!
+//! Exit 0 when nothing is reported, 1 otherwise.
 
 use std::collections::BTreeSet;
 
 use super::select::{conf_args, select};
 use super::{out, Call};
 use crate::conf::JobClass;
-use crate::event::{glob, EventExpr, BUILTIN_EVENTS, JOB_EVENTS};
+use crate::event::{glob, EventExpr, EventMatch, BUILTIN_EVENTS, JOB_EVENTS};
 
 pub(super) fn run(call: &Call) -> i32 {
     let ignored: Vec<String> = call
@@ -30,6 +35,7 @@ pub(super) fn run(call: &Call) -> i32 {
                 .collect::<Vec<_>>()
         })
         .collect();
+    let warn = call.args.flag("warn");
     let (conf_dirs, targets) = conf_args(&call.args);
     let sel = select(&conf_dirs, &targets);
     let mut report = String::new();
@@ -65,6 +71,9 @@ pub(super) fn run(call: &Call) -> i32 {
         let mut lines = Vec::new();
         for (label, expr) in [("start on", &job.start_on), ("stop on", &job.stop_on)] {
             if let Some(expr) = expr {
+                if !warn && satisfiable(expr, &known) {
+                    continue;
+                }
                 for problem in unknown_events(expr, &known) {
                     lines.push(format!("  {label}: {problem}\n"));
                 }
@@ -91,31 +100,45 @@ fn is_pattern(s: &str) -> bool {
     s.contains(['$', '*', '?', '['])
 }
 
+/// Whether some events could make `expr` true: an `or` needs one side, an
+/// `and` both.
+fn satisfiable(expr: &EventExpr, known: &Known) -> bool {
+    match expr {
+        EventExpr::Match(m) => problem(m, known).is_none(),
+        EventExpr::And(l, r) => satisfiable(l, known) && satisfiable(r, known),
+        EventExpr::Or(l, r) => satisfiable(l, known) || satisfiable(r, known),
+    }
+}
+
 /// `unknown job X` / `unknown event X` for each operand nothing satisfies.
 fn unknown_events(expr: &EventExpr, known: &Known) -> Vec<String> {
     let mut problems = Vec::new();
     for m in expr.matches() {
-        let problem = if JOB_EVENTS.contains(&m.name.as_str()) {
-            match m.job_name() {
-                Some(job) if !is_pattern(job) && !known.jobs.contains(job) => {
-                    Some(format!("unknown job {job}"))
-                }
-                _ => None,
-            }
-        } else if is_pattern(&m.name)
-            || BUILTIN_EVENTS.contains(&m.name.as_str())
-            || known.ignored.contains(&m.name.as_str())
-            || known.emits.iter().any(|e| glob::matches(e, &m.name))
-        {
-            None
-        } else {
-            Some(format!("unknown event {}", m.name))
-        };
-        if let Some(p) = problem {
+        if let Some(p) = problem(m, known) {
             if !problems.contains(&p) {
                 problems.push(p);
             }
         }
     }
     problems
+}
+
+/// What is wrong with one operand, if nothing can satisfy it.
+fn problem(m: &EventMatch, known: &Known) -> Option<String> {
+    if JOB_EVENTS.contains(&m.name.as_str()) {
+        match m.job_name() {
+            Some(job) if !is_pattern(job) && !known.jobs.contains(job) => {
+                Some(format!("unknown job {job}"))
+            }
+            _ => None,
+        }
+    } else if is_pattern(&m.name)
+        || BUILTIN_EVENTS.contains(&m.name.as_str())
+        || known.ignored.contains(&m.name.as_str())
+        || known.emits.iter().any(|e| glob::matches(e, &m.name))
+    {
+        None
+    } else {
+        Some(format!("unknown event {}", m.name))
+    }
 }

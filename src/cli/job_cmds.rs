@@ -121,12 +121,14 @@ pub(super) fn run(call: &Call) -> i32 {
 }
 
 /// The job and instance a job's own process belongs to, from the
-/// environment the daemon gives every job process.
+/// environment the daemon gives every job process. Both must be set, as
+/// with Upstart's `initctl` (the instance is empty for a single-instance
+/// job); `UPSTART_JOB` alone is not a job's process.
 fn calling_instance() -> Option<(String, String)> {
     let job = std::env::var("UPSTART_JOB")
         .ok()
         .filter(|j| !j.is_empty())?;
-    let instance = std::env::var("UPSTART_INSTANCE").unwrap_or_default();
+    let instance = std::env::var("UPSTART_INSTANCE").ok()?;
     Some((job, instance))
 }
 

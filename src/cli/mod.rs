@@ -27,6 +27,18 @@ use args::{Args, Opt, SOCKET};
 /// Exit code for a bad command line.
 pub const EXIT_USAGE: i32 = 2;
 
+/// What every command's exit status means, as `--help` and the man pages
+/// say it.
+pub const EXIT_STATUS: &str = "  0  success
+  1  the operation failed: a job failed to start or stop, an event failed,
+     check-config found problems, the daemon is not running or refused
+  2  a usage error, or a command that is not built yet
+";
+
+/// The environment variable clients read, as help says it.
+pub const SOCKET_ENV: &str =
+    "UPKEEP_SOCKET  the daemon's socket, when --socket is not given (set for every job)";
+
 /// One command: its name, its arguments, one line of help, its options,
 /// and what runs it. The table drives dispatch, `--help`, and the options
 /// each command accepts ([`args`]); it is public so that man pages and
@@ -60,9 +72,20 @@ impl CommandInfo {
         u
     }
 
-    /// The command's `--help`.
+    /// Whether the command talks to the daemon (it takes `--socket`).
+    pub fn talks_to_daemon(&self) -> bool {
+        self.name != "daemon" && self.options.iter().any(|o| o.long == SOCKET.long)
+    }
+
+    /// The command's `--help`, for the program as invoked: `upkeep start`,
+    /// `initctl start`, or `start` itself under its Upstart link name.
     pub fn help(&self, invoked: &str) -> String {
-        let mut s = format!("Usage: {invoked} {}\n{}\n", self.usage(), self.summary);
+        let usage = if invoked == self.name {
+            self.usage()
+        } else {
+            format!("{invoked} {}", self.usage())
+        };
+        let mut s = format!("Usage: {usage}\n{}\n", self.summary);
         if !self.options.is_empty() {
             s.push_str("\nOptions:\n");
             let width = self.options.iter().map(|o| o.shown().len()).max();
@@ -71,6 +94,10 @@ impl CommandInfo {
                 s.push_str(&format!("  {:<width$}{}\n", o.shown(), o.help));
             }
         }
+        if self.talks_to_daemon() {
+            s.push_str(&format!("\nEnvironment:\n  {SOCKET_ENV}\n"));
+        }
+        s.push_str(&format!("\nExit status:\n{EXIT_STATUS}"));
         s
     }
 }
@@ -226,6 +253,11 @@ pub const COMMANDS: &[CommandInfo] = &[
                 "EVENT,...",
                 "events emitted by something other than a job (not reported)",
             ),
+            flag(
+                "warn",
+                Some('w'),
+                "report every unknown job and event, also in an expression another branch of an 'or' can satisfy (default: only expressions nothing can satisfy)",
+            ),
         ],
         run: check_config::run,
     },
@@ -321,7 +353,21 @@ pub fn main() -> i32 {
     }
     let prog = Prog::new(&invoked);
     let mut rest = args.into_iter();
-    let Some(first) = rest.next() else {
+    // `upkeep --socket PATH COMMAND …`: options before the command go
+    // after it, where the command's own table parses them (a command that
+    // does not talk to the daemon refuses `--socket`).
+    let mut leading = Vec::new();
+    let first = loop {
+        match rest.next() {
+            Some(a) if a == "--socket" => match rest.next() {
+                Some(v) => leading.extend([a, v]),
+                None => return prog.usage_error("--socket: missing PATH"),
+            },
+            Some(a) if a.to_str().is_some_and(|s| s.starts_with("--socket=")) => leading.push(a),
+            other => break other,
+        }
+    };
+    let Some(first) = first else {
         eprint!("{}", help(&invoked));
         return EXIT_USAGE;
     };
@@ -346,7 +392,12 @@ pub fn main() -> i32 {
             },
             None => EXIT_USAGE,
         },
-        Some(cmd) => run(&prog, &invoked, cmd, rest.collect()),
+        Some(cmd) => run(
+            &prog,
+            &invoked,
+            cmd,
+            leading.into_iter().chain(rest).collect(),
+        ),
         None => prog.usage_error(format!("unknown command: {}", first.to_string_lossy())),
     }
 }
@@ -415,7 +466,13 @@ fn help(invoked: &str) -> String {
         s.push_str(&format!("  {:<22} {}\n", c.name, c.summary));
     }
     s.push_str(&format!(
-        "\nRun '{invoked} COMMAND --help' for a command's arguments.\n\
+        "\nOptions, before or after the command:\n  \
+         --socket PATH  the daemon's socket (default: $UPKEEP_SOCKET, else /run/upkeep/upkeep.sock\n                 \
+         for root, else $XDG_RUNTIME_DIR/upkeep.sock)\n  \
+         -h, --help     this help; after a command, that command's\n\
+         \nEnvironment:\n  {SOCKET_ENV}\n\
+         \nExit status:\n{EXIT_STATUS}\
+         \nRun '{invoked} COMMAND --help' for a command's arguments.\n\
          Under the names start, stop, restart, reload and status the binary is that command;\n\
          under the name initctl it takes the same commands as upkeep; as telinit, 'telinit u' re-execs the daemon.\n"
     ));

@@ -292,13 +292,14 @@ fn exec(lx: &mut Lexer) -> Result<Command> {
 /// `script` then, on the following lines, the block up to `end script`.
 fn script(lx: &mut Lexer) -> Result<Command> {
     // A word after `script` is an error, but the block still follows: read
-    // it, so that its lines are not taken for stanzas.
+    // it, so that its lines are not taken for stanzas. The word is the
+    // error, as Upstart reports it, even when the block has no end.
     let trailing = lx.has_token().then(|| lx.err(ErrorKind::UnexpectedToken));
     lx.next_line();
-    let body = lx.block(b"script")?;
+    let body = lx.block(b"script");
     match trailing {
         Some(e) => Err(e),
-        None => Ok(Command::Script(body)),
+        None => Ok(Command::Script(body?)),
     }
 }
 

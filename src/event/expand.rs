@@ -1,13 +1,16 @@
 //! Upstart's variable expansion (reference 6.1), used for instance names
 //! and event-match patterns: `$NAME`, `${NAME}`, `${NAME-default}`,
-//! `${NAME:-default}`, `${NAME+alt}`, `${NAME:+alt}`, and `${}` for a
-//! literal `$`. Pure.
+//! `${NAME:-default}`, `${NAME+alt}`, `${NAME:+alt}`, `${}` for a
+//! literal `$`, and indirect names (`${$NAME}`, `${${NAME}}`), with
+//! Upstart's `environ_expand` rules. Pure.
 
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExpandError {
     UnknownParameter(String),
+    /// A braced name that, once expanded, is not a variable name.
+    IllegalParameter(String),
     MismatchedBraces,
     ExpectedOperator,
 }
@@ -16,6 +19,7 @@ impl fmt::Display for ExpandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExpandError::UnknownParameter(n) => write!(f, "Unknown parameter: {n}"),
+            ExpandError::IllegalParameter(n) => write!(f, "Illegal parameter: {n}"),
             ExpandError::MismatchedBraces => f.write_str("Mismatched braces"),
             ExpandError::ExpectedOperator => f.write_str("Expected operator"),
         }
@@ -38,103 +42,106 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-/// Expands `template` against `env` (`KEY=VALUE` entries).
+fn is_valid_name(name: &str) -> bool {
+    name.starts_with(is_name_start) && name.chars().all(is_name_char)
+}
+
+/// Expands `template` against `env` (`KEY=VALUE` entries), as Upstart's
+/// `environ_expand` does: a braced name is itself expanded first (so
+/// `${$NAME}` and `${${NAME}}` look up the variable `NAME` names), and a
+/// default or alternative is expanded whether or not it is used. A value
+/// substituted is never expanded again.
 pub fn expand(template: &str, env: &[String]) -> Result<String, ExpandError> {
     let chars: Vec<char> = template.chars().collect();
-    let mut out = String::with_capacity(template.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
+    let mut pos = 0;
+    expand_until(&chars, &mut pos, env, &[])
+}
+
+/// Expands from `pos` up to the first character of `stop` that is in the
+/// template itself (not in a value), or its end; `pos` is left there.
+fn expand_until(
+    t: &[char],
+    pos: &mut usize,
+    env: &[String],
+    stop: &[char],
+) -> Result<String, ExpandError> {
+    let mut out = String::new();
+    while let Some(&c) = t.get(*pos) {
+        if stop.contains(&c) {
+            break;
+        }
+        *pos += 1;
         if c != '$' {
             out.push(c);
-            i += 1;
             continue;
         }
-        match chars.get(i + 1) {
-            Some('{') => {
-                // Find the matching close brace (nesting allowed in values).
-                let mut depth = 0;
-                let mut j = i + 1;
-                let close = loop {
-                    match chars.get(j) {
-                        None => return Err(ExpandError::MismatchedBraces),
-                        Some('{') => depth += 1,
-                        Some('}') => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break j;
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                };
-                let inner: String = chars[i + 2..close].iter().collect();
-                out.push_str(&expand_braced(&inner, env)?);
-                i = close + 1;
-            }
+        match t.get(*pos) {
             Some(&n) if is_name_start(n) => {
-                let mut j = i + 1;
-                while j < chars.len() && is_name_char(chars[j]) {
-                    j += 1;
+                let start = *pos;
+                while t.get(*pos).copied().is_some_and(is_name_char) {
+                    *pos += 1;
                 }
-                let name: String = chars[i + 1..j].iter().collect();
+                let name: String = t[start..*pos].iter().collect();
                 match lookup(env, &name) {
                     Some(v) => out.push_str(v),
                     None => return Err(ExpandError::UnknownParameter(name)),
                 }
-                i = j;
             }
-            _ => {
+            // `${}`: a literal `$`.
+            Some('{') if t.get(*pos + 1) == Some(&'}') => {
+                *pos += 2;
                 out.push('$');
-                i += 1;
             }
+            Some('{') => {
+                *pos += 1;
+                out.push_str(&braced(t, pos, env)?);
+            }
+            // A lone `$` is itself.
+            _ => out.push('$'),
         }
     }
     Ok(out)
 }
 
-fn expand_braced(inner: &str, env: &[String]) -> Result<String, ExpandError> {
-    if inner.is_empty() {
-        return Ok("$".to_string());
+/// `${NAME[op word]}` with `pos` just inside the brace; leaves `pos` past
+/// the closing one.
+fn braced(t: &[char], pos: &mut usize, env: &[String]) -> Result<String, ExpandError> {
+    let name = expand_until(t, pos, env, &['}', ':', '-', '+'])?;
+    if !is_valid_name(&name) {
+        return Err(ExpandError::IllegalParameter(name));
     }
-    let name_len = inner
-        .char_indices()
-        .find(|&(_, c)| !is_name_char(c))
-        .map_or(inner.len(), |(i, _)| i);
-    let (name, rest) = inner.split_at(name_len);
-    if name.is_empty() || !name.starts_with(is_name_start) {
-        return Err(ExpandError::ExpectedOperator);
-    }
-    let value = lookup(env, name);
-    let (colon, rest) = match rest.strip_prefix(':') {
-        Some(r) => (true, r),
-        None => (false, rest),
+    // (default?, also when empty?)
+    let op = match (t.get(*pos), t.get(*pos + 1)) {
+        (Some(':'), Some(&o @ ('-' | '+'))) => {
+            *pos += 2;
+            Some((o == '-', true))
+        }
+        (Some(&o @ ('-' | '+')), _) => {
+            *pos += 1;
+            Some((o == '-', false))
+        }
+        (Some('}') | None, _) => None,
+        _ => return Err(ExpandError::ExpectedOperator),
     };
-    let set = match value {
-        Some(v) => !(colon && v.is_empty()),
-        None => false,
-    };
-    if rest.is_empty() && !colon {
-        return value
-            .map(str::to_string)
-            .ok_or_else(|| ExpandError::UnknownParameter(name.to_string()));
+    let word = expand_until(t, pos, env, &['}'])?;
+    if t.get(*pos) != Some(&'}') {
+        return Err(ExpandError::MismatchedBraces);
     }
-    if let Some(word) = rest.strip_prefix('-') {
-        return if set {
-            Ok(value.unwrap_or("").to_string())
-        } else {
-            expand(word, env)
-        };
-    }
-    if let Some(word) = rest.strip_prefix('+') {
-        return if set {
-            expand(word, env)
-        } else {
-            Ok(String::new())
-        };
-    }
-    Err(ExpandError::ExpectedOperator)
+    *pos += 1;
+    let value = lookup(env, &name);
+    Ok(match op {
+        None => value
+            .ok_or(ExpandError::UnknownParameter(name))?
+            .to_string(),
+        Some((default, also_empty)) => {
+            let set = value.is_some_and(|v| !(also_empty && v.is_empty()));
+            match (default, set) {
+                (true, true) => value.unwrap_or_default().to_string(),
+                (true, false) | (false, true) => word,
+                (false, false) => String::new(),
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -179,6 +186,54 @@ mod tests {
             Err(ExpandError::UnknownParameter("NOPE".into()))
         );
         assert_eq!(expand("${A", &env()), Err(ExpandError::MismatchedBraces));
-        assert_eq!(expand("${A?x}", &env()), Err(ExpandError::ExpectedOperator));
+        assert_eq!(
+            expand("${A?x}", &env()),
+            Err(ExpandError::IllegalParameter("A?x".into()))
+        );
+        assert_eq!(expand("${A:x}", &env()), Err(ExpandError::ExpectedOperator));
+    }
+
+    #[test]
+    fn indirect_names_as_upstarts_environ_expand() {
+        let env: Vec<String> = [
+            "WHICH=app",
+            "REF=WHICH",
+            "app=web",
+            "EMPTY=",
+            "DFLT=fallback",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let ok: &[(&str, &str)] = &[
+            ("${$WHICH}", "web"),
+            ("${${WHICH}}", "web"),
+            ("${${$REF}}", "web"),
+            ("x${$WHICH}y", "xweby"),
+            ("${NOPE:-$DFLT}", "fallback"),
+            ("${NOPE:-${$WHICH}}", "web"),
+            ("${EMPTY:-${${REF}}}", "app"),
+            ("${$WHICH:+set}", "set"),
+            ("${app-a+b:c}", "web"),
+            // A value is not expanded again.
+            ("${NOPE-$}", "$"),
+        ];
+        for &(t, want) in ok {
+            assert_eq!(expand(t, &env).as_deref(), Ok(want), "template {t:?}");
+        }
+        // The default is expanded even when the value is set.
+        assert_eq!(
+            expand("${app:-$NOPE}", &env),
+            Err(ExpandError::UnknownParameter("NOPE".into()))
+        );
+        // The expanded name must be a name.
+        assert_eq!(
+            expand("${$EMPTY}", &env),
+            Err(ExpandError::IllegalParameter(String::new()))
+        );
+        assert_eq!(
+            expand("${$NOPE}", &env),
+            Err(ExpandError::UnknownParameter("NOPE".into()))
+        );
     }
 }
