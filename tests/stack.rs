@@ -147,6 +147,16 @@ fn the_stack_runs_recovers_and_stops_in_order() -> Result<(), Missing> {
     assert!(page.contains("Server: nginx"), "{page}");
     d.wait_log_file("worker.log", "worker did job");
 
+    // An idle queue is no error: with nothing queued for longer than the
+    // worker's blocking pop and redis-py's default socket timeout (5 s
+    // each), the worker is still the same process, never respawned. (A
+    // fixed wait, to show that nothing happens; it asserts a count.)
+    let worker = d.main_pid("worker").unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let s = d.status(&["worker"]);
+    assert_eq!(s["respawns"], 0, "the worker crashed while idle: {s}");
+    assert_eq!(d.main_pid("worker"), Some(worker));
+
     // kill -9 of gunicorn's master: respawned, and the next request works.
     let master = d.main_pid("web").unwrap();
     unsafe { libc::kill(master, libc::SIGKILL) };
