@@ -5,7 +5,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 
 use common::daemon::Daemon;
 use common::runner::{need_kernel, need_root, Kernel, Missing};
@@ -217,7 +217,46 @@ fn hostile_conf_dirs_are_reported_and_the_daemon_keeps_serving() {
     d.assert_canary();
 }
 
+/// The usual first-time order for a per-user daemon: the daemon first,
+/// then `mkdir -p ~/.config/upkeep/init` and a job file in it.
+fn a_conf_dir_created_after_start_is_picked_up() {
+    let d = Daemon::builder()
+        .flag("--conf-dir")
+        .flag("@DIR@/home/.config/upkeep/init")
+        .start();
+    let want = d.dir.path().join("home/.config/upkeep/init");
+    d.wait_log(&format!(
+        "{}: No such file or directory; its jobs are loaded when it is created (watching {})",
+        want.display(),
+        d.dir.path().display()
+    ));
+    // Files coming and going beside the awaited name wake nothing.
+    fs::write(d.dir.path().join("unrelated"), "x").unwrap();
+    fs::create_dir_all(&want).unwrap();
+    fs::write(want.join("late.conf"), "exec sleep 1000\n").unwrap();
+    d.wait_list("the late job", |l| l.contains("late stop/waiting"));
+    assert!(d.ok(&["start", "late"]).starts_with("late start/running"));
+
+    // A dir that appears writable by others defines nothing (someone else
+    // may have made it), and says why.
+    let d = Daemon::builder()
+        .flag("--conf-dir")
+        .flag("@DIR@/shared/init")
+        .start();
+    let shared = d.dir.path().join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::create_dir(shared.join("init")).unwrap();
+    fs::write(shared.join("init/evil.conf"), "exec sleep 1000\n").unwrap();
+    d.wait_log(&format!(
+        "{} is writable by other users (mode 0777)",
+        shared.display()
+    ));
+    assert!(!d.ok(&["list"]).contains("evil"));
+}
+
 tests![
+    a_conf_dir_created_after_start_is_picked_up,
     a_new_file_defines_a_job_that_later_events_start,
     an_edit_applies_to_the_next_start_and_status_says_so,
     save_by_rename_is_noticed,

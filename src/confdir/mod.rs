@@ -88,6 +88,38 @@ pub struct Scan {
     /// that is a symlink, its target and the target's dir (editors save by
     /// renaming a new file over the old one).
     pub watch: BTreeSet<PathBuf>,
+    /// Conf dirs that do not exist (yet), each with the nearest ancestor
+    /// that does: watching it tells when the dir appears.
+    pub missing: Vec<Missing>,
+}
+
+/// A conf dir that does not exist, and where it will appear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub dir: PathBuf,
+    /// The nearest existing ancestor directory.
+    pub ancestor: PathBuf,
+    /// The name under `ancestor` on the way to `dir`.
+    pub child: std::ffi::OsString,
+}
+
+impl Missing {
+    /// `dir`'s nearest existing ancestor, if `dir` itself is missing.
+    fn of(dir: &Path) -> Option<Missing> {
+        let abs = std::path::absolute(dir).ok()?;
+        let mut child = None;
+        for a in abs.ancestors() {
+            if a.is_dir() {
+                return Some(Missing {
+                    dir: dir.to_path_buf(),
+                    ancestor: a.to_path_buf(),
+                    child: child?,
+                });
+            }
+            child = a.file_name().map(|n| n.to_os_string());
+        }
+        None
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -145,6 +177,11 @@ pub fn scan(dirs: &[PathBuf]) -> Scan {
     let per_dir: Vec<DirFiles> = dirs
         .iter()
         .map(|d| walk(d, &mut scan.problems, &mut scan.watch))
+        .collect();
+    scan.missing = dirs
+        .iter()
+        .filter(|d| fs::symlink_metadata(d).is_err_and(|e| e.kind() == io::ErrorKind::NotFound))
+        .filter_map(|d| Missing::of(d))
         .collect();
     for (i, files) in per_dir.iter().enumerate() {
         for (name, (conf, _)) in files {

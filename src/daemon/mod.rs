@@ -271,8 +271,14 @@ impl Daemon {
     /// good definition. Starts and stops nothing.
     fn reload_configuration(&mut self) {
         let r = self.jobs.reload(&self.host.cfg.conf_dirs);
-        for msg in self.watcher.update(&r.watch) {
+        let (problems, awaiting_anew) = self.watcher.update(&r.watch, &r.missing);
+        for msg in problems {
             eprintln!("upkeep: {msg}");
+        }
+        // A missing conf dir's ancestor newly watched: what appeared between
+        // the scan and the watch is seen by one more scan.
+        if awaiting_anew {
+            self.watcher.arm_rescan(&self.reactor);
         }
         for line in &r.logs {
             self.dlog.log(line);

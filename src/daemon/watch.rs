@@ -16,12 +16,26 @@ pub(super) struct Watcher {
     /// None where inotify was refused: nothing is watched.
     inotify: Option<Inotify>,
     by_path: HashMap<PathBuf, WatchDescriptor>,
+    /// Ancestors of conf dirs that do not exist yet, watched only for the
+    /// name on the way to the conf dir appearing (so that other files
+    /// coming and going in, say, a home directory wake nothing).
+    awaiting: HashMap<PathBuf, (WatchDescriptor, std::ffi::OsString)>,
     /// A rescan is due (its timer armed).
     pub rescan_armed: bool,
 }
 
 /// How long a burst of conf-dir changes may go on before one rescan.
 const RESCAN_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// For an ancestor of a missing conf dir: a name appearing in it, or the
+/// ancestor itself going.
+fn awaiting_flags() -> AddWatchFlags {
+    AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_ONLYDIR
+}
 
 fn flags() -> AddWatchFlags {
     AddWatchFlags::IN_CREATE
@@ -60,16 +74,30 @@ impl Watcher {
         Watcher {
             inotify,
             by_path: HashMap::new(),
+            awaiting: HashMap::new(),
             rescan_armed: false,
         }
     }
 
-    /// Watches exactly `want` from now on; returns what could not be
-    /// watched, as messages.
-    pub fn update(&mut self, want: &BTreeSet<PathBuf>) -> Vec<String> {
+    /// Watches exactly `want`, and the ancestors of the `missing` conf
+    /// dirs, from now on. Returns what could not be watched, as messages,
+    /// and whether an ancestor is newly watched.
+    pub fn update(
+        &mut self,
+        want: &BTreeSet<PathBuf>,
+        missing: &[crate::confdir::Missing],
+    ) -> (Vec<String>, bool) {
         let mut problems = Vec::new();
+        // An ancestor that is itself watched in full needs no other watch
+        // (and one inode has one mask).
+        let missing: Vec<_> = missing
+            .iter()
+            .filter(|m| !want.contains(&m.ancestor))
+            .cloned()
+            .collect();
+        let anew = self.await_ancestors(&missing);
         let Some(inotify) = &self.inotify else {
-            return problems;
+            return (problems, false);
         };
         let stale: Vec<PathBuf> = self
             .by_path
@@ -102,7 +130,40 @@ impl Watcher {
                 )),
             }
         }
-        problems
+        (problems, anew)
+    }
+
+    /// Watches the ancestors of missing conf dirs (and no other);
+    /// true if one is newly watched.
+    fn await_ancestors(&mut self, missing: &[crate::confdir::Missing]) -> bool {
+        let Some(inotify) = &self.inotify else {
+            return false;
+        };
+        let stale: Vec<PathBuf> = self
+            .awaiting
+            .keys()
+            .filter(|p| !missing.iter().any(|m| m.ancestor == **p))
+            .cloned()
+            .collect();
+        for path in stale {
+            if let Some((wd, _)) = self.awaiting.remove(&path) {
+                let _ = inotify.rm_watch(wd);
+            }
+        }
+        let mut anew = false;
+        for m in missing {
+            if self.awaiting.contains_key(&m.ancestor) {
+                continue;
+            }
+            // A failure here leaves the dir unwatched: a rescan
+            // (reload-configuration, SIGHUP) still finds it.
+            if let Ok(wd) = inotify.add_watch(&m.ancestor, awaiting_flags()) {
+                self.awaiting
+                    .insert(m.ancestor.clone(), (wd, m.child.clone()));
+                anew = true;
+            }
+        }
+        anew
     }
 
     /// Something changed in a conf dir: a rescan once the burst is over.
@@ -143,8 +204,18 @@ impl Watcher {
                             // The watched thing is gone: forget it, so the
                             // next rescan watches whatever replaced it.
                             self.by_path.retain(|_, wd| *wd != ev.wd);
+                            self.awaiting.retain(|_, (wd, _)| *wd != ev.wd);
+                            changed = true;
+                            continue;
                         }
-                        changed = true;
+                        // In an awaited ancestor only the name on the way
+                        // to the conf dir matters.
+                        let other_name = self.awaiting.values().any(|(wd, child)| {
+                            *wd == ev.wd && ev.name.as_deref() != Some(child.as_os_str())
+                        });
+                        if !other_name {
+                            changed = true;
+                        }
                     }
                 }
                 Err(Errno::EAGAIN) => break,

@@ -112,7 +112,7 @@ impl Builder {
         self
     }
 
-    /// More daemon flags.
+    /// More daemon flags (`@DIR@` stands for the test's temp dir).
     pub fn flag(mut self, f: &str) -> Self {
         self.extra.push(f.to_string());
         self
@@ -206,7 +206,11 @@ impl Builder {
             .arg(&logs)
             .arg("--socket")
             .arg(&socket)
-            .args(&self.extra)
+            .args(
+                self.extra
+                    .iter()
+                    .map(|a| a.replace("@DIR@", dir.path().to_str().unwrap())),
+            )
             .envs(
                 self.env
                     .iter()

@@ -65,6 +65,9 @@ pub(super) struct JobTable {
     pub pending_exit: HashMap<Key, (i32, Exit, Option<u64>)>,
     /// The current problems of each job's files (shown by `status`).
     pub conf_errors: BTreeMap<String, Vec<String>>,
+    /// Missing conf dirs already said (each is said again only when
+    /// where it is awaited changes).
+    missing_said: Vec<confdir::Missing>,
     /// In which order instances reached running (a shutdown goes back).
     pub running_order: HashMap<Key, u64>,
     running_seq: u64,
@@ -537,10 +540,23 @@ impl JobTable {
     pub fn reload(&mut self, conf_dirs: &[std::path::PathBuf]) -> Reloaded {
         let scan = confdir::scan(conf_dirs);
         let mut r = Reloaded {
-            logs: scan.problems.iter().map(|p| p.to_string()).collect(),
+            logs: scan
+                .problems
+                .iter()
+                .filter_map(|p| match scan.missing.iter().find(|m| m.dir == p.path) {
+                    Some(m) if self.missing_said.contains(m) => None,
+                    Some(m) => Some(format!(
+                        "{p}; its jobs are loaded when it is created (watching {})",
+                        m.ancestor.display()
+                    )),
+                    None => Some(p.to_string()),
+                })
+                .collect(),
             watch: scan.watch,
+            missing: scan.missing.clone(),
             ..Reloaded::default()
         };
+        self.missing_said = scan.missing;
         self.conf_errors.clear();
         let mut trust = confdir::Trust::for_this_user();
         for (name, files) in &scan.jobs {
@@ -666,6 +682,8 @@ pub(super) type Change = (Option<Rc<JobClass>>, Rc<JobClass>);
 pub(super) struct Reloaded {
     pub logs: Vec<String>,
     pub watch: std::collections::BTreeSet<std::path::PathBuf>,
+    /// Conf dirs that do not exist yet, and the ancestors to watch for them.
+    pub missing: Vec<confdir::Missing>,
     /// (the definition that was in force, the new one).
     pub changed: Vec<Change>,
     pub gone: Vec<String>,
