@@ -19,6 +19,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod job;
 pub mod log;
+pub mod manual;
 pub mod paths;
 #[allow(unsafe_code)]
 pub mod process;

@@ -281,8 +281,8 @@ pub const COMMANDS: &[CommandInfo] = &[
     },
 ];
 
-/// Names under which the binary is one command.
-const LINK_NAMES: &[&str] = &["start", "stop", "restart", "reload", "status"];
+/// Names under which the binary is one command (Upstart's links to initctl).
+pub const LINK_NAMES: &[&str] = &["start", "stop", "restart", "reload", "status"];
 
 /// Writes to stdout; a closed pipe (`upkeep list | head -1`) ends the
 /// program quietly with success, as ripgrep does.

@@ -18,6 +18,7 @@ pub mod on;
 pub mod parse;
 pub mod print;
 pub mod signal;
+pub mod stanzas;
 
 pub use error::{line_col, ErrorKind, ParseError};
 pub use job_class::*;

@@ -149,6 +149,20 @@ fn rlimit_of(r: Resource) -> Rlimit {
 /// went wrong. Never waits for the child (the daemon's reaper does).
 pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
     let class = spec.class;
+    // Accepted in a job file (Upstart's files have them), but a job that
+    // asks for them is not run without them.
+    if class.apparmor_load.is_some() || class.apparmor_switch.is_some() {
+        return Err(format!(
+            "the apparmor stanza is not built yet in upkeep {}",
+            crate::VERSION
+        ));
+    }
+    if !class.cgroups.is_empty() {
+        return Err(format!(
+            "the cgroup stanza is not built yet in upkeep {}",
+            crate::VERSION
+        ));
+    }
     let argv = argv(spec.command)?;
 
     // Look users and groups up here, in the parent: after fork only

@@ -1,0 +1,25 @@
+//! The manual, made from the tables the code runs on, so that it cannot
+//! drift from them: `upkeep(8)` and `initctl(8)` from the command table
+//! (`cli::COMMANDS`), `upkeep-job(5)` from the stanza table
+//! (`conf::stanzas::STANZAS`), and the bash, zsh and fish completions from
+//! the command table. The files live in `dist/` (the package installs
+//! them); `tests/manual.rs` checks that they are what these functions make
+//! (`UPKEEP_BLESS=1` rewrites them).
+
+mod completions;
+mod man;
+
+pub use completions::{bash, fish, zsh};
+pub use man::{initctl_8, job_5, upkeep_8};
+
+/// Every generated file: (path under `dist/`, text).
+pub fn files() -> Vec<(&'static str, String)> {
+    vec![
+        ("man/upkeep.8", upkeep_8()),
+        ("man/initctl.8", initctl_8()),
+        ("man/upkeep-job.5", job_5()),
+        ("completions/upkeep.bash", bash()),
+        ("completions/_upkeep", zsh()),
+        ("completions/upkeep.fish", fish()),
+    ]
+}
