@@ -144,7 +144,7 @@ fn socket_goes_before_or_after_the_command() {
         );
     }
     // A command that does not talk to the daemon refuses it, wherever it is.
-    let o = run(&["--socket", sock, "version"]);
+    let o = run(&["--socket", sock, "show-config"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     let o = run(&["--socket"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
@@ -206,7 +206,7 @@ fn help_gives_every_default_the_environment_and_the_exit_codes() {
                 assert!(line.contains("default"), "{cmd}: {line}");
             }
         }
-        let talks = !["daemon", "check-config", "show-config", "version"].contains(&cmd.as_str());
+        let talks = !["daemon", "check-config", "show-config"].contains(&cmd.as_str());
         assert_eq!(help.contains("UPKEEP_SOCKET"), talks, "{cmd}: {help}");
     }
     let logs = text(&upkeep(&["logs", "--help"]).stdout);
@@ -239,4 +239,16 @@ fn inside_a_job_no_name_needs_both_upstart_job_and_upstart_instance() {
     // Both, the instance empty for a single-instance job: that job.
     let o = run(&[("UPSTART_JOB", "j"), ("UPSTART_INSTANCE", "")]);
     assert_eq!(text(&o.stdout), "j stop/waiting\n", "{o:?}");
+}
+
+#[test]
+fn version_says_which_handover_formats_it_reads_and_the_daemon_writes() {
+    let o = upkeep(&["version", "--handover-formats"]);
+    assert_eq!(text(&o.stdout), "reads 1 2\nwrites 2\n", "{o:?}");
+    assert_eq!(o.status.code(), Some(0));
+    let d = Daemon::with_jobs(&[]);
+    assert_eq!(
+        d.ok(&["version", "--handover-formats"]),
+        "reads 1 2\nwrites 2\ndaemon 2\n"
+    );
 }

@@ -77,7 +77,7 @@ _upkeep() {
             opts="--conf-dir --json --enumerate -e --help" paths="--conf-dir" values="" jobs=1
             ;;
         version)
-            opts="--help" paths="" values="" jobs=
+            opts="--handover-formats --socket --help" paths="--socket" values="" jobs=
             ;;
         *) return ;;
     esac

@@ -80,6 +80,8 @@ complete -c upkeep -n '__fish_seen_subcommand_from show-config' -l json -d 'prin
 complete -c upkeep -n '__fish_seen_subcommand_from show-config' -l enumerate -s e -d 'list each job\'s events: what it emits, starts on, stops on'
 complete -c upkeep -n '__fish_seen_subcommand_from show-config' -a '(__upkeep_jobs)' -F
 complete -c upkeep -n __fish_use_subcommand -a version -d 'print the version'
+complete -c upkeep -n '__fish_seen_subcommand_from version' -l handover-formats -d 'print the re-exec handover formats this binary reads and writes, and, if a daemon answers, the one it writes (an upgrade may re-exec a daemon only if the new binary reads its format)'
+complete -c upkeep -n '__fish_seen_subcommand_from version' -l socket -r -F -d 'the daemon\'s socket (default: $UPKEEP_SOCKET, else /run/upkeep/upkeep.sock for root, else $XDG_RUNTIME_DIR/upkeep.sock)'
 complete -c initctl -f
 complete -c initctl -n __fish_use_subcommand -l socket -r -F -d 'the daemon'\''s socket'
 complete -c initctl -n __fish_use_subcommand -a daemon -d 'run the supervisor in the foreground'
@@ -155,6 +157,8 @@ complete -c initctl -n '__fish_seen_subcommand_from show-config' -l json -d 'pri
 complete -c initctl -n '__fish_seen_subcommand_from show-config' -l enumerate -s e -d 'list each job\'s events: what it emits, starts on, stops on'
 complete -c initctl -n '__fish_seen_subcommand_from show-config' -a '(__upkeep_jobs)' -F
 complete -c initctl -n __fish_use_subcommand -a version -d 'print the version'
+complete -c initctl -n '__fish_seen_subcommand_from version' -l handover-formats -d 'print the re-exec handover formats this binary reads and writes, and, if a daemon answers, the one it writes (an upgrade may re-exec a daemon only if the new binary reads its format)'
+complete -c initctl -n '__fish_seen_subcommand_from version' -l socket -r -F -d 'the daemon\'s socket (default: $UPKEEP_SOCKET, else /run/upkeep/upkeep.sock for root, else $XDG_RUNTIME_DIR/upkeep.sock)'
 complete -c start -f
 complete -c start -l no-wait -s n -d 'answer at once instead of waiting until the job gets there'
 complete -c start -l json -d 'print the daemon\'s answer as JSON'

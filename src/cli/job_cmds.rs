@@ -83,7 +83,7 @@ pub(super) fn run(call: &Call) -> i32 {
             prog.error(e);
             1
         }
-        Ok(Response::Log { .. }) => {
+        Ok(Response::Log { .. } | Response::Version { .. }) => {
             prog.error("unexpected answer from the daemon");
             1
         }

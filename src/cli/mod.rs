@@ -276,7 +276,14 @@ pub const COMMANDS: &[CommandInfo] = &[
         name: "version",
         args: NONE,
         summary: "print the version",
-        options: &[],
+        options: &[
+            flag(
+                "handover-formats",
+                None,
+                "print the re-exec handover formats this binary reads and writes, and, if a daemon answers, the one it writes (an upgrade may re-exec a daemon only if the new binary reads its format)",
+            ),
+            SOCKET,
+        ],
         run: version,
     },
 ];
@@ -429,12 +436,51 @@ fn version(call: &Call) -> i32 {
             extra.to_string_lossy()
         ));
     }
+    if call.args.flag("handover-formats") {
+        return handover_formats(call);
+    }
     if call.invoked == "initctl" {
         out(&format!("init (upkeep {VERSION})\n"));
     } else {
         out(&format!("upkeep {VERSION}\n"));
     }
     0
+}
+
+/// `version --handover-formats`: `reads 1 2`, `writes 2`, then
+/// `daemon 2` when a daemon answers (what an upgrade's `postinst` needs to
+/// decide whether a `re-exec` keeps the jobs). Exit 1 if a daemon answers
+/// but does not say.
+fn handover_formats(call: &Call) -> i32 {
+    let reads: Vec<String> = crate::daemon::HANDOVER_READS
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let mut text = format!(
+        "reads {}\nwrites {}\n",
+        reads.join(" "),
+        crate::daemon::HANDOVER_WRITES
+    );
+    let socket = call.args.socket();
+    let code = match crate::control::client::call(&socket, crate::control::Command::Version) {
+        Ok(crate::control::Response::Version {
+            handover_format, ..
+        }) => {
+            text.push_str(&format!("daemon {handover_format}\n"));
+            0
+        }
+        Ok(_) => {
+            call.prog.error(format!(
+                "the daemon on {} does not say which handover format it writes (it is older than this command)",
+                socket.display()
+            ));
+            1
+        }
+        // No daemon: nothing to hand over.
+        Err(_) => 0,
+    };
+    out(&text);
+    code
 }
 
 /// `telinit u` (or `U`): the daemon re-executes itself, as Upstart's did.

@@ -99,6 +99,9 @@ pub enum Command {
         #[serde(default)]
         env: Vec<String>,
     },
+    /// The daemon's version and the re-exec handover format it writes
+    /// (for `upkeep version --handover-formats`); anyone may ask.
+    Version,
 }
 
 fn yes() -> bool {
@@ -162,6 +165,12 @@ pub enum Response {
     },
     Error {
         message: String,
+    },
+    /// The answer to `version`.
+    Version {
+        version: String,
+        /// The handover format its `re-exec` writes.
+        handover_format: u32,
     },
 }
 
@@ -265,7 +274,11 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::Status { env, .. }
         | Command::Emit { env, .. }
         | Command::LogOpen { env, .. } => env.as_slice(),
-        Command::List | Command::ReloadConfiguration | Command::ReopenLogs | Command::ReExec => &[],
+        Command::List
+        | Command::ReloadConfiguration
+        | Command::ReopenLogs
+        | Command::ReExec
+        | Command::Version => &[],
     };
     if let Command::Emit { event, .. } = &req.command {
         check_event_name(event)?;

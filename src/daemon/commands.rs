@@ -39,7 +39,7 @@ fn label(job: &str, instance: &str) -> String {
 fn refusal(cmd: &Command) -> Option<String> {
     let job = |j: &str| format!("You do not have permission to modify job: {j}");
     match cmd {
-        Command::List | Command::Status { .. } | Command::LogOpen { .. } => None,
+        Command::List | Command::Status { .. } | Command::LogOpen { .. } | Command::Version => None,
         Command::Start { job: j, .. }
         | Command::Stop { job: j, .. }
         | Command::Restart { job: j, .. }
@@ -229,6 +229,10 @@ impl Daemon {
                 self.output.reopen_logs(&self.dlog);
                 ok()
             }
+            Command::Version => Some(Response::Version {
+                version: crate::VERSION.to_string(),
+                handover_format: super::reexec::FORMAT,
+            }),
             // Answered with its descriptor, by `serve`.
             Command::LogOpen { .. } => err("unexpected log-open"),
             Command::ReExec => {

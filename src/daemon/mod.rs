@@ -43,6 +43,7 @@ use jobs::Effect;
 use reactor::{Reactor, Timer};
 
 pub use output::DAEMON_LOG;
+pub use reexec::{FORMAT as HANDOVER_WRITES, READS as HANDOVER_READS};
 pub use setup::Config;
 
 /// An instance's key: job name and instance name.
@@ -271,14 +272,8 @@ impl Daemon {
     /// good definition. Starts and stops nothing.
     fn reload_configuration(&mut self) {
         let r = self.jobs.reload(&self.host.cfg.conf_dirs);
-        let (problems, awaiting_anew) = self.watcher.update(&r.watch, &r.missing);
-        for msg in problems {
+        for msg in self.watcher.update(&r.watch, &r.missing, &self.reactor) {
             eprintln!("upkeep: {msg}");
-        }
-        // A missing conf dir's ancestor newly watched: what appeared between
-        // the scan and the watch is seen by one more scan.
-        if awaiting_anew {
-            self.watcher.arm_rescan(&self.reactor);
         }
         for line in &r.logs {
             self.dlog.log(line);

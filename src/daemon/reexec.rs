@@ -42,7 +42,7 @@ pub const ENV: &str = "UPKEEP_REEXEC";
 /// * 2: the lock is the socket directory's descriptor; the private socket
 ///   (`priv_listener_fd`); byte buffers go raw after the JSON document (a
 ///   newline, then the bytes each `[offset, length]` names).
-const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 2;
 /// The formats this release reads.
 pub const READS: &[u32] = &[1, 2];
 

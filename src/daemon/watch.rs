@@ -80,13 +80,13 @@ impl Watcher {
     }
 
     /// Watches exactly `want`, and the ancestors of the `missing` conf
-    /// dirs, from now on. Returns what could not be watched, as messages,
-    /// and whether an ancestor is newly watched.
+    /// dirs, from now on. Returns what could not be watched, as messages.
     pub fn update(
         &mut self,
         want: &BTreeSet<PathBuf>,
         missing: &[crate::confdir::Missing],
-    ) -> (Vec<String>, bool) {
+        reactor: &Reactor,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         // An ancestor that is itself watched in full needs no other watch
         // (and one inode has one mask).
@@ -95,9 +95,13 @@ impl Watcher {
             .filter(|m| !want.contains(&m.ancestor))
             .cloned()
             .collect();
-        let anew = self.await_ancestors(&missing);
+        // A missing conf dir's ancestor newly watched: what appeared
+        // between the scan and the watch is seen by one more scan.
+        if self.await_ancestors(&missing) {
+            self.arm_rescan(reactor);
+        }
         let Some(inotify) = &self.inotify else {
-            return (problems, false);
+            return problems;
         };
         let stale: Vec<PathBuf> = self
             .by_path
@@ -130,7 +134,7 @@ impl Watcher {
                 )),
             }
         }
-        (problems, anew)
+        problems
     }
 
     /// Watches the ancestors of missing conf dirs (and no other);
