@@ -2,8 +2,9 @@
 //! drift from them: `upkeep(8)` and `initctl(8)` from the command table
 //! (`cli::COMMANDS`), `upkeep-job(5)` from the stanza table
 //! (`conf::stanzas::STANZAS`), and the bash, zsh and fish completions from
-//! the command table. The files live in `dist/` (the package installs
-//! them); `tests/manual.rs` checks that they are what these functions make
+//! the command table; and the package's systemd unit from
+//! `contrib/upkeep.service`. The files live in `dist/` (the package
+//! installs them); `tests/manual.rs` checks that they are what these functions make
 //! (`UPKEEP_BLESS=1` rewrites them).
 
 mod completions;
@@ -21,5 +22,29 @@ pub fn files() -> Vec<(&'static str, String)> {
         ("completions/upkeep.bash", bash()),
         ("completions/_upkeep", zsh()),
         ("completions/upkeep.fish", fish()),
+        ("debian/upkeep.service", systemd_unit()),
     ]
+}
+
+/// The package's systemd unit: `contrib/upkeep.service` with the binary
+/// where the package puts it.
+pub fn systemd_unit() -> String {
+    let contrib = include_str!("../../contrib/upkeep.service");
+    let body: String = contrib
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| {
+            let l = l.replace(
+                "ExecStart=/usr/local/bin/upkeep",
+                "ExecStart=/usr/bin/upkeep",
+            );
+            format!("{l}\n")
+        })
+        .collect();
+    format!(
+        "# upkeep as the machine's supervisor, as the package installs it (made from\n\
+         # contrib/upkeep.service). Installed, not enabled: /etc/init may still hold\n\
+         # other packages' jobs from Upstart's days. Enable it with\n\
+         #   systemctl enable --now upkeep\n{body}"
+    )
 }

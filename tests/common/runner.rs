@@ -233,3 +233,19 @@ pub fn need_kernel(feature: Kernel, probe: impl FnOnce() -> bool) -> Result<(), 
         kernel: Some(feature),
     })
 }
+
+/// A built artifact that `.ci/run` makes once and names in the environment
+/// (`UPKEEP_DEB`: the .deb; `UPKEEP_STATIC_BIN`: the static binary;
+/// `UPKEEP_BIN`: the release binary).
+pub fn need_artifact(var: &str, what: &str) -> Result<PathBuf, Missing> {
+    match std::env::var_os(var).map(PathBuf::from) {
+        Some(p) if p.is_file() => Ok(p),
+        Some(p) => Err(Missing::new(format!(
+            "needs {what}: {var} names {}, which is not a file",
+            p.display()
+        ))),
+        None => Err(Missing::new(format!(
+            "needs {what}, named by {var} (.ci/run builds it; see the README's \"Install\")"
+        ))),
+    }
+}
