@@ -122,7 +122,10 @@ impl Drop for Shell {
 
 /// What must hold after the command, for the lines whose comment shows an
 /// outcome that may take a moment; `None`: exit 0 once is enough.
-fn outcome(cmd: &str, comment: &str, state: &State) -> Option<Box<dyn Fn(&str) -> bool>> {
+/// A check of a command's output.
+type Check = Box<dyn Fn(&str) -> bool>;
+
+fn outcome(cmd: &str, comment: &str, state: &State) -> Option<Check> {
     if cmd == "upkeep list" {
         return Some(Box::new(|out: &str| {
             ["nginx", "redis", "web", "worker"]
