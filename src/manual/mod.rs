@@ -2,8 +2,8 @@
 //! drift from them: `upkeep(8)` and `initctl(8)` from the command table
 //! (`cli::COMMANDS`), `upkeep-job(5)` from the stanza table
 //! (`conf::stanzas::STANZAS`), and the bash, zsh and fish completions from
-//! the command table; and the package's systemd unit from
-//! `contrib/upkeep.service`. The files live in `dist/` (the package
+//! the command table; the package's systemd unit from
+//! `contrib/upkeep.service` and its changelog from the crate's version. The files live in `dist/` (the package
 //! installs them); `tests/manual.rs` checks that they are what these functions make
 //! (`UPKEEP_BLESS=1` rewrites them).
 
@@ -23,7 +23,23 @@ pub fn files() -> Vec<(&'static str, String)> {
         ("completions/_upkeep", zsh()),
         ("completions/upkeep.fish", fish()),
         ("debian/upkeep.service", systemd_unit()),
+        ("debian/changelog", debian_changelog()),
     ]
+}
+
+/// The package's `changelog.Debian`: this version's entry, so that the
+/// package's version and the crate's cannot differ.
+pub fn debian_changelog() -> String {
+    format!(
+        "upkeep ({}-1) unstable; urgency=medium\n\n  \
+         * upkeep {}: the supervisor, man pages upkeep(8), initctl(8) and\n    \
+         upkeep-job(5), bash, zsh and fish completions, a systemd unit\n    \
+         (installed, not enabled) and Upstart's command names under\n    \
+         /usr/lib/upkeep/bin. The changes: README.md in this directory.\n\n \
+         -- upkeep developers <upkeep@example.org>  Fri, 04 Dec 2026 12:00:00 +0000\n",
+        crate::VERSION,
+        crate::VERSION
+    )
 }
 
 /// The package's systemd unit: `contrib/upkeep.service` with the binary
