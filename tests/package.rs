@@ -77,6 +77,31 @@ fn traces() -> Vec<PathBuf> {
     found
 }
 
+/// (pid, command line, descriptor target) of every open descriptor whose
+/// target names `what`: who keeps a lock or a file alive.
+fn holders(what: &str) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    for proc_entry in fs::read_dir("/proc").unwrap().flatten() {
+        let pid = proc_entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let target = fs::read_link(fd.path()).unwrap_or_default();
+            let target = target.to_string_lossy().into_owned();
+            if target.contains(what) {
+                let cmd = fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                found.push((pid.clone(), cmd, target));
+            }
+        }
+    }
+    found
+}
+
 /// A package that owns a job file in /etc/init, as packages of Upstart's
 /// days did.
 fn foreign_package(dir: &Path) -> PathBuf {
@@ -274,7 +299,13 @@ fn the_package_installs_works_upgrades_and_purges_without_a_trace() -> Result<()
     fs::remove_file(format!("/etc/init/{JOB}.conf")).unwrap();
     ok("dpkg", &["-P", "upkeep"]);
     assert!(!installed("upkeep"));
-    assert_eq!(traces(), before, "what the package left");
+    let left = traces();
+    assert_eq!(
+        left,
+        before,
+        "what the package left; processes with something of it open: {:?}",
+        holders("upkeep")
+    );
     Ok(())
 }
 
