@@ -297,14 +297,17 @@ fn the_package_installs_works_upgrades_and_purges_without_a_trace() -> Result<()
     // Stopped, then purged: nothing of it is left.
     assert!(daemon.stop(), "the daemon's exit on SIGTERM");
     fs::remove_file(format!("/etc/init/{JOB}.conf")).unwrap();
-    ok("dpkg", &["-P", "upkeep"]);
+    let purge = run("dpkg", &["-P", "upkeep"]);
+    assert!(purge.status.success(), "{purge:?}");
     assert!(!installed("upkeep"));
     let left = traces();
     assert_eq!(
         left,
         before,
-        "what the package left; processes with something of it open: {:?}",
-        holders("upkeep")
+        "what the package left; processes with something of it open: {:?}; the purge said: {}; the daemon said: {}",
+        holders("upkeep"),
+        String::from_utf8_lossy(&purge.stderr),
+        fs::read_to_string(tmp.path().join("daemon.log")).unwrap_or_default()
     );
     Ok(())
 }
