@@ -209,7 +209,10 @@ fn hostile_conf_dirs_are_reported_and_the_daemon_keeps_serving() {
     fs::rename(&many, c.join("many")).unwrap();
     d.ok(&["reload-configuration"]);
     let list = d.ok(&["list"]);
-    assert_eq!(list.lines().count(), 10_001, "the canary and 10,000 jobs");
+    let jobs = list
+        .lines()
+        .filter(|l| !l.contains("(job file has errors: "));
+    assert_eq!(jobs.count(), 10_001, "the canary and 10,000 jobs");
     assert!(list.contains("many/j9999 stop/waiting"));
     assert!(d
         .ok(&["status", "canary"])
@@ -252,10 +255,43 @@ fn a_conf_dir_created_after_start_is_picked_up() {
         "{} is writable by other users (mode 0777)",
         shared.display()
     ));
-    assert!(!d.ok(&["list"]).contains("evil"));
+    let list = d.ok(&["list"]);
+    assert!(!list.contains("evil stop/"), "{list}");
+    assert!(list.contains("evil (job file has errors: "), "{list}");
+}
+
+/// A new file that does not parse is not taken for a missing one: status,
+/// start and restart name its first error, and list shows it on a line of
+/// its own.
+fn a_new_file_with_errors_is_named_by_status_start_and_list() {
+    let d = Daemon::with_jobs(&[("a", "exec sleep 1000\n"), ("z", "exec sleep 1000\n")]);
+    let path = d.conf.join("oops.conf");
+    fs::write(&path, "exec sleep 1000\nbogus stanza\n").unwrap();
+    let error = format!("{}:2:1: Unknown stanza", path.display());
+    d.wait_list("the broken file", |l| {
+        l.contains("oops (job file has errors")
+    });
+    assert_eq!(
+        d.ok(&["list"]),
+        format!("a stop/waiting\noops (job file has errors: {error})\nz stop/waiting\n")
+    );
+    for cmd in ["status", "start", "restart"] {
+        assert_eq!(
+            d.fails(&[cmd, "oops"]),
+            format!("upkeep: Unknown job: oops (its job file has errors: {error})\n"),
+            "{cmd}"
+        );
+    }
+    // `list --json` keeps its shape: jobs only.
+    let json: serde_json::Value = serde_json::from_str(&d.ok(&["list", "--json"])).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2, "{json}");
+    // Fixed, it is a job.
+    fs::write(&path, "exec sleep 1000\n").unwrap();
+    d.wait_list("the fixed job", |l| l.contains("oops stop/waiting"));
 }
 
 tests![
+    a_new_file_with_errors_is_named_by_status_start_and_list,
     a_conf_dir_created_after_start_is_picked_up,
     a_new_file_defines_a_job_that_later_events_start,
     an_edit_applies_to_the_next_start_and_status_says_so,

@@ -91,7 +91,7 @@ pub(super) fn run(call: &Call) -> i32 {
             prog.error(message);
             1
         }
-        Ok(Response::Ok { instances }) => {
+        Ok(Response::Ok { instances, broken }) => {
             if json {
                 let v: Vec<serde_json::Value> = instances.iter().map(status_json).collect();
                 let doc = if command == "list" {
@@ -109,10 +109,18 @@ pub(super) fn run(call: &Call) -> i32 {
                     "reload" | "emit" | "reload-configuration" | "reopen-logs" | "re-exec"
                 )
             {
-                let text: String = instances
+                // A job file with errors that defines no job gets a line of
+                // its own, in name order among the jobs.
+                let mut lines: Vec<(&str, String)> = instances
                     .iter()
-                    .map(InstanceStatus::upstart_lines)
+                    .map(|i| (i.job.as_str(), i.upstart_lines()))
+                    .chain(broken.iter().map(|b| {
+                        let line = format!("{} (job file has errors: {})\n", b.job, b.error);
+                        (b.job.as_str(), line)
+                    }))
                     .collect();
+                lines.sort_by(|a, b| a.0.cmp(b.0));
+                let text: String = lines.into_iter().map(|(_, l)| l).collect();
                 out(&text);
             }
             0

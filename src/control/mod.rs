@@ -115,6 +115,14 @@ pub struct Request {
     pub command: Command,
 }
 
+/// A job file that defines no job because it has errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokenFile {
+    pub job: String,
+    /// The first error, as `PATH:LINE:COL: message`.
+    pub error: String,
+}
+
 /// One live process of an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessStatus {
@@ -157,6 +165,9 @@ pub struct InstanceStatus {
 pub enum Response {
     Ok {
         instances: Vec<InstanceStatus>,
+        /// For `list`: job files with errors that define no job (yet).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        broken: Vec<BrokenFile>,
     },
     /// The answer to `log-open`, with the descriptor attached; `file` is
     /// the log's path, for messages only.

@@ -642,6 +642,7 @@ pub(super) fn wait_outcome(
             if !inst.class.task && inst.state == State::Running && inst.goal == Goal::Start {
                 return Some(Response::Ok {
                     instances: vec![status(inst)],
+                    broken: Vec::new(),
                 });
             }
             None
@@ -650,6 +651,7 @@ pub(super) fn wait_outcome(
             // Started again meanwhile: the stop is over.
             (inst.goal != Goal::Stop).then(|| Response::Ok {
                 instances: vec![status(inst)],
+                broken: Vec::new(),
             })
         }
     }
@@ -674,6 +676,7 @@ pub(super) fn destroyed_outcome(key: &Key, kind: WaitKind, gone: Option<&Instanc
         }
         _ => Response::Ok {
             instances: vec![InstanceStatus::waiting(&key.0)],
+            broken: Vec::new(),
         },
     }
 }

@@ -22,6 +22,7 @@ fn err(message: impl Into<String>) -> Option<Response> {
 fn ok() -> Option<Response> {
     Some(Response::Ok {
         instances: Vec::new(),
+        broken: Vec::new(),
     })
 }
 
@@ -94,6 +95,7 @@ impl Daemon {
             } else {
                 crate::control::Response::Ok {
                     instances: Vec::new(),
+                    broken: Vec::new(),
                 }
             };
             for client in f.emitters {
@@ -126,6 +128,7 @@ impl Daemon {
         match cmd {
             Command::List => Some(Response::Ok {
                 instances: self.list(),
+                broken: self.jobs.broken_files(),
             }),
             Command::Status { job, env, instance } => {
                 let (class, name) = match self.jobs.find(&job, &env, instance.as_deref()) {
@@ -135,9 +138,11 @@ impl Daemon {
                 match self.jobs.instances.get(&(job.clone(), name.clone())) {
                     Some(inst) => Some(Response::Ok {
                         instances: vec![self.jobs.status_of(inst, self.reactor.now())],
+                        broken: Vec::new(),
                     }),
                     None if class.instance.is_empty() || name.is_empty() => Some(Response::Ok {
                         instances: vec![self.at_rest(&job)],
+                        broken: Vec::new(),
                     }),
                     None => err(format!("Unknown instance: {name}")),
                 }
@@ -358,6 +363,7 @@ impl Daemon {
             };
             return Some(Response::Ok {
                 instances: vec![st],
+                broken: Vec::new(),
             });
         }
         match self.jobs.instances.get(&key) {

@@ -264,6 +264,7 @@ impl Daemon {
         for c in answer {
             let resp = Response::Ok {
                 instances: Vec::new(),
+                broken: Vec::new(),
             };
             d.clients.reply(c, &resp, &d.reactor);
         }

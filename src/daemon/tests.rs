@@ -204,7 +204,10 @@ impl World {
                         message: "Event failed".into(),
                     }
                 } else {
-                    Response::Ok { instances: vec![] }
+                    Response::Ok {
+                        instances: vec![],
+                        broken: vec![],
+                    }
                 };
                 self.replies.push((c, resp));
             }
@@ -356,7 +359,16 @@ fn an_event_is_held_until_the_job_it_started_runs() {
     w.exits("db", ProcessType::PreStart, Exit::Code(0));
     assert!(w.running("db"));
     assert!(!w.bus.pending(go));
-    assert_eq!(w.replies, [(7, Response::Ok { instances: vec![] })]);
+    assert_eq!(
+        w.replies,
+        [(
+            7,
+            Response::Ok {
+                instances: vec![],
+                broken: vec![]
+            }
+        )]
+    );
 }
 
 #[test]
@@ -368,7 +380,16 @@ fn an_event_that_started_a_task_finishes_with_the_task() {
     w.exits("t", ProcessType::Main, Exit::Code(0));
     assert!(!w.bus.pending(go));
     assert_eq!(w.at("t"), (Goal::Stop, State::Waiting));
-    assert_eq!(w.replies, [(3, Response::Ok { instances: vec![] })]);
+    assert_eq!(
+        w.replies,
+        [(
+            3,
+            Response::Ok {
+                instances: vec![],
+                broken: vec![]
+            }
+        )]
+    );
 }
 
 #[test]
@@ -491,7 +512,7 @@ fn waiters_are_answered_when_the_job_runs() {
     assert!(w.replies.is_empty(), "pre-start still runs");
     w.exits("web", ProcessType::PreStart, Exit::Code(0));
     assert_eq!(w.replies.len(), 1);
-    let (client, Response::Ok { instances }) = &w.replies[0] else {
+    let (client, Response::Ok { instances, .. }) = &w.replies[0] else {
         panic!("{:?}", w.replies);
     };
     assert_eq!((*client, instances[0].state.as_str()), (9, "running"));

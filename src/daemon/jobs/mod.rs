@@ -596,6 +596,21 @@ impl JobTable {
         r
     }
 
+    /// Job files whose errors keep them from defining a job (a job with a
+    /// last good definition is listed as that job instead).
+    pub fn broken_files(&self) -> Vec<crate::control::BrokenFile> {
+        self.conf_errors
+            .iter()
+            .filter(|(name, _)| !self.classes.contains_key(*name))
+            .filter_map(|(name, errors)| {
+                Some(crate::control::BrokenFile {
+                    job: name.clone(),
+                    error: errors.first()?.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Reads one job's files again (for `restart`). A file that now has
     /// errors keeps the last good definition in force. Returns the lines to
     /// log and the change of definition, if any.
