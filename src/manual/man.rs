@@ -30,6 +30,12 @@ fn header(name: &str, section: u8, title: &str, summary: &str) -> String {
     )
 }
 
+/// A section of paragraphs (escaped here).
+fn section(title: &str, paragraphs: &[&str]) -> String {
+    let text: Vec<String> = paragraphs.iter().map(|p| esc(p)).collect();
+    format!(".SH {title}\n{}\n", text.join("\n.PP\n"))
+}
+
 /// One command: its usage line, what it does, and each option.
 fn command(out: &mut String, prog: &str, c: &CommandInfo) {
     let usage = if prog == c.name {
@@ -104,14 +110,16 @@ pub fn upkeep_8() -> String {
         ".SH SYNOPSIS\n.B upkeep\n[\\fB{}\\fR \\fIPATH\\fR]\n\\fICOMMAND\\fR [\\fIARGS\\fR]...\n",
         esc("--socket")
     ));
-    s.push_str(&format!(
-        ".SH DESCRIPTION\n{}\n.PP\n{}\n.PP\n{}\n",
-        esc("upkeep keeps programs running. It reads Upstart job files (see upkeep-job(5)) from its conf dirs, starts jobs when their events happen, respawns them, logs their output, and stops them in order. `upkeep daemon` is the supervisor; the other commands talk to it through its socket."),
-        esc("Run as root it supervises the machine's jobs from /etc/init; run as an ordinary user, that user's jobs from ~/.config/upkeep/init. As a container's PID 1 it also reaps orphans and copies job output to its stdout."),
-        esc(&format!(
-            "The binary is also initctl(8), and under the names {} that command, as Upstart's links to initctl were.",
-            LINK_NAMES.join(", ")
-        ))
+    s.push_str(&section(
+        "DESCRIPTION",
+        &[
+            "upkeep keeps programs running. It reads Upstart job files (see upkeep-job(5)) from its conf dirs, starts jobs when their events happen, respawns them, logs their output, and stops them in order. `upkeep daemon` is the supervisor; the other commands talk to it through its socket.",
+            "Run as root it supervises the machine's jobs from /etc/init; run as an ordinary user, that user's jobs from ~/.config/upkeep/init. As a container's PID 1 it also reaps orphans and copies job output to its stdout.",
+            &format!(
+                "The binary is also initctl(8), and under the names {} that command, as Upstart's links to initctl were.",
+                LINK_NAMES.join(", ")
+            ),
+        ],
     ));
     s.push_str(&format!(
         ".SH OPTIONS\n.TP\n.B {}\n{}\n.TP\n.B {}\n{}\n",
@@ -149,9 +157,9 @@ pub fn initctl_8() -> String {
         ));
     }
     s.push_str(".br\n.B telinit u\n");
-    s.push_str(&format!(
-        ".SH DESCRIPTION\n{}\n",
-        esc("initctl is upkeep(8) under Upstart's name: it takes the same commands, options and arguments, so scripts written for Upstart's initctl keep working. Under the names of Upstart's links to initctl, the binary is that one command; as telinit, `telinit u` re-executes the daemon (runlevel changes are not built).")
+    s.push_str(&section(
+        "DESCRIPTION",
+        &["initctl is upkeep(8) under Upstart's name: it takes the same commands, options and arguments, so scripts written for Upstart's initctl keep working. Under the names of Upstart's links to initctl, the binary is that one command; as telinit, `telinit u` re-executes the daemon (runlevel changes are not built)."],
     ));
     s.push_str(".SH COMMANDS\n");
     for c in COMMANDS {
@@ -182,11 +190,13 @@ pub fn job_5() -> String {
         ".SH SYNOPSIS\n.I /etc/init/NAME.conf\n.br\n.I /etc/init/NAME.override\n.br\n.I {}\n",
         esc("~/.config/upkeep/init/NAME.conf")
     ));
-    s.push_str(&format!(
-        ".SH DESCRIPTION\n{}\n.PP\n{}\n.PP\n{}\n",
-        esc("A job file defines one job, named by its path under the conf dir without .conf (DIR/web/api.conf is web/api). It is a list of stanzas, one per line; a line ending in a backslash goes on on the next; # starts a comment; words may be quoted with \" or '. NAME.override beside NAME.conf is applied over it, stanza by stanza. upkeep reads Upstart 1.x job files unchanged, with Upstart's defaults."),
-        esc("A job file, and every directory above it, must belong to root or to the daemon's user and be writable by no one else, or it defines no job."),
-        esc("Stanzas marked (upkeep) are upkeep's extensions; Upstart does not know them. upkeep check-config reports every error as PATH:LINE:COL: message.")
+    s.push_str(&section(
+        "DESCRIPTION",
+        &[
+            "A job file defines one job, named by its path under the conf dir without .conf (DIR/web/api.conf is web/api). It is a list of stanzas, one per line; a line ending in a backslash goes on on the next; # starts a comment; words may be quoted with \" or '. NAME.override beside NAME.conf is applied over it, stanza by stanza. upkeep reads Upstart 1.x job files unchanged, with Upstart's defaults.",
+            "A job file, and every directory above it, must belong to root or to the daemon's user and be writable by no one else, or it defines no job.",
+            "Stanzas marked (upkeep) are upkeep's extensions; Upstart does not know them. upkeep check-config reports every error as PATH:LINE:COL: message.",
+        ],
     ));
     s.push_str(".SH STANZAS\n");
     for st in STANZAS {
