@@ -157,13 +157,19 @@ struct State {
     web_pid: Option<i32>,
 }
 
-/// Puts the machine back: /srv/stack, /usr/local/bin/upkeep as it was.
+/// Puts the machine back: /srv/stack, /usr/local/bin/upkeep as it was, and
+/// the default socket dir the tutorial's daemon made (its lock file stays
+/// after the daemon).
 struct Restore {
     saved_bin: Option<PathBuf>,
+    made_run_dir: bool,
 }
 
 impl Drop for Restore {
     fn drop(&mut self) {
+        if self.made_run_dir {
+            let _ = fs::remove_dir_all("/run/upkeep");
+        }
         let _ = fs::remove_dir_all("/srv/stack");
         let _ = fs::remove_file("/usr/local/bin/upkeep");
         if let Some(saved) = &self.saved_bin {
@@ -184,7 +190,10 @@ fn the_readme_tutorial_works_as_written() -> Result<(), Missing> {
         fs::copy("/usr/local/bin/upkeep", &to).unwrap();
         to
     });
-    let _restore = Restore { saved_bin };
+    let _restore = Restore {
+        saved_bin,
+        made_run_dir: !Path::new("/run/upkeep").exists(),
+    };
     let _ = fs::remove_dir_all("/srv/stack");
 
     let stderr = tmp.path().join("stderr");
