@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 
 /// One option of a command.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Opt {
     pub long: &'static str,
     pub short: Option<char>,

@@ -72,9 +72,10 @@ impl CommandInfo {
         u
     }
 
-    /// Whether the command talks to the daemon (it takes `--socket`).
+    /// Whether the command talks to the daemon: it takes the clients'
+    /// `--socket` (the daemon's own says where to listen).
     pub fn talks_to_daemon(&self) -> bool {
-        self.name != "daemon" && self.options.iter().any(|o| o.long == SOCKET.long)
+        self.options.contains(&SOCKET)
     }
 
     /// The command's `--help`, for the program as invoked: `upkeep start`,
@@ -512,15 +513,16 @@ fn help(invoked: &str) -> String {
         s.push_str(&format!("  {:<22} {}\n", c.name, c.summary));
     }
     s.push_str(&format!(
-        "\nOptions, before or after the command:\n  \
-         --socket PATH  the daemon's socket (default: $UPKEEP_SOCKET, else /run/upkeep/upkeep.sock\n                 \
-         for root, else $XDG_RUNTIME_DIR/upkeep.sock)\n  \
-         -h, --help     this help; after a command, that command's\n\
+        "\nOptions, before or after the command:\n  {:<13}  {}\n  \
+         {:<13}  this help; after a command, that command's arguments and options\n\
          \nEnvironment:\n  {SOCKET_ENV}\n\
          \nExit status:\n{EXIT_STATUS}\
          \nRun '{invoked} COMMAND --help' for a command's arguments.\n\
          Under the names start, stop, restart, reload and status the binary is that command;\n\
-         under the name initctl it takes the same commands as upkeep; as telinit, 'telinit u' re-execs the daemon.\n"
+         under the name initctl it takes the same commands as upkeep; as telinit, 'telinit u' re-execs the daemon.\n",
+        SOCKET.shown().trim_start(),
+        SOCKET.help,
+        "-h, --help"
     ));
     s
 }

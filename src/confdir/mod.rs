@@ -174,15 +174,7 @@ type DirFiles = BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)>;
 /// Walks every conf dir and pairs the files into jobs.
 pub fn scan(dirs: &[PathBuf]) -> Scan {
     let mut scan = Scan::default();
-    let per_dir: Vec<DirFiles> = dirs
-        .iter()
-        .map(|d| walk(d, &mut scan.problems, &mut scan.watch))
-        .collect();
-    scan.missing = dirs
-        .iter()
-        .filter(|d| fs::symlink_metadata(d).is_err_and(|e| e.kind() == io::ErrorKind::NotFound))
-        .filter_map(|d| Missing::of(d))
-        .collect();
+    let per_dir: Vec<DirFiles> = dirs.iter().map(|d| walk(d, &mut scan)).collect();
     for (i, files) in per_dir.iter().enumerate() {
         for (name, (conf, _)) in files {
             let Some(conf) = conf else { continue };
@@ -206,7 +198,11 @@ pub fn scan(dirs: &[PathBuf]) -> Scan {
     scan
 }
 
-fn walk(root: &Path, problems: &mut Vec<Diagnostic>, watch: &mut BTreeSet<PathBuf>) -> DirFiles {
+/// One conf dir's job files; what could not be read goes to
+/// `scan.problems`, what to watch to `scan.watch`, and a dir that does not
+/// exist (not even as a dangling link) to `scan.missing`.
+fn walk(root: &Path, scan: &mut Scan) -> DirFiles {
+    let (problems, watch) = (&mut scan.problems, &mut scan.watch);
     let mut files = DirFiles::new();
     let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     match fs::metadata(root) {
@@ -219,6 +215,9 @@ fn walk(root: &Path, problems: &mut Vec<Diagnostic>, watch: &mut BTreeSet<PathBu
         }
         Err(e) => {
             problems.push(Diagnostic::file(root, crate::process::io_text(&e)));
+            if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(root).is_err() {
+                scan.missing.extend(Missing::of(root));
+            }
             return files;
         }
     }

@@ -185,6 +185,17 @@ pub enum Response {
     },
 }
 
+impl Response {
+    /// `ok` with these instances (and no broken files: only `list` names
+    /// those).
+    pub fn ok(instances: Vec<InstanceStatus>) -> Response {
+        Response::Ok {
+            instances,
+            broken: Vec::new(),
+        }
+    }
+}
+
 impl InstanceStatus {
     /// A job with no instance: `JOB stop/waiting`.
     pub fn waiting(job: &str) -> InstanceStatus {

@@ -640,19 +640,13 @@ pub(super) fn wait_outcome(
                 });
             }
             if !inst.class.task && inst.state == State::Running && inst.goal == Goal::Start {
-                return Some(Response::Ok {
-                    instances: vec![status(inst)],
-                    broken: Vec::new(),
-                });
+                return Some(Response::ok(vec![status(inst)]));
             }
             None
         }
         WaitKind::Stop => {
             // Started again meanwhile: the stop is over.
-            (inst.goal != Goal::Stop).then(|| Response::Ok {
-                instances: vec![status(inst)],
-                broken: Vec::new(),
-            })
+            (inst.goal != Goal::Stop).then(|| Response::ok(vec![status(inst)]))
         }
     }
 }
@@ -674,10 +668,7 @@ pub(super) fn destroyed_outcome(key: &Key, kind: WaitKind, gone: Option<&Instanc
         (WaitKind::Stop, Some((FailedProcess::Process(ProcessType::PostStop), d))) => {
             error("Job failed while stopping", &d)
         }
-        _ => Response::Ok {
-            instances: vec![InstanceStatus::waiting(&key.0)],
-            broken: Vec::new(),
-        },
+        _ => Response::ok(vec![InstanceStatus::waiting(&key.0)]),
     }
 }
 

@@ -20,10 +20,7 @@ fn err(message: impl Into<String>) -> Option<Response> {
 }
 
 fn ok() -> Option<Response> {
-    Some(Response::Ok {
-        instances: Vec::new(),
-        broken: Vec::new(),
-    })
+    Some(Response::ok(Vec::new()))
 }
 
 /// `web` / `web (inst)`, as Upstart's messages name an instance.
@@ -93,10 +90,7 @@ impl Daemon {
                     message: "Event failed".into(),
                 }
             } else {
-                crate::control::Response::Ok {
-                    instances: Vec::new(),
-                    broken: Vec::new(),
-                }
+                Response::ok(Vec::new())
             };
             for client in f.emitters {
                 self.clients.reply(client, &answer, &self.reactor);
@@ -136,14 +130,12 @@ impl Daemon {
                     Err(e) => return err(e),
                 };
                 match self.jobs.instances.get(&(job.clone(), name.clone())) {
-                    Some(inst) => Some(Response::Ok {
-                        instances: vec![self.jobs.status_of(inst, self.reactor.now())],
-                        broken: Vec::new(),
-                    }),
-                    None if class.instance.is_empty() || name.is_empty() => Some(Response::Ok {
-                        instances: vec![self.at_rest(&job)],
-                        broken: Vec::new(),
-                    }),
+                    Some(inst) => Some(Response::ok(vec![self
+                        .jobs
+                        .status_of(inst, self.reactor.now())])),
+                    None if class.instance.is_empty() || name.is_empty() => {
+                        Some(Response::ok(vec![self.at_rest(&job)]))
+                    }
                     None => err(format!("Unknown instance: {name}")),
                 }
             }
@@ -361,10 +353,7 @@ impl Daemon {
                 Some(i) => status(&self.jobs, i),
                 None => InstanceStatus::waiting(&key.0),
             };
-            return Some(Response::Ok {
-                instances: vec![st],
-                broken: Vec::new(),
-            });
+            return Some(Response::ok(vec![st]));
         }
         match self.jobs.instances.get(&key) {
             Some(inst) => {

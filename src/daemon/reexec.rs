@@ -262,10 +262,7 @@ impl Daemon {
             if p == 1 { "" } else { "es" },
         ));
         for c in answer {
-            let resp = Response::Ok {
-                instances: Vec::new(),
-                broken: Vec::new(),
-            };
+            let resp = Response::ok(Vec::new());
             d.clients.reply(c, &resp, &d.reactor);
         }
         Ok(d)

@@ -204,10 +204,7 @@ impl World {
                         message: "Event failed".into(),
                     }
                 } else {
-                    Response::Ok {
-                        instances: vec![],
-                        broken: vec![],
-                    }
+                    Response::ok(vec![])
                 };
                 self.replies.push((c, resp));
             }
@@ -359,16 +356,7 @@ fn an_event_is_held_until_the_job_it_started_runs() {
     w.exits("db", ProcessType::PreStart, Exit::Code(0));
     assert!(w.running("db"));
     assert!(!w.bus.pending(go));
-    assert_eq!(
-        w.replies,
-        [(
-            7,
-            Response::Ok {
-                instances: vec![],
-                broken: vec![]
-            }
-        )]
-    );
+    assert_eq!(w.replies, [(7, Response::ok(vec![]))]);
 }
 
 #[test]
@@ -380,16 +368,7 @@ fn an_event_that_started_a_task_finishes_with_the_task() {
     w.exits("t", ProcessType::Main, Exit::Code(0));
     assert!(!w.bus.pending(go));
     assert_eq!(w.at("t"), (Goal::Stop, State::Waiting));
-    assert_eq!(
-        w.replies,
-        [(
-            3,
-            Response::Ok {
-                instances: vec![],
-                broken: vec![]
-            }
-        )]
-    );
+    assert_eq!(w.replies, [(3, Response::ok(vec![]))]);
 }
 
 #[test]
