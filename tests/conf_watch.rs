@@ -228,13 +228,23 @@ fn a_conf_dir_created_after_start_is_picked_up() {
         .flag("@DIR@/home/.config/upkeep/init")
         .start();
     let want = d.dir.path().join("home/.config/upkeep/init");
-    d.wait_log(&format!(
+    let said = format!(
         "{}: No such file or directory; its jobs are loaded when it is created (watching {})",
         want.display(),
         d.dir.path().display()
-    ));
-    // Files coming and going beside the awaited name wake nothing.
+    );
+    d.wait_log(&said);
+    // Watching the ancestor anew brings one more rescan (for what appeared
+    // meanwhile); it does not say the same again.
+    let rescan = "conf dirs changed: rescanning";
+    d.wait_log(rescan);
+    let count = |needle: &str| d.log_lines().iter().filter(|l| l.contains(needle)).count();
+    // Files coming and going beside the awaited name wake nothing (a fixed
+    // wait, past the rescan's delay, to show that nothing happens).
     fs::write(d.dir.path().join("unrelated"), "x").unwrap();
+    fs::remove_file(d.dir.path().join("unrelated")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!((count(rescan), count(&said)), (1, 1));
     fs::create_dir_all(&want).unwrap();
     fs::write(want.join("late.conf"), "exec sleep 1000\n").unwrap();
     d.wait_list("the late job", |l| l.contains("late stop/waiting"));
