@@ -260,7 +260,11 @@ fn t28_fork_failure_at_the_process_limit() -> Result<(), Missing> {
     limit("2");
     let err = d.fails(&["start", "more"]);
     assert!(err.contains("unable to fork"), "{err}");
-    assert_eq!(d.ok(&["status", "more"]), "more stop/waiting\n");
+    let st = d.ok(&["status", "more"]);
+    assert!(
+        st.starts_with("more stop/waiting\n\tfailed: main process failed to spawn: unable to fork"),
+        "{st}"
+    );
     limit("100");
     assert!(d.ok(&["start", "more"]).starts_with("more start/running"));
     d.assert_canary();

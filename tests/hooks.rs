@@ -47,7 +47,12 @@ fn failing_pre_start_fails_the_start_and_post_stop_still_runs() {
     // The failure is answered at once; post-stop runs after.
     d.wait_log("p post-stop process");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "post-stop\n");
-    assert_eq!(d.ok(&["status", "p"]), "p stop/waiting\n");
+    let st = d.ok(&["status", "p"]);
+    assert!(
+        st.starts_with("p stop/waiting\n\tfailed: pre-start process terminated with status 3 at ")
+            && st.ends_with("; last exit: pre-start process status 3\n"),
+        "{st}"
+    );
 }
 
 #[test]

@@ -140,6 +140,12 @@ fn calling_instance() -> Option<(String, String)> {
     Some((job, instance))
 }
 
+/// An instance's status as `--json` prints it: the daemon's answer with the
+/// JSON format's version (`docs/json.md`) as `v`.
 fn status_json(s: &InstanceStatus) -> serde_json::Value {
-    serde_json::to_value(s).unwrap_or(serde_json::Value::Null)
+    let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("v".into(), crate::control::JSON_VERSION.into());
+    }
+    v
 }

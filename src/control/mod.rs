@@ -19,6 +19,10 @@ pub mod client;
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of what `--json` prints and `monitor --json` streams
+/// (`v` in each object; `docs/json.md`): a field is only ever added
+/// within a version.
+pub const JSON_VERSION: u32 = 1;
 /// A request line longer than this is refused and the client dropped.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// At most this many `KEY=VALUE` entries in one request.
@@ -131,8 +135,74 @@ pub struct ProcessStatus {
     pub pid: i32,
 }
 
-/// An instance's status, or a job with no instance (`stop/waiting`).
+/// A process's exit, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// `main`, or the hook whose failure stopped the job.
+    pub process: String,
+    /// The exit status, if it exited.
+    pub status: Option<i32>,
+    /// The signal that killed it (`KILL`), if one did. Neither is set when
+    /// the status went to another parent (`MAINPID`).
+    pub signal: Option<String>,
+    /// When (seconds since the epoch).
+    pub at: u64,
+}
+
+impl ExitStatus {
+    /// `status 3`, `signal KILL`, `pre-start process status 1`.
+    pub fn describe(&self) -> String {
+        let how = match (self.status, &self.signal) {
+            (Some(c), _) => format!("status {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            (None, None) => "unknown status".to_string(),
+        };
+        if self.process == "main" {
+            how
+        } else {
+            format!("{} process {how}", self.process)
+        }
+    }
+}
+
+/// Why a job stopped, kept while it is at rest (until it next starts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureStatus {
+    /// `spawn`, `respawn-limit`, `main`, `hook`, `ready-timeout`,
+    /// `kill-timeout` (the last is no failure: the stop's `RESULT` was ok).
+    pub kind: String,
+    /// In words: `respawning too fast (11 in 5 s)`.
+    pub message: String,
+    /// When (seconds since the epoch).
+    pub at: u64,
+}
+
+/// What an instance costs now, from `/proc` (and, for CPU, what its
+/// reaped processes used).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Costs {
+    /// Live processes of the instance.
+    pub processes: u64,
+    /// User + system CPU seconds of the live processes and of those the
+    /// daemon reaped (with what they reaped).
+    pub cpu_seconds: f64,
+    /// Resident memory summed over the live processes (bytes).
+    pub rss_bytes: u64,
+    /// Proportional set size summed over the live processes (bytes; a
+    /// shared page counts once across them); null where unreadable.
+    pub pss_bytes: Option<u64>,
+    /// Open descriptors of the live processes; null where unreadable.
+    pub fds: Option<u64>,
+    /// Seconds since the main process started; null when it is not running.
+    pub uptime_seconds: Option<u64>,
+    /// Bytes written to the job's log since the daemon started.
+    pub log_bytes: u64,
+    /// Bytes of output the log could not take.
+    pub log_dropped: u64,
+}
+
+/// An instance's status, or a job with no instance (`stop/waiting`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub job: String,
     pub instance: String,
@@ -143,8 +213,15 @@ pub struct InstanceStatus {
     /// When the main process last started (seconds since the epoch).
     pub started_at: Option<u64>,
     pub respawns: u64,
-    /// `EXIT_STATUS=N` / `EXIT_SIGNAL=NAME` of the last main process.
-    pub last_exit: Option<String>,
+    /// The last exit of the main process (or of the hook whose failure
+    /// stopped the job), kept until the job next starts.
+    pub last_exit: Option<ExitStatus>,
+    /// Why the job stopped, while it is at rest.
+    #[serde(default)]
+    pub failure: Option<FailureStatus>,
+    /// What it costs, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<Costs>,
     /// For a job at rest: what its `start on` still waits for.
     #[serde(default)]
     pub waiting_for: Option<String>,
@@ -208,6 +285,8 @@ impl InstanceStatus {
             started_at: None,
             respawns: 0,
             last_exit: None,
+            failure: None,
+            costs: None,
             waiting_for: None,
             file_changed: false,
             file_deleted: false,
@@ -235,6 +314,9 @@ impl InstanceStatus {
                 s.push_str(&format!("\n\t{} process {}", p.process, p.pid));
             }
         }
+        if let Some(line) = self.why_line() {
+            s.push_str(&format!("\n\t{line}"));
+        }
         if let Some(w) = &self.waiting_for {
             s.push_str(&format!("\n\twaiting for {w}"));
         }
@@ -252,6 +334,34 @@ impl InstanceStatus {
         }
         s.push('\n');
         s
+    }
+}
+
+impl InstanceStatus {
+    /// `failed: respawning too fast (11 in 5 s) at 2026-12-04 12:03:04;
+    /// last exit: status 3` (local time), `last exit: status 0 at …`.
+    pub fn why_line(&self) -> Option<String> {
+        let when = |at: u64| {
+            crate::process::time::timestamp(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(at),
+            )
+        };
+        match (&self.failure, &self.last_exit) {
+            (Some(f), exit) => {
+                let label = if f.kind == "kill-timeout" {
+                    "stopped"
+                } else {
+                    "failed"
+                };
+                let mut line = format!("{label}: {} at {}", one_line(&f.message), when(f.at));
+                if let Some(e) = exit {
+                    line.push_str(&format!("; last exit: {}", e.describe()));
+                }
+                Some(line)
+            }
+            (None, Some(e)) => Some(format!("last exit: {} at {}", e.describe(), when(e.at))),
+            (None, None) => None,
+        }
     }
 }
 

@@ -9,8 +9,10 @@ use super::events::Finished;
 use super::jobs::JobTable;
 use super::{Daemon, Gone, Key};
 use crate::conf::ProcessType;
-use crate::control::{Command, InstanceStatus, ProcessStatus, Request, Response};
-use crate::job::{Input, Instance, Refusal};
+use crate::control::{
+    Command, ExitStatus, FailureStatus, InstanceStatus, ProcessStatus, Request, Response,
+};
+use crate::job::{Exit, Exited, Input, Instance, Refusal, Why};
 use crate::process;
 
 fn err(message: impl Into<String>) -> Option<Response> {
@@ -135,6 +137,13 @@ impl Daemon {
                         .status_of(inst, self.reactor.now())])),
                     None if class.instance.is_empty() || name.is_empty() => {
                         Some(Response::ok(vec![self.at_rest(&job)]))
+                    }
+                    // A named instance at rest that is remembered.
+                    None if self.jobs.at_rest.contains_key(&(job.clone(), name.clone())) => {
+                        let key = (job, name);
+                        Some(Response::ok(vec![self
+                            .jobs
+                            .rest_status(&key, self.reactor.now())]))
                     }
                     None => err(format!("Unknown instance: {name}")),
                 }
@@ -278,6 +287,18 @@ impl Daemon {
             if !any {
                 all.push(self.at_rest(name));
             }
+            // Named instances at rest that failed, as remembered.
+            for key in self
+                .jobs
+                .at_rest
+                .keys()
+                .filter(|k| &k.0 == name && !k.1.is_empty())
+            {
+                let st = self.jobs.rest_status(key, now);
+                if st.failure.is_some() && !self.jobs.instances.contains_key(key) {
+                    all.push(st);
+                }
+            }
         }
         // Jobs whose file went away but still have instances.
         for inst in self
@@ -294,9 +315,9 @@ impl Daemon {
     /// A job with no instance: `JOB stop/waiting`, what its `start on`
     /// waits for, and its files' problems.
     fn at_rest(&self, job: &str) -> InstanceStatus {
-        let mut st = InstanceStatus::waiting(job);
+        let key = (job.to_string(), String::new());
+        let mut st = self.jobs.rest_status(&key, self.reactor.now());
         st.waiting_for = self.bus.waiting_for(job);
-        st.file_errors = self.jobs.conf_errors.get(job).cloned().unwrap_or_default();
         st
     }
 
@@ -374,7 +395,53 @@ impl Daemon {
     }
 }
 
+/// Monotonic `at` (the reactor's clock) as seconds since the epoch.
+pub(super) fn wall_secs(at: Duration, now: Duration) -> u64 {
+    let ago = now.saturating_sub(at);
+    SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+fn exit_status(e: &Exited, now: Duration) -> ExitStatus {
+    let (status, signal) = match e.exit {
+        Exit::Code(c) => (Some(c), None),
+        Exit::Signal(n) => (None, Some(crate::conf::signal::display(n))),
+        Exit::Unknown => (None, None),
+    };
+    ExitStatus {
+        process: e.process.name().to_string(),
+        status,
+        signal,
+        at: wall_secs(e.at, now),
+    }
+}
+
+fn failure_status(w: &Why, now: Duration) -> FailureStatus {
+    FailureStatus {
+        kind: w.reason.name().to_string(),
+        message: w.message.clone(),
+        at: wall_secs(w.at, now),
+    }
+}
+
 impl JobTable {
+    /// What `status` shows of an instance at rest: `stop/waiting`, why it
+    /// stopped and its last exit (if kept), its files' problems.
+    pub(super) fn rest_status(&self, key: &Key, now: Duration) -> InstanceStatus {
+        let mut st = InstanceStatus::waiting(&key.0);
+        st.instance = key.1.clone();
+        if let Some(r) = self.at_rest.get(key) {
+            st.last_exit = r.exited.map(|e| exit_status(&e, now));
+            st.failure = r.why.as_ref().map(|w| failure_status(w, now));
+            st.respawns = r.respawns;
+        }
+        st.file_errors = self.conf_errors.get(&key.0).cloned().unwrap_or_default();
+        st
+    }
+
     /// An instance's status, as `status` and `list` show it.
     pub(super) fn status_of(&self, inst: &Instance, now: Duration) -> InstanceStatus {
         let order = [
@@ -393,15 +460,7 @@ impl JobTable {
                 })
             })
             .collect();
-        let started_at = inst.main_started.and_then(|t| {
-            let ago = now.checked_sub(t)?;
-            let wall = SystemTime::now().checked_sub(ago)?;
-            Some(
-                wall.duration_since(UNIX_EPOCH)
-                    .unwrap_or(Duration::ZERO)
-                    .as_secs(),
-            )
-        });
+        let started_at = inst.main_started.map(|t| wall_secs(t, now));
         InstanceStatus {
             job: inst.job.clone(),
             instance: inst.name.clone(),
@@ -410,9 +469,9 @@ impl JobTable {
             processes,
             started_at,
             respawns: inst.respawns,
-            last_exit: inst
-                .last_exit
-                .map(|e| e.event_var().unwrap_or_else(|| "unknown".into())),
+            last_exit: inst.exited.map(|e| exit_status(&e, now)),
+            failure: inst.why.as_ref().map(|w| failure_status(w, now)),
+            costs: None,
             waiting_for: None,
             file_changed: self
                 .classes

@@ -96,7 +96,7 @@ impl Daemon {
         process::time::ignore_sigxfsz();
         Ok(Daemon {
             output: output::Output::new(dir, host.cfg.log_policy, host.cfg.log_to_stdout),
-            jobs: jobs::JobTable::new(base, host.cfg.verbose),
+            jobs: jobs::JobTable::new(base, host.cfg.verbose).with_rest(&host, reactor.now()),
             bus: Default::default(),
             clients: clients::Clients::new(host.uid),
             notify: Default::default(),
@@ -287,9 +287,9 @@ impl Daemon {
     fn save_state(&mut self) {
         if self.jobs.dirty && self.state.may_write() {
             let (socket, records) = (&self.host.cfg.socket, self.jobs.records());
-            self.jobs.dirty = !self
-                .state
-                .write(socket, &records, &self.dlog, &self.reactor);
+            let rest = self.jobs.rest_since_epoch(self.reactor.now());
+            let (dlog, reactor) = (&self.dlog, &self.reactor);
+            self.jobs.dirty = !self.state.write(socket, (&records, &rest), dlog, reactor);
         }
     }
 

@@ -45,6 +45,9 @@ pub struct Host {
     pub original_nofile: Option<(u64, u64)>,
     pub exe: Option<PathBuf>,
     pub argv: Vec<std::ffi::OsString>,
+    /// Why instances at rest stopped, from a dead predecessor's state file
+    /// (times since the epoch).
+    pub(in crate::daemon) recovered: Vec<super::jobs::saved::SavedRest>,
 }
 
 /// The listening sockets: the public one, and `SOCKET.priv` (or why
@@ -65,10 +68,14 @@ impl Host {
         let lock = take_lock(&cfg.socket)?;
         notify_dir(&cfg.socket)?;
         // We hold the lock, so whoever wrote the state file is dead.
-        super::state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
+        let recovered = super::state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
         let listener = bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
         let private = bind_private(&cfg.socket);
-        Ok((Host::new(cfg, lock, original_nofile), (listener, private)))
+        let host = Host {
+            recovered,
+            ..Host::new(cfg, lock, original_nofile)
+        };
+        Ok((host, (listener, private)))
     }
 
     /// The host of a daemon holding `lock`.
@@ -82,6 +89,7 @@ impl Host {
             original_nofile,
             exe: own_binary(),
             argv: std::env::args_os().collect(),
+            recovered: Vec::new(),
         }
     }
 }

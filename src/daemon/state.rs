@@ -22,6 +22,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::jobs::saved::SavedRest;
 use super::output::DaemonLog;
 use super::reactor::{Reactor, Timer};
 use crate::process::{self, tree};
@@ -104,13 +105,29 @@ fn read_trusted(path: &Path, log: &dyn Fn(&str)) -> Option<String> {
     Some(text)
 }
 
+/// Lines of the file that keep why instances at rest stopped
+/// (`rest {JSON}`, times as seconds since the epoch); older releases skip
+/// them as lines that name no process.
+const REST: &str = "rest ";
+
+/// The at-rest records of the file's text (a line that does not parse is
+/// skipped: the records only explain, they never act).
+fn parse_rest(text: &str) -> Vec<SavedRest> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l.strip_prefix(REST)?).ok())
+        .collect()
+}
+
 /// Stops what a previous daemon on this socket left running. Runs once, at
 /// start-up, before the loop (it waits for them, at most a few seconds).
-pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) {
+/// Returns why the instances at rest stopped, as it kept them (times since
+/// the epoch).
+pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) -> Vec<SavedRest> {
     let path = state_path(socket);
     let Some(text) = read_trusted(&path, log) else {
-        return;
+        return Vec::new();
     };
+    let rest = parse_rest(&text);
     let left: Vec<Entry> = parse(&text).into_iter().filter(still_there).collect();
     if !left.is_empty() {
         log(&format!(
@@ -143,6 +160,7 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) {
         wait_gone(Duration::from_secs(2));
     }
     let _ = fs::remove_file(&path);
+    rest
 }
 
 /// The state file's writer: what failed and when to try again.
@@ -181,7 +199,7 @@ impl StateFile {
     pub fn write(
         &mut self,
         socket: &Path,
-        records: &[Record],
+        (records, rest): (&[Record], &[SavedRest]),
         dlog: &DaemonLog,
         reactor: &Reactor,
     ) -> bool {
@@ -191,6 +209,11 @@ impl StateFile {
                 "{} {} {} {} {}\n",
                 r.pid, r.start, r.pgid, r.uid, r.label
             ));
+        }
+        for r in rest {
+            if let Ok(json) = serde_json::to_string(r) {
+                text.push_str(&format!("{REST}{json}\n"));
+            }
         }
         let path = state_path(socket);
         let tmp = path.with_extension("state.tmp");

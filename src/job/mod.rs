@@ -144,6 +144,56 @@ impl FailedProcess {
     }
 }
 
+/// What stopped an instance, kept with it (and by the job table while the
+/// job is at rest) until it next starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A process could not be spawned (`failure_detail` has the error).
+    Spawn,
+    /// The respawn limit was reached.
+    RespawnLimit,
+    /// The main process ended abnormally.
+    Main,
+    /// A pre-start or post-stop hook failed.
+    Hook,
+    /// `expect notify`: no `READY=1` within the ready timeout.
+    ReadyTimeout,
+    /// The main process outlived the kill timeout and was sent KILL (not
+    /// a failure: the stop's `RESULT` stays `ok`, as in Upstart).
+    KillTimeout { secs: u32 },
+}
+
+impl Reason {
+    /// The kind's name in `--json` and `monitor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Spawn => "spawn",
+            Reason::RespawnLimit => "respawn-limit",
+            Reason::Main => "main",
+            Reason::Hook => "hook",
+            Reason::ReadyTimeout => "ready-timeout",
+            Reason::KillTimeout { .. } => "kill-timeout",
+        }
+    }
+}
+
+/// Why an instance stopped, and when (monotonic time, as `now`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Why {
+    pub reason: Reason,
+    /// In words: `main process terminated with status 1`.
+    pub message: String,
+    pub at: Duration,
+}
+
+/// A process exit as `status` shows it: which process, how, when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exited {
+    pub process: ProcessType,
+    pub exit: Exit,
+    pub at: Duration,
+}
+
 /// The first failure of a start → stop cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -189,6 +239,9 @@ pub enum Action {
         event: JobEvent,
         blocking: bool,
         failure: Option<Failure>,
+        /// The stop of a respawn: how the main process ended (the event
+        /// carries it with `RESULT=ok`, an extension).
+        respawn_exit: Option<Exit>,
     },
     /// A message for the daemon's log.
     Log(String),
@@ -312,6 +365,12 @@ pub struct Instance {
     pub failed: Option<Failure>,
     /// Why, in words (`main process terminated with status 1`).
     pub failure_detail: Option<String>,
+    /// Why it stopped (a failure, or a kill after the kill timeout), until
+    /// it next starts.
+    pub why: Option<Why>,
+    /// The last exit of its main process, or of a hook whose failure
+    /// stopped it; kept until it next starts.
+    pub exited: Option<Exited>,
     /// The environment of the start (`KEY=VALUE`), for the processes.
     pub env: Vec<String>,
     /// The environment of the stop (the events that matched `stop on`, or
@@ -382,6 +441,8 @@ impl Instance {
             group: None,
             failed: None,
             failure_detail: None,
+            why: None,
+            exited: None,
             env,
             stop_env: Vec::new(),
             main_started: None,
@@ -538,7 +599,7 @@ impl Instance {
                 )));
                 match process {
                     ProcessType::PreStart | ProcessType::Main | ProcessType::PostStop => {
-                        self.fail_because(FailedProcess::Process(process), None, Some(&error));
+                        self.fail_because(FailedProcess::Process(process), None, Some(&error), now);
                         self.goal = Goal::Stop;
                         self.restart_pending = false;
                     }
@@ -648,6 +709,16 @@ impl Instance {
                                 self.label()
                             )));
                             out.push(Action::KillGroup { pgid, signal: 9 });
+                            if self.why.is_none() {
+                                let secs = self.class.kill_timeout_secs;
+                                self.why = Some(Why {
+                                    reason: Reason::KillTimeout { secs },
+                                    message: format!(
+                                        "did not stop within the kill timeout ({secs} s): killed"
+                                    ),
+                                    at: now,
+                                });
+                            }
                         }
                     }
                     (State::Spawned, Waiting::Ready) => {
@@ -658,8 +729,19 @@ impl Instance {
                             "{} main process did not send READY=1 within {t} s",
                             self.label()
                         )));
-                        self.fail_because(FailedProcess::Process(ProcessType::Main), None, None);
-                        self.failure_detail = Some(format!("main process not ready within {t} s"));
+                        self.fail_because(
+                            FailedProcess::Process(ProcessType::Main),
+                            None,
+                            None,
+                            now,
+                        );
+                        let message = format!("main process not ready within {t} s");
+                        self.failure_detail = Some(message.clone());
+                        self.why = Some(Why {
+                            reason: Reason::ReadyTimeout,
+                            message,
+                            at: now,
+                        });
                         self.goal = Goal::Stop;
                         self.waiting = Waiting::Nothing;
                         self.advance(latest, now, &mut out);
@@ -700,8 +782,8 @@ impl Instance {
         Ok(out)
     }
 
-    fn fail(&mut self, process: FailedProcess, exit: Option<Exit>) {
-        self.fail_because(process, exit, None);
+    fn fail(&mut self, process: FailedProcess, exit: Option<Exit>, now: Duration) {
+        self.fail_because(process, exit, None, now);
     }
 
     fn fail_because(
@@ -709,21 +791,45 @@ impl Instance {
         process: FailedProcess,
         exit: Option<Exit>,
         spawn_error: Option<&str>,
+        now: Duration,
     ) {
         if self.failed.is_some() {
             return;
         }
         self.failed = Some(Failure { process, exit });
         let p = process.name();
-        self.failure_detail = Some(match (process, exit, spawn_error) {
-            (FailedProcess::Respawn, ..) => "respawning too fast".to_string(),
-            (_, _, Some(e)) => format!("{p} process failed to spawn: {e}"),
-            (_, Some(Exit::Code(c)), _) => format!("{p} process terminated with status {c}"),
-            (_, Some(Exit::Signal(s)), _) => {
-                format!("{p} process killed by {} signal", signal::display(s))
+        let (reason, message) = match (process, exit, spawn_error) {
+            (FailedProcess::Respawn, ..) => {
+                let count = self.respawn_window.map_or(0, |(_, c)| c);
+                let secs = self.class.respawn_limit.interval_secs;
+                (
+                    Reason::RespawnLimit,
+                    format!("respawning too fast ({count} in {secs} s)"),
+                )
             }
-            (_, Some(Exit::Unknown), _) => format!("{p} process ended with an unknown status"),
-            (_, None, None) => format!("{p} process failed"),
+            (_, _, Some(e)) => (Reason::Spawn, format!("{p} process failed to spawn: {e}")),
+            (FailedProcess::Process(t), exit, None) => {
+                let reason = if t == ProcessType::Main {
+                    Reason::Main
+                } else {
+                    Reason::Hook
+                };
+                let message = match exit {
+                    Some(Exit::Code(c)) => format!("{p} process terminated with status {c}"),
+                    Some(Exit::Signal(s)) => {
+                        format!("{p} process killed by {} signal", signal::display(s))
+                    }
+                    Some(Exit::Unknown) => format!("{p} process ended with an unknown status"),
+                    None => format!("{p} process failed"),
+                };
+                (reason, message)
+            }
+        };
+        self.failure_detail = Some(message.clone());
+        self.why = Some(Why {
+            reason,
+            message,
+            at: now,
         });
     }
 
@@ -736,6 +842,11 @@ impl Instance {
         out: &mut Vec<Action>,
     ) {
         self.last_exit = Some(status);
+        self.exited = Some(Exited {
+            process: ProcessType::Main,
+            exit: status,
+            at: now,
+        });
         match self.state {
             State::Killed => {
                 // We killed it: not a failure. Move on once the group is gone.
@@ -768,7 +879,7 @@ impl Instance {
                     "{} respawning too fast, stopped",
                     self.label()
                 )));
-                self.fail(FailedProcess::Respawn, None);
+                self.fail(FailedProcess::Respawn, None, now);
                 self.goal = Goal::Stop;
             } else {
                 out.push(Action::Log(format!(
@@ -780,7 +891,7 @@ impl Instance {
                 self.respawn_delay = self.backoff_delay(now);
             }
         } else if failure {
-            self.fail(FailedProcess::Process(ProcessType::Main), Some(status));
+            self.fail(FailedProcess::Process(ProcessType::Main), Some(status), now);
             self.goal = Goal::Stop;
         } else {
             self.goal = Goal::Stop;
@@ -806,7 +917,12 @@ impl Instance {
         let failed = status != Exit::Code(0);
         match process {
             ProcessType::PreStart | ProcessType::PostStop if failed => {
-                self.fail(FailedProcess::Process(process), Some(status));
+                self.exited = Some(Exited {
+                    process,
+                    exit: status,
+                    at: now,
+                });
+                self.fail(FailedProcess::Process(process), Some(status), now);
                 self.goal = Goal::Stop;
                 self.restart_pending = false;
             }
@@ -973,6 +1089,7 @@ impl Instance {
                     event: JobEvent::Stopped,
                     blocking: false,
                     failure: self.failed.clone(),
+                    respawn_exit: None,
                 });
                 out.push(Action::Destroy);
                 false
@@ -982,12 +1099,14 @@ impl Instance {
                 self.generation += 1;
                 self.failed = None;
                 self.failure_detail = None;
+                self.why = None;
                 self.stop_env.clear();
                 self.from_pre_stop = false;
                 out.push(Action::Emit {
                     event: JobEvent::Starting,
                     blocking: true,
                     failure: None,
+                    respawn_exit: None,
                 });
                 self.waiting = Waiting::Event;
                 false
@@ -1015,6 +1134,7 @@ impl Instance {
                         event: JobEvent::Started,
                         blocking: false,
                         failure: None,
+                        respawn_exit: None,
                     });
                 }
                 // A task with no main process has nothing left to do.
@@ -1034,10 +1154,13 @@ impl Instance {
                 }
             }
             State::Stopping => {
+                // With goal start, the main process died and is respawned.
+                let respawn = self.goal == Goal::Start && self.failed.is_none();
                 out.push(Action::Emit {
                     event: JobEvent::Stopping,
                     blocking: true,
                     failure: self.failed.clone(),
+                    respawn_exit: if respawn { self.last_exit } else { None },
                 });
                 self.waiting = Waiting::Event;
                 false

@@ -211,7 +211,8 @@ fn a_service_without_respawn_that_fails_records_main() {
     assert!(a.contains(&Action::Emit {
         event: JobEvent::Stopped,
         blocking: false,
-        failure: fail.clone()
+        failure: fail.clone(),
+        respawn_exit: None,
     }));
 }
 

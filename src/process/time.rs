@@ -46,6 +46,13 @@ pub fn timestamp(now: SystemTime) -> String {
     )
 }
 
+/// The time since the epoch now (zero before 1970).
+pub fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Ignores SIGXFSZ in the daemon, so that a file-size limit makes a log
 /// write fail (and be counted) instead of killing the daemon. Jobs get
 /// the default back (their signals are reset before exec).

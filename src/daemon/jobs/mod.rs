@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub(super) mod saved;
+pub(in crate::daemon) mod saved;
 
 use super::Key;
 use crate::conf::{JobClass, ProcessType};
@@ -63,6 +63,9 @@ pub(super) struct JobTable {
     /// Main processes of `expect fork/daemon` jobs that exited with no
     /// child to follow yet: (pid, status, start time), decided on later.
     pub pending_exit: HashMap<Key, (i32, Exit, Option<u64>)>,
+    /// Why each instance at rest stopped, and its last exit, until it next
+    /// starts (at most [`MAX_REST_NAMED`] named instances a job).
+    pub at_rest: BTreeMap<Key, Rest>,
     /// The current problems of each job's files (shown by `status`).
     pub conf_errors: BTreeMap<String, Vec<String>>,
     /// Missing conf dirs already said (each is said again only when
@@ -78,6 +81,19 @@ pub(super) struct JobTable {
     /// `-v`: log every goal and state change.
     pub verbose: bool,
 }
+
+/// What the table keeps of an instance at rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Rest {
+    pub why: Option<job::Why>,
+    pub exited: Option<job::Exited>,
+    pub respawns: u64,
+}
+
+/// The most at-rest records a job keeps for named instances (instance
+/// names come from events and commands: without a bound, a stream of new
+/// names would grow the table without end). The oldest go first.
+pub(super) const MAX_REST_NAMED: usize = 32;
 
 /// What spawning one process of an instance takes from the table: its
 /// definition, its environment (reference 6.3), its label and log name.
@@ -142,6 +158,25 @@ impl JobTable {
             verbose,
             ..JobTable::default()
         }
+    }
+
+    /// With the at-rest records a dead predecessor left (`host.recovered`,
+    /// times since the epoch; `now`: the reactor's clock).
+    pub fn with_rest(mut self, host: &super::setup::Host, now: Duration) -> JobTable {
+        let since_epoch = crate::process::time::since_epoch();
+        let rest = saved::shift_rest(&host.recovered, &|t| {
+            now.saturating_sub(since_epoch.saturating_sub(t))
+        });
+        self.at_rest = saved::rebuild_rest(&rest).unwrap_or_default();
+        self
+    }
+
+    /// The at-rest records for the state file, times since the epoch.
+    pub fn rest_since_epoch(&self, now: Duration) -> Vec<saved::SavedRest> {
+        let since_epoch = crate::process::time::since_epoch();
+        saved::shift_rest(&saved::save_rest(self), &|t| {
+            since_epoch.saturating_sub(now.saturating_sub(t))
+        })
     }
 
     /// The definition in force for an instance's job (a running instance
@@ -292,6 +327,7 @@ impl JobTable {
                 event,
                 blocking,
                 failure,
+                respawn_exit,
             } => {
                 if event == JobEvent::Started {
                     self.running_seq += 1;
@@ -299,7 +335,8 @@ impl JobTable {
                 }
                 if let Some(inst) = self.instances.get(key) {
                     let job_env = job::env::for_process(inst, None, &self.env_base);
-                    let env = job_event_env(inst, event, failure.as_ref(), &job_env);
+                    let why = (failure.as_ref(), respawn_exit);
+                    let env = job_event_env(inst, event, why, &job_env);
                     out.effects.push(Effect::Emit {
                         name: event.name(),
                         env,
@@ -312,6 +349,8 @@ impl JobTable {
                 self.running_order.remove(key);
                 self.pending_exit.remove(key);
                 if let Some(inst) = self.instances.remove(key) {
+                    self.keep_rest(key, &inst);
+                    self.dirty = true;
                     out.effects.push(Effect::Destroyed(Box::new(inst)));
                 }
             }
@@ -324,9 +363,37 @@ impl JobTable {
         self.dirty = true;
     }
 
-    /// Registers a new instance.
+    /// Registers a new instance: what was kept of the last one goes.
     pub fn add_instance(&mut self, key: Key, inst: Instance) {
+        self.dirty |= self.at_rest.remove(&key).is_some();
         self.instances.insert(key, inst);
+    }
+
+    /// Keeps why an instance that reached rest stopped, and its last exit.
+    fn keep_rest(&mut self, key: &Key, inst: &Instance) {
+        if inst.why.is_none() && inst.exited.is_none() {
+            return;
+        }
+        let rest = Rest {
+            why: inst.why.clone(),
+            exited: inst.exited,
+            respawns: inst.respawns,
+        };
+        self.at_rest.insert(key.clone(), rest);
+        if key.1.is_empty() {
+            return;
+        }
+        let named: Vec<(std::time::Duration, Key)> = self
+            .at_rest
+            .iter()
+            .filter(|(k, _)| k.0 == key.0 && !k.1.is_empty())
+            .map(|(k, r)| (r.latest(), k.clone()))
+            .collect();
+        if named.len() > MAX_REST_NAMED {
+            if let Some((_, oldest)) = named.iter().min() {
+                self.at_rest.remove(oldest);
+            }
+        }
     }
 
     /// Whether nothing of a job's main process is left: its process group
@@ -593,6 +660,8 @@ impl JobTable {
             self.classes.remove(name);
             self.files.remove(name);
         }
+        let classes = &self.classes;
+        self.at_rest.retain(|k, _| classes.contains_key(&k.0));
         r
     }
 
@@ -689,6 +758,15 @@ impl JobTable {
     }
 }
 
+impl Rest {
+    /// When it last changed (its exit or its failure).
+    pub fn latest(&self) -> std::time::Duration {
+        let why = self.why.as_ref().map(|w| w.at);
+        let exit = self.exited.map(|e| e.at);
+        why.max(exit).unwrap_or_default()
+    }
+}
+
 /// A definition replaced: (the one that was in force, the new one).
 pub(super) type Change = (Option<Rc<JobClass>>, Rc<JobClass>);
 
@@ -720,7 +798,7 @@ pub(super) fn class_vars(class: &JobClass) -> Vec<String> {
 pub(super) fn job_event_env(
     inst: &Instance,
     event: JobEvent,
-    failure: Option<&Failure>,
+    (failure, respawn_exit): (Option<&Failure>, Option<Exit>),
     job_env: &[(String, String)],
 ) -> Vec<String> {
     let mut env = vec![
@@ -729,6 +807,13 @@ pub(super) fn job_event_env(
     ];
     if matches!(event, JobEvent::Stopping | JobEvent::Stopped) {
         match failure {
+            // A respawn: `RESULT=ok` as in Upstart, and how the main
+            // process ended (an extension), so a job can tell a crash.
+            None if respawn_exit.is_some() => {
+                env.push("RESULT=ok".into());
+                env.push("PROCESS=main".into());
+                env.extend(respawn_exit.and_then(Exit::event_var));
+            }
             None => env.push("RESULT=ok".into()),
             Some(f) => {
                 env.push("RESULT=failed".into());
@@ -770,6 +855,9 @@ pub(super) struct Saved {
     pub pending_exit: Vec<(Key, i32, saved::SavedExit, Option<u64>)>,
     pub running_order: Vec<(Key, u64)>,
     pub running_seq: u64,
+    /// Why instances at rest stopped (absent before this record existed).
+    #[serde(default)]
+    pub at_rest: Vec<saved::SavedRest>,
 }
 
 /// A live job process: whose, and its (start time, group) once known.

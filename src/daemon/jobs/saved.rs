@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{JobTable, Saved, SavedPid};
+use super::{JobTable, Rest, Saved, SavedPid};
 use crate::conf::{JobClass, ProcessType};
 use crate::daemon::Key;
-use crate::job::{Exit, FailedProcess, Failure, Goal, Instance, Internals, State, Waiting};
+use crate::job::{
+    Exit, Exited, FailedProcess, Failure, Goal, Instance, Internals, Reason, State, Waiting, Why,
+};
 
 #[derive(Serialize, Deserialize)]
 pub(in crate::daemon) struct SavedInstance {
@@ -40,6 +42,135 @@ pub(in crate::daemon) struct SavedInstance {
     from_pre_stop: bool,
     /// What the instance's `stop on` holds (the event bus's state).
     pub stop_matcher: Option<Vec<Option<u64>>>,
+    #[serde(default)]
+    why: Option<SavedWhy>,
+    #[serde(default)]
+    exited: Option<SavedExited>,
+}
+
+/// Why an instance stopped ([`job::Why`](crate::job::Why)).
+#[derive(Serialize, Deserialize, Clone)]
+pub(in crate::daemon) struct SavedWhy {
+    reason: String,
+    /// The kill timeout, for `kill-timeout`.
+    #[serde(default)]
+    secs: u32,
+    message: String,
+    at: Duration,
+}
+
+/// A process exit ([`job::Exited`](crate::job::Exited)).
+#[derive(Serialize, Deserialize, Clone)]
+pub(in crate::daemon) struct SavedExited {
+    process: String,
+    exit: SavedExit,
+    at: Duration,
+}
+
+/// What the table keeps of an instance at rest.
+#[derive(Serialize, Deserialize)]
+pub(in crate::daemon) struct SavedRest {
+    key: Key,
+    why: Option<SavedWhy>,
+    exited: Option<SavedExited>,
+    respawns: u64,
+}
+
+impl From<&Why> for SavedWhy {
+    fn from(w: &Why) -> SavedWhy {
+        let secs = match w.reason {
+            Reason::KillTimeout { secs } => secs,
+            _ => 0,
+        };
+        SavedWhy {
+            reason: w.reason.name().to_string(),
+            secs,
+            message: w.message.clone(),
+            at: w.at,
+        }
+    }
+}
+
+impl SavedWhy {
+    fn restore(&self) -> Result<Why, String> {
+        let reason = match self.reason.as_str() {
+            "spawn" => Reason::Spawn,
+            "respawn-limit" => Reason::RespawnLimit,
+            "main" => Reason::Main,
+            "hook" => Reason::Hook,
+            "ready-timeout" => Reason::ReadyTimeout,
+            "kill-timeout" => Reason::KillTimeout { secs: self.secs },
+            other => return Err(format!("unknown reason {other:?}")),
+        };
+        Ok(Why {
+            reason,
+            message: self.message.clone(),
+            at: self.at,
+        })
+    }
+}
+
+impl From<Exited> for SavedExited {
+    fn from(e: Exited) -> SavedExited {
+        SavedExited {
+            process: e.process.name().to_string(),
+            exit: e.exit.into(),
+            at: e.at,
+        }
+    }
+}
+
+impl SavedExited {
+    fn restore(&self) -> Result<Exited, String> {
+        Ok(Exited {
+            process: process_type(&self.process)?,
+            exit: self.exit.into(),
+            at: self.at,
+        })
+    }
+}
+
+/// The at-rest records in the re-exec format.
+pub(in crate::daemon) fn save_rest(t: &JobTable) -> Vec<SavedRest> {
+    t.at_rest
+        .iter()
+        .map(|(key, r)| SavedRest {
+            key: key.clone(),
+            why: r.why.as_ref().map(SavedWhy::from),
+            exited: r.exited.map(SavedExited::from),
+            respawns: r.respawns,
+        })
+        .collect()
+}
+
+/// The records with every time mapped through `f` (between the reactor's
+/// clock and time since the epoch, for the state file).
+pub(in crate::daemon) fn shift_rest(
+    rest: &[SavedRest],
+    f: &dyn Fn(Duration) -> Duration,
+) -> Vec<SavedRest> {
+    rest.iter()
+        .map(|r| SavedRest {
+            key: r.key.clone(),
+            why: r.why.clone().map(|w| SavedWhy { at: f(w.at), ..w }),
+            exited: r.exited.clone().map(|e| SavedExited { at: f(e.at), ..e }),
+            respawns: r.respawns,
+        })
+        .collect()
+}
+
+/// The at-rest records of a saved table.
+pub(in crate::daemon) fn rebuild_rest(saved: &[SavedRest]) -> Result<BTreeMap<Key, Rest>, String> {
+    let mut out = BTreeMap::new();
+    for r in saved {
+        let rest = Rest {
+            why: r.why.as_ref().map(SavedWhy::restore).transpose()?,
+            exited: r.exited.as_ref().map(SavedExited::restore).transpose()?,
+            respawns: r.respawns,
+        };
+        out.insert(r.key.clone(), rest);
+    }
+    Ok(out)
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -215,6 +346,8 @@ pub(in crate::daemon) fn save(
                 restart_pending: int.restart_pending,
                 from_pre_stop: int.from_pre_stop,
                 stop_matcher: held(key),
+                why: i.why.as_ref().map(SavedWhy::from),
+                exited: i.exited.map(SavedExited::from),
             }
         })
         .collect();
@@ -242,6 +375,7 @@ pub(in crate::daemon) fn save(
             .map(|(k, &s)| (k.clone(), s))
             .collect(),
         running_seq: t.running_seq(),
+        at_rest: save_rest(t),
     }
 }
 
@@ -290,6 +424,8 @@ pub(in crate::daemon) fn rebuild(s: &Saved) -> Result<Rebuilt, String> {
             }),
         };
         i.failure_detail = s.failure_detail.clone();
+        i.why = s.why.as_ref().map(SavedWhy::restore).transpose()?;
+        i.exited = s.exited.as_ref().map(SavedExited::restore).transpose()?;
         i.stop_env = s.stop_env.clone();
         i.main_started = s.main_started;
         i.last_exit = s.last_exit.map(Exit::from);
@@ -323,6 +459,7 @@ impl JobTable {
         for (key, pid, exit, start) in s.pending_exit {
             self.pending_exit.insert(key, (pid, exit.into(), start));
         }
+        self.at_rest = rebuild_rest(&s.at_rest)?;
         self.running_order = s.running_order.into_iter().collect();
         self.set_running_seq(s.running_seq);
         Ok(())
