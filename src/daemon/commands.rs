@@ -288,12 +288,7 @@ impl Daemon {
                 all.push(self.at_rest(name));
             }
             // Named instances at rest that failed, as remembered.
-            for key in self
-                .jobs
-                .at_rest
-                .keys()
-                .filter(|k| &k.0 == name && !k.1.is_empty())
-            {
+            for (key, _) in self.jobs.named_rest(name) {
                 let st = self.jobs.rest_status(key, now);
                 if st.failure.is_some() && !self.jobs.instances.contains_key(key) {
                     all.push(st);

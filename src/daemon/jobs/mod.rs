@@ -369,6 +369,15 @@ impl JobTable {
         self.instances.insert(key, inst);
     }
 
+    /// The at-rest records of a job's named instances, by a range of the
+    /// sorted map (never a walk over every job's).
+    pub fn named_rest<'a>(&'a self, job: &'a str) -> impl Iterator<Item = (&'a Key, &'a Rest)> {
+        self.at_rest
+            .range((job.to_string(), String::new())..)
+            .take_while(move |(k, _)| k.0 == job)
+            .filter(|(k, _)| !k.1.is_empty())
+    }
+
     /// Keeps why an instance that reached rest stopped, and its last exit.
     fn keep_rest(&mut self, key: &Key, inst: &Instance) {
         if inst.why.is_none() && inst.exited.is_none() {
@@ -384,9 +393,7 @@ impl JobTable {
             return;
         }
         let named: Vec<(std::time::Duration, Key)> = self
-            .at_rest
-            .iter()
-            .filter(|(k, _)| k.0 == key.0 && !k.1.is_empty())
+            .named_rest(&key.0)
             .map(|(k, r)| (r.latest(), k.clone()))
             .collect();
         if named.len() > MAX_REST_NAMED {
