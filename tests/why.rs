@@ -231,3 +231,29 @@ fn the_readmes_crash_alert_recipe_mails_every_crash_and_the_limit() {
     let after = std::fs::read_to_string(d.dir.path().join("mailed")).unwrap();
     assert_eq!(after.lines().count(), 6, "{after}");
 }
+
+#[test]
+fn named_instances_keep_why_they_failed_up_to_a_bound() {
+    let d = Daemon::with_jobs(&[("inst", "instance $N\nexec sh -c 'exit 2'\n")]);
+    for n in 0..34 {
+        let _ = d.ctl(&["start", "inst", &format!("N={n}")]);
+    }
+    let failed = |t: &str| {
+        t.matches("\tfailed: main process terminated with status 2")
+            .count()
+    };
+    let list = d.wait_list("32 failed instances", |t| {
+        failed(t) == 32 && t.contains("inst (33) ")
+    });
+    let line = d.ok(&["status", "inst", "N=33"]);
+    assert!(
+        line.starts_with(
+            "inst (33) stop/waiting\n\tfailed: main process terminated with status 2 at "
+        ),
+        "{line}"
+    );
+    assert!(!list.contains("inst (0) "), "{list}");
+    assert!(d
+        .fails(&["status", "inst", "N=0"])
+        .contains("Unknown instance: 0"));
+}
