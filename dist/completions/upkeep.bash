@@ -53,7 +53,7 @@ _upkeep() {
             opts="--json --quiet -q --socket --help" paths="--socket" values="" jobs=1
             ;;
         list)
-            opts="--json --quiet -q --socket --help" paths="--socket" values="" jobs=
+            opts="--json --costs --quiet -q --socket --help" paths="--socket" values="" jobs=
             ;;
         emit)
             opts="--no-wait -n --quiet -q --socket --help" paths="--socket" values="" jobs=

@@ -29,7 +29,9 @@ pub(super) fn run(call: &Call) -> i32 {
                 return prog.usage_error(format!("{command} takes no arguments"));
             }
             match command {
-                "list" => Command::List,
+                "list" => Command::List {
+                    costs: flag("costs"),
+                },
                 "reopen-logs" => Command::ReopenLogs,
                 "re-exec" => Command::ReExec,
                 _ => Command::ReloadConfiguration,
@@ -74,7 +76,12 @@ pub(super) fn run(call: &Call) -> i32 {
                     wait,
                 },
                 "reload" => Command::Reload { job, env, instance },
-                _ => Command::Status { job, env, instance },
+                _ => Command::Status {
+                    job,
+                    env,
+                    instance,
+                    costs: json,
+                },
             }
         }
     };

@@ -200,7 +200,16 @@ pub const COMMANDS: &[CommandInfo] = &[
         name: "list",
         args: NONE,
         summary: "show every job",
-        options: &[JSON, QUIET, SOCKET],
+        options: &[
+            JSON,
+            flag(
+                "costs",
+                None,
+                "with --json: what each instance costs now (processes, CPU, memory, descriptors, log bytes), read from /proc",
+            ),
+            QUIET,
+            SOCKET,
+        ],
         run: job_cmds::run,
     },
     CommandInfo {

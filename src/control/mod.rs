@@ -12,7 +12,8 @@
 //!   answers that the command is unknown); log-open, answered with the log
 //!   file's descriptor passed along (SCM_RIGHTS), which replaced log-path
 //!   (clients never open a log file by its path). Commands are named,
-//!   never numbered.
+//!   never numbered. `costs` on status and list (older daemons ignore it
+//!   and answer without costs).
 
 pub mod client;
 
@@ -81,8 +82,16 @@ pub enum Command {
         instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
+        /// With what the instance costs (read from /proc now).
+        #[serde(default, skip_serializing_if = "is_false")]
+        costs: bool,
     },
-    List,
+    List {
+        /// With what each instance costs (read from /proc now): a plain
+        /// list stays cheap at 10,000 jobs.
+        #[serde(default, skip_serializing_if = "is_false")]
+        costs: bool,
+    },
     Emit {
         event: String,
         #[serde(default)]
@@ -110,6 +119,10 @@ pub enum Command {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -406,7 +419,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::Status { env, .. }
         | Command::Emit { env, .. }
         | Command::LogOpen { env, .. } => env.as_slice(),
-        Command::List
+        Command::List { .. }
         | Command::ReloadConfiguration
         | Command::ReopenLogs
         | Command::ReExec

@@ -39,7 +39,10 @@ fn label(job: &str, instance: &str) -> String {
 fn refusal(cmd: &Command) -> Option<String> {
     let job = |j: &str| format!("You do not have permission to modify job: {j}");
     match cmd {
-        Command::List | Command::Status { .. } | Command::LogOpen { .. } | Command::Version => None,
+        Command::List { .. }
+        | Command::Status { .. }
+        | Command::LogOpen { .. }
+        | Command::Version => None,
         Command::Start { job: j, .. }
         | Command::Stop { job: j, .. }
         | Command::Restart { job: j, .. }
@@ -122,31 +125,40 @@ impl Daemon {
             return err("The daemon is shutting down");
         }
         match cmd {
-            Command::List => Some(Response::Ok {
-                instances: self.list(),
-                broken: self.jobs.broken_files(),
-            }),
-            Command::Status { job, env, instance } => {
+            Command::List { costs } => {
+                let mut instances = self.list();
+                if costs {
+                    self.add_costs(&mut instances);
+                }
+                Some(Response::Ok {
+                    instances,
+                    broken: self.jobs.broken_files(),
+                })
+            }
+            Command::Status {
+                job,
+                env,
+                instance,
+                costs,
+            } => {
                 let (class, name) = match self.jobs.find(&job, &env, instance.as_deref()) {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
-                match self.jobs.instances.get(&(job.clone(), name.clone())) {
-                    Some(inst) => Some(Response::ok(vec![self
-                        .jobs
-                        .status_of(inst, self.reactor.now())])),
-                    None if class.instance.is_empty() || name.is_empty() => {
-                        Some(Response::ok(vec![self.at_rest(&job)]))
-                    }
+                let key = (job.clone(), name.clone());
+                let mut st = match self.jobs.instances.get(&key) {
+                    Some(inst) => self.jobs.status_of(inst, self.reactor.now()),
+                    None if class.instance.is_empty() || name.is_empty() => self.at_rest(&job),
                     // A named instance at rest that is remembered.
-                    None if self.jobs.at_rest.contains_key(&(job.clone(), name.clone())) => {
-                        let key = (job, name);
-                        Some(Response::ok(vec![self
-                            .jobs
-                            .rest_status(&key, self.reactor.now())]))
+                    None if self.jobs.at_rest.contains_key(&key) => {
+                        self.jobs.rest_status(&key, self.reactor.now())
                     }
-                    None => err(format!("Unknown instance: {name}")),
+                    None => return err(format!("Unknown instance: {name}")),
+                };
+                if costs {
+                    self.add_costs(std::slice::from_mut(&mut st));
                 }
+                Some(Response::ok(vec![st]))
             }
             Command::Start {
                 job,

@@ -9,15 +9,15 @@
 //! * `clients`: control clients and who waits for what;
 //! * `output`: job output, log files, the compressors, the daemon's log;
 //! * `notify`: `expect notify` sockets and main processes by pidfd;
-//! * `shutdown`: the orderly stop; `state`: the state file;
-//!   `watch`: inotify on the conf dirs.
+//! * `shutdown`: the orderly stop; `state`: the state file; `watch`: inotify.
 //!
-//! What each command does is in `commands.rs`; `re-exec` in `reexec.rs`.
-//! It never sleeps and never polls: with nothing to do it waits in
-//! `epoll_wait` with no timeout (or until the nearest timer).
+//! Commands are in `commands.rs` (costs in `costs.rs`), `re-exec` in
+//! `reexec.rs`. It never sleeps and never polls: with nothing to do it
+//! waits in `epoll_wait` with no timeout (or until the nearest timer).
 
 mod clients;
 mod commands;
+mod costs;
 mod events;
 mod jobs;
 mod notify;
@@ -217,10 +217,10 @@ impl Daemon {
             Some((key, Input::StoppedItself { pid }))
         });
         self.feed(ready.collect::<Vec<_>>());
-        for (pid, status) in exits {
-            if !self.output.compression_finished(pid, &self.dlog) {
+        for e in exits {
+            if !self.output.compression_finished(e.pid, &self.dlog) {
                 let helper = |p: i32| self.output.is_compressor(p);
-                let inputs = self.jobs.reaped(pid, status, &mut self.sys, &helper);
+                let inputs = self.jobs.reaped(e, &mut self.sys, &helper);
                 self.feed(inputs);
             }
         }

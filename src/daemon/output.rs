@@ -417,6 +417,12 @@ impl Output {
 
     /// A job's log opened for reading (`log-open`), through the log dir's
     /// descriptor and its checks.
+    /// (bytes written, bytes dropped) of a log since the daemon started
+    /// (carried across re-exec).
+    pub fn totals(&self, name: &str) -> (u64, u64) {
+        self.logs.get(name).map_or((0, 0), |l| (l.written, l.lost))
+    }
+
     pub fn open_for_reading(&self, name: &str) -> io::Result<File> {
         self.dir.borrow_mut().open_read(name)
     }
@@ -455,6 +461,8 @@ impl Output {
                     why_dropped: l.why_dropped().map(str::to_string),
                     compressing: l.compressing,
                     rotate_due: l.rotate_due(),
+                    written: l.written,
+                    lost: l.lost,
                 })
                 .collect(),
         }
@@ -477,18 +485,17 @@ impl Output {
                 daily: l.daily,
                 compress: l.compress,
             };
-            self.logs.insert(
+            let mut log = LogFile::carried(
+                self.dir.clone(),
                 l.name.clone(),
-                LogFile::carried(
-                    self.dir.clone(),
-                    l.name,
-                    policy,
-                    l.dropped,
-                    l.why_dropped,
-                    l.compressing,
-                    l.rotate_due,
-                ),
+                policy,
+                l.dropped,
+                l.why_dropped,
+                l.compressing,
+                l.rotate_due,
             );
+            (log.written, log.lost) = (l.written, l.lost);
+            self.logs.insert(l.name, log);
         }
         for r in s.readers {
             let file = File::from(adopt(r.fd)?);
@@ -571,4 +578,9 @@ struct SavedLog {
     why_dropped: Option<String>,
     compressing: bool,
     rotate_due: bool,
+    /// The log totals of the costs (absent from what older daemons wrote).
+    #[serde(default)]
+    written: u64,
+    #[serde(default)]
+    lost: u64,
 }

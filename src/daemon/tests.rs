@@ -20,6 +20,16 @@ use crate::control::Response;
 use crate::job::{self, Exit, Goal, Input, Instance, State};
 use crate::process::sys::Sys;
 use crate::process::tree::Orphan;
+use crate::process::Ended;
+
+/// A reap with no CPU time used.
+fn ended(pid: i32, exit: Exit) -> Ended {
+    Ended {
+        pid,
+        exit,
+        cpu: Duration::ZERO,
+    }
+}
 
 type Alive = Rc<RefCell<BTreeMap<i32, (i32, u64)>>>;
 
@@ -269,7 +279,10 @@ impl World {
         let key = Self::key(job);
         let pid = self.jobs.instances[&key].pid(p).expect("a live process");
         self.sys.alive.borrow_mut().remove(&pid);
-        for (k, input) in self.jobs.reaped(pid, status, &mut self.sys, &|_| false) {
+        for (k, input) in self
+            .jobs
+            .reaped(ended(pid, status), &mut self.sys, &|_| false)
+        {
             let _ = self.drive(&k, input);
         }
         for (k, input) in self.jobs.after_reap(&mut self.sys, &|_| false) {
@@ -664,7 +677,9 @@ fn the_daemons_own_helpers_are_never_taken_for_a_forked_child() {
         start: u64::MAX,
     });
     let helper = |p: i32| p == 777;
-    let inputs = w.jobs.reaped(pid, Exit::Code(0), &mut w.sys, &helper);
+    let inputs = w
+        .jobs
+        .reaped(ended(pid, Exit::Code(0)), &mut w.sys, &helper);
     assert!(inputs.is_empty(), "the compressor is not followed");
     assert!(w.jobs.pending_exit.contains_key(&World::key("d")));
 }

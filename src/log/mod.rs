@@ -119,6 +119,10 @@ pub struct LogFile {
     at_line_end: bool,
     dropped: u64,
     why_dropped: Option<String>,
+    /// Bytes of output written to the file, in all (for the job's costs).
+    pub written: u64,
+    /// Bytes of output dropped, in all (reported or not).
+    pub lost: u64,
     pub policy: Policy,
     /// A compression of this log's `.2` is running.
     pub compressing: bool,
@@ -140,6 +144,8 @@ impl LogFile {
             at_line_end: true,
             dropped: 0,
             why_dropped: None,
+            written: 0,
+            lost: 0,
             policy,
             compressing: false,
             rotate_due: false,
@@ -289,6 +295,7 @@ impl LogFile {
             self.dropped = 0;
             if let Err(e) = self.raw_write(line.as_bytes()) {
                 self.dropped += data.len() as u64;
+                self.lost += data.len() as u64;
                 self.why_dropped = Some(crate::process::io_text(&e));
                 self.file = None;
                 return;
@@ -298,6 +305,7 @@ impl LogFile {
             self.drop_bytes(data.len(), &e);
             self.file = None;
         } else {
+            self.written += data.len() as u64;
             self.last_error = None;
         }
     }
@@ -317,6 +325,7 @@ impl LogFile {
 
     fn drop_bytes(&mut self, n: usize, e: &io::Error) {
         self.dropped += n as u64;
+        self.lost += n as u64;
         let msg = crate::process::io_text(e);
         self.why_dropped = Some(msg.clone());
         if self.last_error.is_none() {

@@ -4,13 +4,15 @@
 //! * [`spawn`]: a job's process, set up as the job file says (with the
 //!   vfork fast path in `fast_spawn`);
 //! * [`reap_and_stops`]: collecting every child that ended or stopped
-//!   (`waitpid(-1)`);
+//!   (`wait4(-1)`, with the CPU time it used);
 //! * [`sys`]: the seam, the trait the daemon's parts make system calls
 //!   through (a fake stands in for it in their tests);
 //! * [`handover`]: the descriptors and the exec of `re-exec`;
 //! * [`capture`]: where job output goes (a pseudo-terminal or a pipe);
 //! * [`tree`]: finding a job's re-parented processes in /proc, for
 //!   `expect fork` and `expect daemon`;
+//! * [`usage`]: what a job's processes use now (CPU, memory, descriptors),
+//!   from /proc, on request;
 //! * [`time`]: local time, for daily rotation and the log's time stamps;
 //! * signalling process groups ([`kill_group`]), checking whether one is
 //!   empty ([`group_is_empty`]), pidfds, descriptor passing and the gzip
@@ -24,10 +26,11 @@ pub mod spawn;
 pub mod sys;
 pub mod time;
 pub mod tree;
+pub mod usage;
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
 use crate::job::Exit;
@@ -49,28 +52,59 @@ pub fn uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
 
+/// A child that ended: its pid, how, and the CPU time it used (user +
+/// system, with that of the children it waited for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    pub pid: i32,
+    pub exit: Exit,
+    pub cpu: std::time::Duration,
+}
+
 /// Every child that has ended, and (for `expect stop`) every child that
 /// stopped itself with a signal since the last call, without blocking.
-pub fn reap_and_stops() -> (Vec<(i32, Exit)>, Vec<i32>) {
+pub fn reap_and_stops() -> (Vec<Ended>, Vec<i32>) {
     let mut out = Vec::new();
     let mut stopped = Vec::new();
     loop {
-        match waitpid(
-            Pid::from_raw(-1),
-            Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
-        ) {
-            Ok(WaitStatus::Stopped(pid, _)) => stopped.push(pid.as_raw()),
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), Exit::Code(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                out.push((pid.as_raw(), Exit::Signal(sig as i32)))
+        let mut raw: libc::c_int = 0;
+        // SAFETY: rusage is a C struct of plain integers, for which all
+        // zero bytes is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: wait4(2) writes only to the two out-pointers, which point
+        // to live locals of the right types for the whole call.
+        let pid = unsafe { libc::wait4(-1, &mut raw, libc::WNOHANG | libc::WUNTRACED, &mut usage) };
+        if pid == 0 {
+            break; // children, none ended
+        }
+        if pid < 0 {
+            match Errno::last() {
+                Errno::EINTR => continue,
+                _ => break, // ECHILD: no child at all
             }
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-            Ok(_) => continue, // continued: not an end
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
+        }
+        let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+        match WaitStatus::from_raw(Pid::from_raw(pid), raw) {
+            Ok(WaitStatus::Stopped(pid, _)) => stopped.push(pid.as_raw()),
+            Ok(WaitStatus::Exited(pid, code)) => out.push(Ended {
+                pid: pid.as_raw(),
+                exit: Exit::Code(code),
+                cpu,
+            }),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => out.push(Ended {
+                pid: pid.as_raw(),
+                exit: Exit::Signal(sig as i32),
+                cpu,
+            }),
+            _ => continue, // continued: not an end
         }
     }
     (out, stopped)
+}
+
+fn timeval(t: libc::timeval) -> std::time::Duration {
+    std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+        + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 /// An errno in the words Upstart used for it: glibc's `strerror` text

@@ -43,31 +43,36 @@ fn stat(pid: i32) -> Option<(i32, i32, i32, u64)> {
 /// runs on the machine); where the kernel lacks that file, every process
 /// in /proc is a candidate, and the callers check the parent.
 fn unknown_children(parent: i32, known: &dyn Fn(i32) -> bool) -> Vec<i32> {
-    let listed = fs::read_dir(format!("/proc/{parent}/task"))
-        .ok()
-        .and_then(|tasks| {
-            let mut pids = Vec::new();
-            for t in tasks.flatten() {
-                let text = fs::read_to_string(t.path().join("children")).ok()?;
-                pids.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-            Some(pids)
-        });
-    let all = || {
-        fs::read_dir("/proc")
-            .map(|dir| {
-                dir.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut pids: Vec<i32> = listed.unwrap_or_else(all);
+    let mut pids: Vec<i32> = children_of(parent).unwrap_or_else(all_pids);
     pids.retain(|&p| !known(p));
     pids
+}
+
+/// The children of `pid`, from `/proc/PID/task/*/children` (a few reads,
+/// whatever runs on the machine); `None` where the kernel lacks that file
+/// (or the process is gone).
+pub fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut pids = Vec::new();
+    for t in tasks.flatten() {
+        let text = fs::read_to_string(t.path().join("children")).ok()?;
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    Some(pids)
+}
+
+/// Every pid in /proc.
+pub fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn environ_has(pid: i32, wanted: &[String]) -> bool {
@@ -77,7 +82,7 @@ fn environ_has(pid: i32, wanted: &[String]) -> bool {
     has_all(&env, wanted)
 }
 
-fn has_all(env: &[u8], wanted: &[String]) -> bool {
+pub(super) fn has_all(env: &[u8], wanted: &[String]) -> bool {
     wanted
         .iter()
         .all(|w| env.split(|&b| b == 0).any(|e| e == w.as_bytes()))

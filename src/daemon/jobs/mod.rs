@@ -19,6 +19,7 @@ use crate::confdir::{self, JobFiles};
 use crate::event::expand;
 use crate::job::{self, Action, Exit, Failure, Input, Instance, JobEvent, Refusal};
 use crate::process::sys::Sys;
+use crate::process::Ended;
 
 /// What a step asks of the other parts, in order.
 #[derive(Debug)]
@@ -71,6 +72,9 @@ pub(super) struct JobTable {
     /// Missing conf dirs already said (each is said again only when
     /// where it is awaited changes).
     missing_said: Vec<confdir::Missing>,
+    /// CPU time of each instance's processes the daemon reaped (with what
+    /// they reaped), for its costs; gone with the instance.
+    pub cpu_reaped: HashMap<Key, Duration>,
     /// In which order instances reached running (a shutdown goes back).
     pub running_order: HashMap<Key, u64>,
     running_seq: u64,
@@ -348,6 +352,7 @@ impl JobTable {
             Action::Destroy => {
                 self.running_order.remove(key);
                 self.pending_exit.remove(key);
+                self.cpu_reaped.remove(key);
                 if let Some(inst) = self.instances.remove(key) {
                     self.keep_rest(key, &inst);
                     self.dirty = true;
@@ -423,19 +428,25 @@ impl JobTable {
     }
 
     /// A child that ended: the inputs it means (none for an orphan we only
-    /// reaped). `helper` tells the daemon's own helpers (never a job's).
+    /// reaped); the CPU time it used counts to its instance. `helper` tells the daemon's own helpers (never a job's).
     pub fn reaped(
         &mut self,
-        pid: i32,
-        status: Exit,
+        ended: Ended,
         sys: &mut dyn Sys,
         helper: &dyn Fn(i32) -> bool,
     ) -> Vec<(Key, Input)> {
+        let Ended {
+            pid,
+            exit: status,
+            cpu,
+        } = ended;
         self.dirty |= self.pids.contains_key(&pid);
         let exited_start = self.identity.get(&pid).map(|&(start, _)| start);
         let Some(key) = self.pids.remove(&pid) else {
             return Vec::new(); // an orphan we adopted as subreaper
         };
+        // What it used counts to its instance's costs.
+        *self.cpu_reaped.entry(key.clone()).or_default() += cpu;
         let inst = self.instances.get(&key);
         let is_main = inst.is_some_and(|i| i.pid(ProcessType::Main) == Some(pid));
         // A daemonizing program: follow its re-parented child.
@@ -865,6 +876,10 @@ pub(super) struct Saved {
     /// Why instances at rest stopped (absent before this record existed).
     #[serde(default)]
     pub at_rest: Vec<saved::SavedRest>,
+    /// The CPU time of each instance's reaped processes (absent before
+    /// costs existed).
+    #[serde(default)]
+    pub cpu_reaped: Vec<(Key, Duration)>,
 }
 
 /// A live job process: whose, and its (start time, group) once known.

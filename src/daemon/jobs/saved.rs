@@ -376,6 +376,7 @@ pub(in crate::daemon) fn save(
             .collect(),
         running_seq: t.running_seq(),
         at_rest: save_rest(t),
+        cpu_reaped: t.cpu_reaped.iter().map(|(k, &c)| (k.clone(), c)).collect(),
     }
 }
 
@@ -460,6 +461,7 @@ impl JobTable {
             self.pending_exit.insert(key, (pid, exit.into(), start));
         }
         self.at_rest = rebuild_rest(&s.at_rest)?;
+        self.cpu_reaped = s.cpu_reaped.into_iter().collect();
         self.running_order = s.running_order.into_iter().collect();
         self.set_running_seq(s.running_seq);
         Ok(())
