@@ -186,3 +186,109 @@ fn list_carries_costs_only_when_asked() {
     assert!(s["costs"].is_object(), "{s}");
     d.assert_canary();
 }
+
+/// A busy job and a fat one.
+fn busy_and_fat() -> Daemon {
+    let d = Daemon::builder()
+        .job("busy", "exec perl -e '1 while 1'\n")
+        .job(
+            "fat",
+            "exec perl -e '$x = \"a\" x (64 << 20); $| = 1; print \"ready\\n\"; sleep 1000'\n",
+        )
+        .job("resting", "exec sleep 1000\n")
+        .canary()
+        .start();
+    d.ok(&["start", "busy"]);
+    d.ok(&["start", "fat"]);
+    d.wait_log_file("fat.log", "ready");
+    d.wait_status(&["busy"], "a tenth of a CPU second", |s| {
+        s["costs"]["cpu_seconds"].as_f64().unwrap() >= 0.1
+    });
+    d
+}
+
+/// The job names of `top`'s table, in order.
+fn top_jobs(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn top_prints_a_plain_table_heaviest_first_when_not_on_a_terminal() {
+    let mut d = busy_and_fat();
+    let by_cpu = d.ok(&["top"]);
+    assert!(by_cpu.starts_with("upkeep top: "), "{by_cpu}");
+    assert!(!by_cpu.contains('\x1b'), "a plain table: {by_cpu:?}");
+    let header = by_cpu.lines().nth(1).unwrap();
+    assert!(
+        header.starts_with("JOB") && header.contains("CPU%") && header.contains("PSS"),
+        "{header}"
+    );
+    // Resting jobs get no line; the canary runs.
+    let jobs = top_jobs(&by_cpu);
+    assert_eq!(jobs[0], "busy", "{by_cpu}");
+    assert!(!jobs.contains(&"resting".to_string()), "{by_cpu}");
+    assert_eq!(jobs.len(), 3, "{by_cpu}");
+    let by_memory = d.ok(&["top", "--sort", "memory"]);
+    assert_eq!(top_jobs(&by_memory)[0], "fat", "{by_memory}");
+    // --json: one object a job, the same order.
+    let json = d.ok(&["top", "--json", "--sort", "memory"]);
+    let objects: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 3, "{json}");
+    assert_eq!(objects[0]["v"], 1);
+    assert_eq!(objects[0]["job"], "fat");
+    assert!(objects[0]["costs"]["rss_bytes"].as_u64().unwrap() >= 64 << 20);
+    assert!(objects[0]["main_pid"].as_i64().is_some());
+    assert!(objects[0]["cpu_percent"].as_f64().is_some());
+    let e = d.ctl(&["top", "--sort", "size"]);
+    assert_eq!(e.status.code(), Some(2));
+    d.ok(&["stop", "busy"]);
+    d.assert_canary();
+}
+
+#[test]
+fn top_on_a_terminal_draws_again_until_interrupted() {
+    use std::io::Read;
+    let mut d = busy_and_fat();
+    // `script` gives top a terminal; top is interrupted once it has drawn
+    // the table twice.
+    let cmd = format!("{} top --interval 0.2", common::upkeep_bin().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("UPKEEP_SOCKET", &d.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&seen)
+        .matches("upkeep top: ")
+        .count()
+        < 2
+    {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "top ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("\x1b[H"), "drawn in place: {text:?}");
+    assert!(text.contains("Ctrl-C to quit"), "{text:?}");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    // A Ctrl-C on the terminal reaches top through script; killing script
+    // ends the session either way.
+    let _ = child.kill();
+    let _ = child.wait();
+    d.ok(&["stop", "busy"]);
+    d.assert_canary();
+}

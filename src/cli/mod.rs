@@ -16,6 +16,7 @@ mod json;
 mod logs_cmd;
 mod select;
 mod show_config;
+mod top_cmd;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -211,6 +212,18 @@ pub const COMMANDS: &[CommandInfo] = &[
             SOCKET,
         ],
         run: job_cmds::run,
+    },
+    CommandInfo {
+        name: "top",
+        args: NONE,
+        summary: "what each running job costs (CPU, memory, descriptors, log), heaviest first; on a terminal, drawn again until Ctrl-C",
+        options: &[
+            valued("sort", Some('s'), "cpu|memory", "order by CPU (the default) or memory (PSS, else RSS)"),
+            valued("interval", Some('d'), "SECS", "on a terminal, draw again every SECS seconds (default 2)"),
+            flag("json", None, "print one JSON object a job, once"),
+            SOCKET,
+        ],
+        run: top_cmd::run,
     },
     CommandInfo {
         name: "emit",
