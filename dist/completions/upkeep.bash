@@ -30,7 +30,7 @@ _upkeep() {
     local opts= paths= values= jobs=
     case $cmd in
         '')
-            COMPREPLY=($(compgen -W "daemon start stop restart reload status list top emit reload-configuration re-exec reopen-logs logs check-config show-config version --socket --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "daemon start stop restart reload status list monitor top emit reload-configuration re-exec reopen-logs logs check-config show-config version --socket --help" -- "$cur"))
             [[ $prev == --socket ]] && COMPREPLY=($(compgen -f -- "$cur"))
             return
             ;;
@@ -54,6 +54,9 @@ _upkeep() {
             ;;
         list)
             opts="--json --costs --quiet -q --socket --help" paths="--socket" values="" jobs=
+            ;;
+        monitor)
+            opts="--json --socket --help" paths="--socket" values="" jobs=
             ;;
         top)
             opts="--sort -s --interval -d --json --socket --help" paths="--socket" values="--sort -s --interval -d" jobs=

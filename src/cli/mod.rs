@@ -14,6 +14,7 @@ mod daemon_cmd;
 mod job_cmds;
 mod json;
 mod logs_cmd;
+mod monitor_cmd;
 mod select;
 mod show_config;
 mod top_cmd;
@@ -212,6 +213,16 @@ pub const COMMANDS: &[CommandInfo] = &[
             SOCKET,
         ],
         run: job_cmds::run,
+    },
+    CommandInfo {
+        name: "monitor",
+        args: "[JOB]...",
+        summary: "show what happens as it happens (events, state changes, exits, respawns, failures, reloads), of the named jobs or of all",
+        options: &[
+            flag("json", None, "print one JSON object a line, as docs/json.md describes"),
+            SOCKET,
+        ],
+        run: monitor_cmd::run,
     },
     CommandInfo {
         name: "top",

@@ -1,4 +1,5 @@
-//! The client side: one request, one response, over the daemon's socket.
+//! The client side: one request, one response, over the daemon's socket
+//! (and, for `monitor`, the stream that follows the answer).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -120,4 +121,20 @@ pub fn call_with_fd(
         answer.extend_from_slice(&buf[..n]);
     }
     Ok((decode(&answer)?, fd))
+}
+
+/// Sends a subscription (`monitor`) and reads its answer; on `ok`, the
+/// stream the entries follow on, one JSON object a line.
+pub fn subscribe(socket: &Path, command: Command) -> Result<BufReader<UnixStream>, String> {
+    let stream = connect_and_send(socket, command)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = Vec::new();
+    reader
+        .read_until(b'\n', &mut answer)
+        .map_err(|e| format!("unable to read the daemon's answer: {e}"))?;
+    match decode(&answer)? {
+        Response::Ok { .. } => Ok(reader),
+        Response::Error { message } => Err(message),
+        _ => Err("unexpected answer from the daemon".into()),
+    }
 }

@@ -13,7 +13,7 @@
 //!   file's descriptor passed along (SCM_RIGHTS), which replaced log-path
 //!   (clients never open a log file by its path). Commands are named,
 //!   never numbered. `costs` on status and list (older daemons ignore it
-//!   and answer without costs).
+//!   and answer without costs); `monitor`, a subscription.
 
 pub mod client;
 
@@ -115,6 +115,13 @@ pub enum Command {
     /// The daemon's version and the re-exec handover format it writes
     /// (for `upkeep version --handover-formats`); anyone may ask.
     Version,
+    /// A subscription (`upkeep monitor`): answered `ok`, then one JSON
+    /// object a line for each thing that happens (`docs/json.md`), about
+    /// these jobs only when any are named; anyone may subscribe.
+    Monitor {
+        #[serde(default)]
+        jobs: Vec<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -423,7 +430,8 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::ReloadConfiguration
         | Command::ReopenLogs
         | Command::ReExec
-        | Command::Version => &[],
+        | Command::Version
+        | Command::Monitor { .. } => &[],
     };
     if let Command::Emit { event, .. } = &req.command {
         check_event_name(event)?;

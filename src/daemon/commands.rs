@@ -42,7 +42,8 @@ fn refusal(cmd: &Command) -> Option<String> {
         Command::List { .. }
         | Command::Status { .. }
         | Command::LogOpen { .. }
-        | Command::Version => None,
+        | Command::Version
+        | Command::Monitor { .. } => None,
         Command::Start { job: j, .. }
         | Command::Stop { job: j, .. }
         | Command::Restart { job: j, .. }
@@ -73,6 +74,13 @@ impl Daemon {
                 }) => {
                     let (resp, fd) = self.open_log(uid, &job, &env);
                     self.clients.send(token, &resp, fd, &self.reactor);
+                }
+                Ok(Request {
+                    command: Command::Monitor { jobs },
+                    ..
+                }) => {
+                    self.clients.subscribe(token, jobs, &self.reactor);
+                    self.jobs.watched = true;
                 }
                 Ok(req) => match self.handle(token, uid, req.command) {
                     Some(resp) => self.clients.send(token, &resp, None, &self.reactor),
@@ -251,8 +259,9 @@ impl Daemon {
                 version: crate::VERSION.to_string(),
                 handover_format: super::reexec::FORMAT,
             }),
-            // Answered with its descriptor, by `serve`.
-            Command::LogOpen { .. } => err("unexpected log-open"),
+            // Answered with its descriptor, and made a subscriber, by
+            // `serve`.
+            Command::LogOpen { .. } | Command::Monitor { .. } => err("unexpected request"),
             Command::ReExec => {
                 // Carried out at the end of this loop turn, once everything
                 // is settled; the answer comes from the new image.

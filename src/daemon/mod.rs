@@ -18,6 +18,7 @@
 mod clients;
 mod commands;
 mod costs;
+mod dispatch;
 mod events;
 mod jobs;
 mod notify;
@@ -31,14 +32,10 @@ mod state;
 mod tests;
 mod watch;
 
-use std::rc::Rc;
-
 use mio::Events;
 
-use crate::conf::JobClass;
 use crate::job::{Input, Instance, Refusal};
 use crate::process::{self, sys::Real};
-use events::Next;
 use jobs::Effect;
 use reactor::{Reactor, Timer};
 
@@ -141,6 +138,7 @@ impl Daemon {
                 }
             }
             self.output.compress_daemon_log(&self.dlog);
+            self.clients.drop_laggards(&self.reactor);
             self.save_state();
             if !self.clients.reexec.is_empty() {
                 self.reexec(); // returns only if the exec failed
@@ -278,6 +276,9 @@ impl Daemon {
         for line in &r.logs {
             self.dlog.log(line);
         }
+        for news in self.jobs.reload_news() {
+            self.clients.publish(&news, &self.reactor);
+        }
         let fin = self.bus.reload(&r.changed, &r.gone);
         self.finish(fin);
         self.process_events();
@@ -304,6 +305,7 @@ impl Daemon {
             output.spawn(launch, host, reactor, dlog)
         };
         let now = || reactor.now();
+        self.jobs.watched = self.clients.watching();
         let effects = self
             .jobs
             .drive(key, input, &now, &mut self.sys, &mut spawn)?;
@@ -325,6 +327,7 @@ impl Daemon {
     fn apply(&mut self, key: &Key, effect: Effect, gone: &mut Gone) {
         match effect {
             Effect::Log(msg) => self.dlog.log(&msg),
+            Effect::News(news) => self.clients.publish(&news, &self.reactor),
             Effect::Timer { gen, after } => {
                 self.reactor.arm(after, Timer::Instance(key.clone(), gen))
             }
@@ -348,58 +351,6 @@ impl Daemon {
                 self.answer(answers);
                 gone.push(*inst);
             }
-        }
-    }
-
-    /// Queues an event (said with `-v`); returns its id.
-    fn emit(
-        &mut self,
-        name: &str,
-        env: Vec<String>,
-        origin: Option<Key>,
-        emitter: Option<usize>,
-    ) -> u64 {
-        let id = self.bus.emit(name, env, origin, emitter);
-        if self.dlog.verbose {
-            self.dlog.log(&format!("event {}", self.bus.describe(id)));
-        }
-        id
-    }
-
-    /// Carries out what the event bus decides, until it has nothing left.
-    fn process_events(&mut self) {
-        while let Some(next) = self.bus.next(&self.jobs) {
-            match next {
-                Next::Done(key) => self.feed([(key, Input::EventDone)]),
-                Next::Stop(key, env) => self.feed([(key, Input::Stop(env))]),
-                Next::Start(s) => self.start_by_events(&s.class, &s.contributing, s.env),
-                Next::Finished(fin) => self.finish(fin),
-            }
-        }
-    }
-
-    /// `start on` became true: start (or find) the instance the events name.
-    fn start_by_events(&mut self, class: &Rc<JobClass>, contributing: &[u64], env: Vec<String>) {
-        if self.shutdown.active && self.shutdown.event.is_none() {
-            return;
-        }
-        let key = match self.jobs.instance_for(class, &env) {
-            Ok(Some(key)) => key,
-            Ok(None) => return, // already wanted
-            Err(msg) => return self.dlog.log(&msg),
-        };
-        self.add_instance(&key, class);
-        self.bus.hold_for(&key, contributing, events::Hold::Started);
-        let _ = self.drive(&key, Input::Start(env));
-    }
-
-    /// Makes the instance `key` of `class` (with its own `stop on` state)
-    /// unless it exists.
-    fn add_instance(&mut self, key: &Key, class: &Rc<JobClass>) {
-        if !self.jobs.instances.contains_key(key) {
-            let inst = Instance::new(&key.0, &key.1, class.clone(), Vec::new());
-            self.bus.add_instance(key, class);
-            self.jobs.add_instance(key.clone(), inst);
         }
     }
 

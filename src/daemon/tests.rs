@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-use super::clients::{Clients, WaitKind, Waiter};
+use super::clients::{Clients, News, WaitKind, Waiter};
 use super::events::{EventBus, Finished, Hold, Next};
 use super::jobs::{Effect, JobTable, Launch};
 use super::shutdown::Shutdown;
@@ -114,6 +114,8 @@ struct World {
     replies: Vec<(usize, Response)>,
     /// Processes spawned, in order: (job, process).
     spawned: Vec<(String, ProcessType)>,
+    /// What the subscribers were told (while `jobs.watched`).
+    news: Vec<News>,
 }
 
 impl World {
@@ -131,6 +133,7 @@ impl World {
             emitted: Vec::new(),
             replies: Vec::new(),
             spawned: Vec::new(),
+            news: Vec::new(),
         };
         for (name, text) in files {
             let class = Rc::new(parse_job(name, text.as_bytes()).expect("job parses"));
@@ -164,6 +167,7 @@ impl World {
         for effect in effects {
             match effect {
                 Effect::Log(m) => self.log.push(m),
+                Effect::News(n) => self.news.push(n),
                 Effect::Timer { gen, .. } => self.timers.push((key.clone(), gen)),
                 Effect::Emit {
                     name,
@@ -355,6 +359,44 @@ fn a_start_runs_a_job_through_its_events_to_running() {
         ["starting JOB=web INSTANCE=", "started JOB=web INSTANCE="]
     );
     assert_eq!(w.start("web"), Err(job::Refusal::AlreadyRunning));
+}
+
+#[test]
+fn news_is_made_only_while_someone_watches_and_in_order() {
+    let mut w = World::new(&[("web", "respawn\nexec /svc\n")]);
+    w.start("web").unwrap();
+    assert!(w.news.is_empty(), "nobody watches: {:?}", w.news);
+    w.stop("web").unwrap();
+    w.exits("web", ProcessType::Main, Exit::Signal(libc::SIGTERM));
+    w.jobs.watched = true;
+    w.start("web").unwrap();
+    let states: Vec<(&str, &str)> = w
+        .news
+        .iter()
+        .filter_map(|n| match n {
+            News::State { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("waiting", "starting"),
+            ("starting", "spawned"),
+            ("spawned", "running")
+        ]
+    );
+    w.news.clear();
+    w.exits("web", ProcessType::Main, Exit::Code(3));
+    let key = ("web".to_string(), String::new());
+    assert!(matches!(
+        &w.news[0],
+        News::Exit { key: k, process: "main", exit: Exit::Code(3), .. } if *k == key
+    ));
+    assert!(w
+        .news
+        .iter()
+        .any(|n| matches!(n, News::Respawn { respawns: 1, .. })));
 }
 
 #[test]

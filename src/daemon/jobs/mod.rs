@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub(in crate::daemon) mod saved;
 
+use super::clients::News;
 use super::Key;
 use crate::conf::{JobClass, ProcessType};
 use crate::confdir::{self, JobFiles};
@@ -37,6 +38,8 @@ pub(super) enum Effect {
     /// The instance reached rest and is gone (its last state, for those
     /// who wait on it).
     Destroyed(Box<Instance>),
+    /// Something for the subscribers (made only while someone watches).
+    News(News),
 }
 
 /// What one input did.
@@ -84,6 +87,8 @@ pub(super) struct JobTable {
     pub env_base: job::env::Base,
     /// `-v`: log every goal and state change.
     pub verbose: bool,
+    /// Someone subscribes: make [`Effect::News`] of every change.
+    pub watched: bool,
 }
 
 /// What the table keeps of an instance at rest.
@@ -116,6 +121,40 @@ impl Launch {
     pub fn set_env(&mut self, name: &str, value: String) {
         self.env.retain(|(k, _)| k != name);
         self.env.push((name.into(), value));
+    }
+}
+
+/// What a step changed, for the subscribers: the goal or state, the
+/// respawn count, why it failed.
+fn news(
+    key: &Key,
+    inst: &Instance,
+    (goal, state): (job::Goal, job::State),
+    respawns: u64,
+    why: Option<&job::Why>,
+    effects: &mut Vec<Effect>,
+) {
+    if (goal, state) != (inst.goal, inst.state) {
+        effects.push(Effect::News(News::State {
+            key: key.clone(),
+            goal: inst.goal.name(),
+            from: state.name(),
+            to: inst.state.name(),
+            pid: inst.pid(ProcessType::Main),
+        }));
+    }
+    if inst.respawns > respawns {
+        effects.push(Effect::News(News::Respawn {
+            key: key.clone(),
+            respawns: inst.respawns,
+        }));
+    }
+    if let Some(w) = inst.why.as_ref().filter(|&w| Some(w) != why) {
+        effects.push(Effect::News(News::Failure {
+            key: key.clone(),
+            kind: w.reason.name(),
+            message: w.message.clone(),
+        }));
     }
 }
 
@@ -253,6 +292,20 @@ impl JobTable {
                 break;
             };
             let before = (inst.goal, inst.state);
+            let before_news = self.watched.then(|| (inst.respawns, inst.why.clone()));
+            if self.watched {
+                if let Input::Exited { pid, status, .. } = &input {
+                    let process = ProcessType::ALL
+                        .into_iter()
+                        .find(|&p| inst.pid(p) == Some(*pid));
+                    out.effects.push(Effect::News(News::Exit {
+                        key: key.clone(),
+                        process: process.map_or("main", ProcessType::name),
+                        pid: *pid,
+                        exit: *status,
+                    }));
+                }
+            }
             let actions = match inst.step(&latest, now, input) {
                 Ok(a) => a,
                 Err(r) if first => return Err(r),
@@ -284,6 +337,9 @@ impl JobTable {
                         inst.state.name()
                     )));
                 }
+            }
+            if let Some((respawns, why)) = before_news {
+                news(key, inst, before, respawns, why.as_ref(), &mut out.effects);
             }
             for action in rest {
                 self.execute(key, action, &mut queue, &mut out, sys);
@@ -685,6 +741,22 @@ impl JobTable {
 
     /// Job files whose errors keep them from defining a job (a job with a
     /// last good definition is listed as that job instead).
+    /// What a reload of the conf dirs tells the subscribers: how many jobs
+    /// are defined and how many files have errors, then each error.
+    pub fn reload_news(&self) -> Vec<News> {
+        let mut news = vec![News::Reload {
+            jobs: self.classes.len(),
+            broken: self.conf_errors.len(),
+        }];
+        for (job, errors) in &self.conf_errors {
+            news.extend(errors.iter().map(|e| News::FileError {
+                job: job.clone(),
+                error: e.clone(),
+            }));
+        }
+        news
+    }
+
     pub fn broken_files(&self) -> Vec<crate::control::BrokenFile> {
         self.conf_errors
             .iter()

@@ -21,6 +21,10 @@
 //! The requests themselves are served by the conductor (`commands.rs`),
 //! which takes them one at a time with [`Clients::next_request`].
 
+mod monitor;
+
+pub(super) use monitor::News;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -46,7 +50,7 @@ pub const MAX_PER_UID: usize = 128;
 /// A client whose unread answers pile up past this is dropped.
 const MAX_OUTPUT: usize = 4 << 20;
 /// All the unread answers of one user's clients together.
-const MAX_OUTPUT_PER_UID: usize = 16 << 20;
+pub(super) const MAX_OUTPUT_PER_UID: usize = 16 << 20;
 /// How long a connection may take to send a whole request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,6 +70,8 @@ struct Client {
     fds: VecDeque<(usize, OwnedFd)>,
     /// Since when the client owes a whole request (it waits for nothing).
     idle_since: Instant,
+    /// A subscriber (`monitor`): what it watches.
+    sub: Option<monitor::Sub>,
 }
 
 /// Someone waiting for an instance to get somewhere.
@@ -134,6 +140,8 @@ pub(super) struct Clients {
     pub reexec: Vec<usize>,
     /// The daemon's uid (with root, the full authority).
     my_uid: u32,
+    /// How many clients are subscribers.
+    subscribers: usize,
 }
 
 fn too_long() -> Response {
@@ -153,6 +161,7 @@ impl Clients {
             waiters: Vec::new(),
             reexec: Vec::new(),
             my_uid,
+            subscribers: 0,
         }
     }
 
@@ -247,6 +256,7 @@ impl Clients {
 
     fn insert(&mut self, token: usize, c: Client) {
         *self.per_uid.entry(c.uid).or_default() += 1;
+        self.subscribers += usize::from(c.sub.is_some());
         self.map.insert(token, c);
     }
 
@@ -256,6 +266,9 @@ impl Clients {
         let Some(c) = self.map.get(&token) else {
             return;
         };
+        if c.sub.is_some() {
+            return; // a subscriber owes no request
+        }
         if c.busy || !c.outbuf.is_empty() {
             // Waiting for a job, or for the client to read: not idle.
             reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
@@ -299,6 +312,9 @@ impl Clients {
                     break;
                 }
             }
+        }
+        if c.sub.is_some() {
+            c.inbuf.clear(); // a subscriber sends no more requests
         }
     }
 
@@ -428,8 +444,10 @@ impl Clients {
                 }
             }
         }
-        let done = c.outbuf.is_empty()
-            && (c.close_after_flush || (c.read_closed && !c.busy && !c.inbuf.contains(&b'\n')));
+        let gone_subscriber = c.sub.is_some() && c.read_closed;
+        let done = gone_subscriber
+            || c.outbuf.is_empty()
+                && (c.close_after_flush || (c.read_closed && !c.busy && !c.inbuf.contains(&b'\n')));
         if done || c.outbuf.len() > MAX_OUTPUT {
             self.close(token, reactor);
             return;
@@ -455,6 +473,7 @@ impl Clients {
     pub fn close(&mut self, token: usize, reactor: &Reactor) {
         if let Some(mut c) = self.map.remove(&token) {
             reactor.deregister(&mut c.stream);
+            self.subscribers -= usize::from(c.sub.is_some());
             if let Some(n) = self.per_uid.get_mut(&c.uid) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
@@ -521,6 +540,7 @@ impl Clients {
                     busy: c.busy,
                     read_closed: c.read_closed,
                     close_after_flush: c.close_after_flush,
+                    sub: c.sub.clone(),
                 })
                 .collect(),
             waiters: self
@@ -572,6 +592,7 @@ impl Clients {
             client.read_closed = c.read_closed;
             client.close_after_flush = c.close_after_flush;
             client.want_write = want_write;
+            client.sub = c.sub;
             self.insert(c.token, client);
             reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(c.token));
         }
@@ -604,6 +625,7 @@ fn new_client(stream: mio::net::UnixStream, uid: u32) -> Client {
         want_write: false,
         fds: VecDeque::new(),
         idle_since: Instant::now(),
+        sub: None,
     }
 }
 
@@ -699,6 +721,9 @@ struct SavedClient {
     busy: bool,
     read_closed: bool,
     close_after_flush: bool,
+    /// A subscriber's subscription (absent before `monitor` existed).
+    #[serde(default)]
+    sub: Option<monitor::Sub>,
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1,0 +1,73 @@
+//! The conductor's side of events: emitting one (and telling the
+//! subscribers), carrying out what the event bus decides, and starting the
+//! instance a `start on` names.
+
+use std::rc::Rc;
+
+use super::clients::News;
+use super::events::{self, Next};
+use super::{Daemon, Key};
+use crate::conf::JobClass;
+use crate::job::{Input, Instance};
+
+impl Daemon {
+    /// Queues an event (said with `-v`, told to the subscribers); returns
+    /// its id.
+    pub(super) fn emit(
+        &mut self,
+        name: &str,
+        env: Vec<String>,
+        origin: Option<Key>,
+        emitter: Option<usize>,
+    ) -> u64 {
+        if self.clients.watching() {
+            let news = News::Event {
+                name: name.to_string(),
+                env: env.clone(),
+            };
+            self.clients.publish(&news, &self.reactor);
+        }
+        let id = self.bus.emit(name, env, origin, emitter);
+        if self.dlog.verbose {
+            self.dlog.log(&format!("event {}", self.bus.describe(id)));
+        }
+        id
+    }
+
+    /// Carries out what the event bus decides, until it has nothing left.
+    pub(super) fn process_events(&mut self) {
+        while let Some(next) = self.bus.next(&self.jobs) {
+            match next {
+                Next::Done(key) => self.feed([(key, Input::EventDone)]),
+                Next::Stop(key, env) => self.feed([(key, Input::Stop(env))]),
+                Next::Start(s) => self.start_by_events(&s.class, &s.contributing, s.env),
+                Next::Finished(fin) => self.finish(fin),
+            }
+        }
+    }
+
+    /// `start on` became true: start (or find) the instance the events name.
+    fn start_by_events(&mut self, class: &Rc<JobClass>, contributing: &[u64], env: Vec<String>) {
+        if self.shutdown.active && self.shutdown.event.is_none() {
+            return;
+        }
+        let key = match self.jobs.instance_for(class, &env) {
+            Ok(Some(key)) => key,
+            Ok(None) => return, // already wanted
+            Err(msg) => return self.dlog.log(&msg),
+        };
+        self.add_instance(&key, class);
+        self.bus.hold_for(&key, contributing, events::Hold::Started);
+        let _ = self.drive(&key, Input::Start(env));
+    }
+
+    /// Makes the instance `key` of `class` (with its own `stop on` state)
+    /// unless it exists.
+    pub(super) fn add_instance(&mut self, key: &Key, class: &Rc<JobClass>) {
+        if !self.jobs.instances.contains_key(key) {
+            let inst = Instance::new(&key.0, &key.1, class.clone(), Vec::new());
+            self.bus.add_instance(key, class);
+            self.jobs.add_instance(key.clone(), inst);
+        }
+    }
+}
