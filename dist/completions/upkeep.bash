@@ -30,7 +30,7 @@ _upkeep() {
     local opts= paths= values= jobs=
     case $cmd in
         '')
-            COMPREPLY=($(compgen -W "daemon start stop restart reload status list monitor top emit reload-configuration re-exec reopen-logs logs check-config show-config version --socket --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "daemon start stop restart reload status list monitor top emit reload-configuration re-exec reopen-logs list-env get-env set-env unset-env reset-env log-priority logs check-config show-config version --socket --help" -- "$cur"))
             [[ $prev == --socket ]] && COMPREPLY=($(compgen -f -- "$cur"))
             return
             ;;
@@ -72,6 +72,24 @@ _upkeep() {
             ;;
         reopen-logs)
             opts="--quiet -q --socket --help" paths="--socket" values="" jobs=
+            ;;
+        list-env)
+            opts="--global -g --socket --help" paths="--socket" values="" jobs=
+            ;;
+        get-env)
+            opts="--global -g --socket --help" paths="--socket" values="" jobs=
+            ;;
+        set-env)
+            opts="--retain -r --global -g --socket --help" paths="--socket" values="" jobs=
+            ;;
+        unset-env)
+            opts="--global -g --socket --help" paths="--socket" values="" jobs=
+            ;;
+        reset-env)
+            opts="--global -g --socket --help" paths="--socket" values="" jobs=
+            ;;
+        log-priority)
+            opts="--socket --help" paths="--socket" values="" jobs=
             ;;
         logs)
             opts="--lines -n --follow -f --socket --help" paths="--socket" values="--lines -n" jobs=1

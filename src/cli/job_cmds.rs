@@ -90,7 +90,7 @@ pub(super) fn run(call: &Call) -> i32 {
             prog.error(e);
             1
         }
-        Ok(Response::Log { .. } | Response::Version { .. }) => {
+        Ok(Response::Log { .. } | Response::Version { .. } | Response::Env { .. }) => {
             prog.error("unexpected answer from the daemon");
             1
         }
@@ -139,7 +139,7 @@ pub(super) fn run(call: &Call) -> i32 {
 /// environment the daemon gives every job process. Both must be set, as
 /// with Upstart's `initctl` (the instance is empty for a single-instance
 /// job); `UPSTART_JOB` alone is not a job's process.
-fn calling_instance() -> Option<(String, String)> {
+pub(super) fn calling_instance() -> Option<(String, String)> {
     let job = std::env::var("UPSTART_JOB")
         .ok()
         .filter(|j| !j.is_empty())?;

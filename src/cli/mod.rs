@@ -11,6 +11,7 @@
 pub mod args;
 mod check_config;
 mod daemon_cmd;
+mod env_cmd;
 mod job_cmds;
 mod json;
 mod logs_cmd;
@@ -144,6 +145,11 @@ const NO_WAIT: Opt = flag(
 );
 const JSON: Opt = flag("json", None, "print the daemon's answer as JSON");
 const QUIET: Opt = flag("quiet", Some('q'), "print nothing but errors");
+const GLOBAL: Opt = flag(
+    "global",
+    Some('g'),
+    "act on the global table, also inside a job",
+);
 const CONF_DIR: Opt = valued(
     "conf-dir",
     None,
@@ -263,6 +269,52 @@ pub const COMMANDS: &[CommandInfo] = &[
         summary: "open every log file again (after an external logrotate; as SIGUSR1)",
         options: &[QUIET, SOCKET],
         run: job_cmds::run,
+    },
+    CommandInfo {
+        name: "list-env",
+        args: NONE,
+        summary: "list the job environment table, sorted: the global one (outside a job, or with --global), or, inside a job, its instance's own",
+        options: &[GLOBAL, SOCKET],
+        run: env_cmd::run,
+    },
+    CommandInfo {
+        name: "get-env",
+        args: "NAME",
+        summary: "print a variable's value from the job environment table (the global one, or inside a job its instance's own)",
+        options: &[GLOBAL, SOCKET],
+        run: env_cmd::run,
+    },
+    CommandInfo {
+        name: "set-env",
+        args: "KEY[=VALUE]",
+        summary: "set a variable in the job environment table: the global one is the base of every job started afterwards (below its env stanzas); inside a job, its instance's own reaches its later processes. KEY alone takes this command's own value of KEY",
+        options: &[
+            flag("retain", Some('r'), "keep the value of a variable already set"),
+            GLOBAL,
+            SOCKET,
+        ],
+        run: env_cmd::run,
+    },
+    CommandInfo {
+        name: "unset-env",
+        args: "NAME",
+        summary: "remove a variable from the job environment table (the global one, or inside a job its instance's own)",
+        options: &[GLOBAL, SOCKET],
+        run: env_cmd::run,
+    },
+    CommandInfo {
+        name: "reset-env",
+        args: NONE,
+        summary: "empty the global job environment table; inside a job, return its instance's own to what it was started with",
+        options: &[GLOBAL, SOCKET],
+        run: env_cmd::run,
+    },
+    CommandInfo {
+        name: "log-priority",
+        args: "[PRIORITY]",
+        summary: "print the daemon's log priority, or set it: info (or debug) logs every goal and state change and every event, as -v; message is the default",
+        options: &[SOCKET],
+        run: env_cmd::run,
     },
     CommandInfo {
         name: "logs",

@@ -13,7 +13,8 @@
 //!   file's descriptor passed along (SCM_RIGHTS), which replaced log-path
 //!   (clients never open a log file by its path). Commands are named,
 //!   never numbered. `costs` on status and list (older daemons ignore it
-//!   and answer without costs); `monitor`, a subscription.
+//!   and answer without costs); `monitor`, a subscription; `env` and
+//!   `log-priority`.
 
 pub mod client;
 
@@ -122,6 +123,41 @@ pub enum Command {
         #[serde(default)]
         jobs: Vec<String>,
     },
+    /// The job-environment commands (Upstart 1.13's): on the global table
+    /// (`instance` absent), the base of every job started afterwards, or
+    /// on one instance's own (its later processes); for root and the
+    /// daemon's user only.
+    Env {
+        op: EnvOp,
+        /// (job, instance): the instance whose table it is.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<(String, String)>,
+    },
+    /// The daemon's log priority: read by anyone, set (`priority`) by root
+    /// and the daemon's user.
+    LogPriority {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
+    },
+}
+
+/// What an `env` request does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum EnvOp {
+    List,
+    Get {
+        name: String,
+    },
+    /// `KEY=VALUE`; with `retain`, a variable already set keeps its value.
+    Set {
+        var: String,
+        retain: bool,
+    },
+    Unset {
+        name: String,
+    },
+    Reset,
 }
 
 fn yes() -> bool {
@@ -273,6 +309,15 @@ pub enum Response {
     },
     Error {
         message: String,
+    },
+    /// The answer to `env` (`KEY=VALUE` entries: the table, sorted, for
+    /// list-env; the one variable for get-env; none for the changes) and
+    /// to `log-priority` (`priority`).
+    Env {
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
     },
     /// The answer to `version`.
     Version {
@@ -431,7 +476,22 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::ReopenLogs
         | Command::ReExec
         | Command::Version
-        | Command::Monitor { .. } => &[],
+        | Command::Monitor { .. }
+        | Command::LogPriority { .. } => &[],
+        Command::Env { op, .. } => {
+            match op {
+                EnvOp::Set { var, .. } if !valid_assignment(var) => {
+                    return Err(format!("Env must be KEY=VALUE pairs: {var:?}"))
+                }
+                EnvOp::Get { name } | EnvOp::Unset { name }
+                    if name.is_empty() || name.contains(['=', '\0']) =>
+                {
+                    return Err(format!("Invalid variable name: {name:?}"))
+                }
+                _ => {}
+            }
+            &[]
+        }
     };
     if let Command::Emit { event, .. } = &req.command {
         check_event_name(event)?;

@@ -10,7 +10,7 @@ use super::jobs::JobTable;
 use super::{Daemon, Gone, Key};
 use crate::conf::ProcessType;
 use crate::control::{
-    Command, ExitStatus, FailureStatus, InstanceStatus, ProcessStatus, Request, Response,
+    Command, EnvOp, ExitStatus, FailureStatus, InstanceStatus, ProcessStatus, Request, Response,
 };
 use crate::job::{Exit, Exited, Input, Instance, Refusal, Why};
 use crate::process;
@@ -43,7 +43,18 @@ fn refusal(cmd: &Command) -> Option<String> {
         | Command::Status { .. }
         | Command::LogOpen { .. }
         | Command::Version
-        | Command::Monitor { .. } => None,
+        | Command::Monitor { .. }
+        | Command::LogPriority { priority: None } => None,
+        Command::LogPriority { .. } => {
+            Some("You do not have permission to set the log priority".into())
+        }
+        Command::Env {
+            op: EnvOp::List | EnvOp::Get { .. },
+            ..
+        } => Some("You do not have permission to read the job environment".into()),
+        Command::Env { .. } => {
+            Some("You do not have permission to modify the job environment".into())
+        }
         Command::Start { job: j, .. }
         | Command::Stop { job: j, .. }
         | Command::Restart { job: j, .. }
@@ -271,6 +282,32 @@ impl Daemon {
             Command::ReloadConfiguration => {
                 self.reload_configuration();
                 ok()
+            }
+            Command::Env { op, instance } => match self.jobs.env_command(op, instance) {
+                Ok(env) => Some(Response::Env {
+                    env,
+                    priority: None,
+                }),
+                Err(e) => err(e),
+            },
+            Command::LogPriority { priority } => {
+                if let Some(p) = priority {
+                    let verbose = match p.as_str() {
+                        "debug" | "info" => true,
+                        "message" => false,
+                        "warn" | "error" | "fatal" => return err(format!(
+                            "The log priority {p} is not supported: upkeep's log has two levels, info (every goal and state change and every event, as -v) and message (the default)"
+                        )),
+                        _ => return err("The log priority given was not recognised"),
+                    };
+                    self.dlog.verbose = verbose;
+                    self.jobs.verbose = verbose;
+                }
+                let now = if self.dlog.verbose { "info" } else { "message" };
+                Some(Response::Env {
+                    env: Vec::new(),
+                    priority: Some(now.into()),
+                })
             }
             Command::Reload { job, env, instance } => {
                 let (_, name) = match self.jobs.find(&job, &env, instance.as_deref()) {

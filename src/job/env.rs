@@ -3,7 +3,8 @@
 //!
 //! Lowest precedence first: the base (a system daemon's fixed `PATH` and
 //! its `TERM`; a per-user daemon's own environment, less what is meant for
-//! upkeep alone), the job's `env` stanzas (`env FOO` takes the daemon's
+//! upkeep alone), the global table (`set-env --global`), the job's `env`
+//! stanzas (`env FOO` takes the daemon's
 //! `FOO`), the variables the instance was started with (events, `start
 //! KEY=VALUE`), for pre-stop and post-stop the stop's, then `UPSTART_JOB`,
 //! `UPSTART_INSTANCE` and `UPKEEP_SOCKET`, which nothing overrides.
@@ -22,6 +23,9 @@ pub struct Base {
     /// The daemon's socket, as `UPKEEP_SOCKET` (so that `initctl` in a job's
     /// script reaches the daemon that runs it).
     pub socket: Option<String>,
+    /// The global table of `set-env --global`, in the order set (a name at
+    /// most once): above the base, below everything of the job's own.
+    pub table: Vec<(String, String)>,
 }
 
 impl Base {
@@ -31,6 +35,7 @@ impl Base {
             system,
             daemon: std::env::vars().collect(),
             socket: socket.to_str().map(str::to_string),
+            table: Vec::new(),
         }
     }
 
@@ -77,6 +82,9 @@ pub fn for_process(
         if !env.iter().any(|(k, _)| k == "PATH") {
             set(&mut env, "PATH", "/usr/local/bin:/usr/bin:/bin");
         }
+    }
+    for (k, v) in &base.table {
+        set(&mut env, k, v);
     }
     for e in &inst.class.env {
         match e.split_once('=') {
@@ -135,7 +143,24 @@ mod tests {
                 ("NOTIFY_SOCKET".into(), "/run/systemd/notify".into()),
             ],
             socket: Some("/run/upkeep/upkeep.sock".into()),
+            table: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_global_table_is_above_the_base_and_below_the_job() {
+        let mut b = base(true);
+        b.table = vec![
+            ("TERM".into(), "vt100".into()),
+            ("FOO".into(), "table".into()),
+            ("BAR".into(), "table".into()),
+        ];
+        let env = for_process(&inst("env FOO=stanza\n", &["BAR=start"]), None, &b);
+        let get = |k: &str| env.iter().find(|(ek, _)| ek == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("TERM"), Some("vt100"));
+        assert_eq!(get("FOO"), Some("stanza"));
+        assert_eq!(get("BAR"), Some("start"));
+        assert!(get("PATH").is_some());
     }
 
     fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod env_table;
 pub(in crate::daemon) mod saved;
 
 use super::clients::News;
@@ -83,8 +84,11 @@ pub(super) struct JobTable {
     running_seq: u64,
     /// The pid map changed since the state file was last written.
     pub dirty: bool,
-    /// What every job's environment starts from.
+    /// What every job's environment starts from (with the global table).
     pub env_base: job::env::Base,
+    /// What each instance whose own table was changed (`set-env` inside a
+    /// job) was started with, for its `reset-env`.
+    pub env_started: HashMap<Key, Vec<String>>,
     /// `-v`: log every goal and state change.
     pub verbose: bool,
     /// Someone subscribes: make [`Effect::News`] of every change.
@@ -409,6 +413,7 @@ impl JobTable {
                 self.running_order.remove(key);
                 self.pending_exit.remove(key);
                 self.cpu_reaped.remove(key);
+                self.env_started.remove(key);
                 if let Some(inst) = self.instances.remove(key) {
                     self.keep_rest(key, &inst);
                     self.dirty = true;
@@ -952,6 +957,12 @@ pub(super) struct Saved {
     /// costs existed).
     #[serde(default)]
     pub cpu_reaped: Vec<(Key, Duration)>,
+    /// The global job-environment table, and what instances whose own
+    /// table changed were started with (absent before `set-env`).
+    #[serde(default)]
+    pub env_table: Vec<(String, String)>,
+    #[serde(default)]
+    pub env_started: Vec<(Key, Vec<String>)>,
 }
 
 /// A live job process: whose, and its (start time, group) once known.

@@ -377,6 +377,12 @@ pub(in crate::daemon) fn save(
         running_seq: t.running_seq(),
         at_rest: save_rest(t),
         cpu_reaped: t.cpu_reaped.iter().map(|(k, &c)| (k.clone(), c)).collect(),
+        env_table: t.env_base.table.clone(),
+        env_started: t
+            .env_started
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect(),
     }
 }
 
@@ -462,6 +468,8 @@ impl JobTable {
         }
         self.at_rest = rebuild_rest(&s.at_rest)?;
         self.cpu_reaped = s.cpu_reaped.into_iter().collect();
+        self.env_base.table = s.env_table;
+        self.env_started = s.env_started.into_iter().collect();
         self.running_order = s.running_order.into_iter().collect();
         self.set_running_seq(s.running_seq);
         Ok(())
