@@ -142,6 +142,8 @@ pub(super) struct Clients {
     my_uid: u32,
     /// How many clients are subscribers.
     subscribers: usize,
+    /// Subscribers that fell behind this loop turn (dropped at its end).
+    laggards: Vec<usize>,
 }
 
 fn too_long() -> Response {
@@ -162,6 +164,7 @@ impl Clients {
             reexec: Vec::new(),
             my_uid,
             subscribers: 0,
+            laggards: Vec::new(),
         }
     }
 

@@ -239,6 +239,9 @@ impl Clients {
             let fits = c.outbuf.len() + bytes.len() + RESERVE <= SUB_BUFFER
                 && held + bytes.len() + RESERVE <= MAX_OUTPUT_PER_UID;
             if sub.missed > 0 || !fits {
+                if sub.missed == 0 {
+                    self.laggards.push(token);
+                }
                 sub.missed += 1;
                 continue;
             }
@@ -251,15 +254,9 @@ impl Clients {
     /// `missed` line (in the room kept for it) and is closed once it has
     /// read it.
     pub fn drop_laggards(&mut self, reactor: &Reactor) {
-        let laggards: Vec<usize> = self
-            .map
-            .iter()
-            .filter(|(_, c)| c.sub.as_ref().is_some_and(|s| s.missed > 0) && !c.close_after_flush)
-            .map(|(&t, _)| t)
-            .collect();
-        for token in laggards {
+        for token in std::mem::take(&mut self.laggards) {
             let Some(c) = self.map.get_mut(&token) else {
-                continue;
+                continue; // gone meanwhile
             };
             let missed = c.sub.as_ref().map_or(0, |s| s.missed);
             let v = json!({ "v": JSON_VERSION, "at": now(), "type": "missed", "count": missed });
