@@ -146,6 +146,12 @@ impl Daemon {
             if self.shutdown.active && self.jobs.instances.is_empty() {
                 break;
             }
+            let (jobs, clients) = (&self.jobs.instances, &self.clients);
+            self.reactor.drop_stale(|t| match t {
+                Timer::Instance(k, _) => !jobs.contains_key(k),
+                Timer::ClientIdle(c) => !clients.is_open(*c),
+                _ => false,
+            });
             let busy = self.output.is_busy();
             if !self.reactor.wait(&mut events, busy, &self.dlog) {
                 continue;

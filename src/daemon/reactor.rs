@@ -199,6 +199,17 @@ impl Reactor {
         }
     }
 
+    /// Drops the timers at the head of the heap that `stale` says no longer
+    /// matter (an instance's timers once the instance is gone), so that
+    /// they wake no one: called before each wait, it reaches each such
+    /// timer once it is the nearest.
+    pub fn drop_stale(&self, stale: impl Fn(&Timer) -> bool) {
+        let mut timers = self.timers.borrow_mut();
+        while timers.peek().is_some_and(|Reverse((_, _, t))| stale(t)) {
+            timers.pop();
+        }
+    }
+
     /// The next timer that is due, if any.
     pub fn due(&self) -> Option<Timer> {
         let now = Instant::now();

@@ -263,6 +263,11 @@ impl Clients {
         self.map.insert(token, c);
     }
 
+    /// Whether a client is still connected.
+    pub fn is_open(&self, token: usize) -> bool {
+        self.map.contains_key(&token)
+    }
+
     /// A client's request timer: a client that still owes a whole request
     /// and waits for nothing is closed; others get a new deadline.
     pub fn check_idle(&mut self, token: usize, reactor: &Reactor) {
