@@ -25,9 +25,10 @@ fn a_stanza_not_built_yet_refuses_the_start_instead_of_being_ignored() {
     let d = Daemon::with_jobs(&[
         ("aa", "apparmor switch /usr/sbin/x\nexec sleep 1000\n"),
         ("cg", "cgroup memory\nexec sleep 1000\n"),
+        ("hc", "health alive tcp 127.0.0.1:1\nexec sleep 1000\n"),
     ]);
     let v = env!("CARGO_PKG_VERSION");
-    for (job, stanza) in [("aa", "apparmor"), ("cg", "cgroup")] {
+    for (job, stanza) in [("aa", "apparmor"), ("cg", "cgroup"), ("hc", "health")] {
         assert_eq!(
             d.fails(&["start", job]),
             format!("upkeep: Job failed to start: main process failed to spawn: the {stanza} stanza is not built yet in upkeep {v}\n")

@@ -775,3 +775,107 @@ fn readiness_extension_stanzas() {
     err("ready now\n", "1: Unknown stanza");
     err("ready timeout 3 4\n", "1: Unexpected token");
 }
+
+// ------------------------------------------- upkeep's `health` extension
+
+#[test]
+fn health_extension_stanzas() {
+    use upkeep::conf::health::{Check, Probe};
+    fn addr(s: &str) -> std::net::SocketAddr {
+        s.parse().unwrap()
+    }
+    ok("health alive tcp 127.0.0.1:6379\n", |j| {
+        j.health.alive = Some(Probe::new(Check::Tcp(addr("127.0.0.1:6379"))))
+    });
+    ok("health ready tcp localhost:80\n", |j| {
+        j.health.ready = Some(Probe::new(Check::Tcp(addr("127.0.0.1:80"))))
+    });
+    ok("health alive exec redis-cli -p 6379 ping\n", |j| {
+        j.health.alive = Some(Probe::new(Check::Exec("redis-cli -p 6379 ping".into())))
+    });
+    ok(
+        "health ready http://[::1]:8000/healthz host app.local status 200-204\n",
+        |j| {
+            j.health.ready = Some(Probe::new(Check::Http {
+                addr: addr("[::1]:8000"),
+                path: "/healthz".into(),
+                host: Some("app.local".into()),
+                status: (200, 204),
+            }))
+        },
+    );
+    // Settings follow their probe; a new probe line starts from the
+    // defaults again.
+    ok(
+        "health alive http://127.0.0.1:80\nhealth alive period 0.5 timeout 2\nhealth alive failure-threshold 5 success-threshold 2 initial-delay 1.25\n",
+        |j| {
+            let mut p = Probe::new(Check::Http {
+                addr: addr("127.0.0.1:80"),
+                path: "/".into(),
+                host: None,
+                status: (200, 399),
+            });
+            p.period_ms = 500;
+            p.timeout_ms = 2000;
+            p.failure_threshold = 5;
+            p.success_threshold = 2;
+            p.initial_delay_ms = 1250;
+            j.health.alive = Some(p);
+        },
+    );
+    ok(
+        "health alive tcp 127.0.0.1:1\nhealth alive period 3\nhealth alive tcp 127.0.0.1:2\n",
+        |j| j.health.alive = Some(Probe::new(Check::Tcp(addr("127.0.0.1:2")))),
+    );
+    let illegal = |why: &str| format!("1: Illegal health probe: {why}");
+    err(
+        "health alive tcp db.local:5432\n",
+        &illegal(
+            "expected a numeric IP:PORT, [IPv6]:PORT or localhost:PORT (names are never looked up)",
+        ),
+    );
+    err(
+        "health ready https://127.0.0.1:443/\n",
+        &illegal("expected http://IP:PORT/PATH (plain HTTP; https is not supported)"),
+    );
+    err(
+        "health ready period 5\n",
+        &illegal("expected exec, tcp or http://…; a settings line comes after its role's probe"),
+    );
+    err(
+        "health alive tcp 127.0.0.1:1\nhealth alive period soon\n",
+        "2: Illegal health probe: expected a number of seconds (decimals allowed), at most 86400",
+    );
+    err(
+        "health alive tcp 127.0.0.1:1\nhealth alive failure-threshold 0\n",
+        "2: Illegal health probe: expected a count from 1 to 1000",
+    );
+    err(
+        "health alive tcp 127.0.0.1:1\nhealth alive every 5\n",
+        "2: Illegal health probe: expected initial-delay, period, timeout, failure-threshold or success-threshold",
+    );
+    err(
+        "health alive http://127.0.0.1:80/ status 500-200\n",
+        &illegal("the range's low end is above its high end"),
+    );
+    err(
+        "health alive http://127.0.0.1:80/ colour red\n",
+        &illegal("expected host NAME or status LOW-HIGH"),
+    );
+    err("health sometimes tcp 127.0.0.1:1\n", "1: Unknown stanza");
+    err("health alive\n", "1: Expected token");
+    err("health alive tcp 127.0.0.1:1 now\n", "1: Unexpected token");
+    err(
+        "health alive tcp 127.0.0.1:1\nhealth alive period\n",
+        "2: Expected token",
+    );
+    // show-config's text parses back to the same job.
+    let text = "health ready http://127.0.0.1:8000/x host h status 204\nhealth ready period 0.25\nhealth alive exec pg_isready -q\nexec sleep 1\n";
+    let job = parse(text);
+    let printed = upkeep::conf::print::to_job_file(&job);
+    assert!(
+        printed.contains("health ready http://127.0.0.1:8000/x host h status 204-204\n"),
+        "{printed}"
+    );
+    assert_eq!(parse(&printed), job, "{printed}");
+}

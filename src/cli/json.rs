@@ -118,5 +118,35 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
     // (Added apart: one json! with every field exceeds the macro's
     // recursion limit.)
     v["ready_timeout"] = json!(job.ready_timeout_secs);
+    let probe = |p: &Option<crate::conf::health::Probe>| {
+        p.as_ref().map(|p| {
+            let secs = |ms: u64| ms as f64 / 1000.0;
+            let mut o = json!({
+                "probe": p.check.kind(),
+                "initial_delay": secs(p.initial_delay_ms),
+                "period": secs(p.period_ms),
+                "timeout": secs(p.timeout_ms),
+                "failure_threshold": p.failure_threshold,
+                "success_threshold": p.success_threshold,
+            });
+            match &p.check {
+                crate::conf::health::Check::Exec(cmd) => o["command"] = json!(cmd),
+                crate::conf::health::Check::Tcp(a) => o["address"] = json!(a.to_string()),
+                crate::conf::health::Check::Http {
+                    addr,
+                    path,
+                    host,
+                    status,
+                } => {
+                    o["address"] = json!(addr.to_string());
+                    o["path"] = json!(path);
+                    o["host"] = json!(host);
+                    o["status"] = json!([status.0, status.1]);
+                }
+            }
+            o
+        })
+    };
+    v["health"] = json!({ "ready": probe(&job.health.ready), "alive": probe(&job.health.alive) });
     v
 }

@@ -45,10 +45,18 @@ pub enum ErrorKind {
     // upkeep's own guards against hostile input.
     InvalidUtf8,
     NulByte,
-    TooDeep { limit: usize },
-    TooManyEvents { limit: usize },
-    TooManyErrors { limit: usize },
+    TooDeep {
+        limit: usize,
+    },
+    TooManyEvents {
+        limit: usize,
+    },
+    TooManyErrors {
+        limit: usize,
+    },
     IllegalLogValue,
+    /// A `health` stanza's value, with what was expected.
+    IllegalHealth(&'static str),
 }
 
 impl fmt::Display for ErrorKind {
@@ -81,7 +89,8 @@ impl fmt::Display for ErrorKind {
             TooManyEvents { limit } => {
                 write!(f, "Expression too long (the limit is {limit} events)")
             }
-                        TooManyErrors { limit } => write!(f, "Too many errors (stopped after {limit})"),
+                        IllegalHealth(why) => write!(f, "Illegal health probe: {why}"),
+            TooManyErrors { limit } => write!(f, "Too many errors (stopped after {limit})"),
             IllegalLogValue => f.write_str(
                 "Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never or compress yes|no",
             ),

@@ -247,6 +247,8 @@ pub struct JobClass {
     /// upkeep's `ready timeout SECS`: how long `expect notify` waits for
     /// `READY=1` before the start fails (unset: [`DEFAULT_READY_TIMEOUT_SECS`]).
     pub ready_timeout_secs: Option<u32>,
+    /// upkeep's `health` probes (none: the process's life is its health).
+    pub health: super::health::Health,
 }
 
 /// How long `expect notify` waits for `READY=1` unless the job says.
@@ -326,6 +328,7 @@ impl JobClass {
             debug: false,
             log: LogSettings::default(),
             ready_timeout_secs: None,
+            health: Default::default(),
         }
     }
 

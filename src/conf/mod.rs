@@ -12,6 +12,7 @@
 //! * [`job_class`]: the typed result, with Upstart's defaults.
 
 pub mod error;
+pub mod health;
 pub mod job_class;
 pub mod lexer;
 pub mod on;

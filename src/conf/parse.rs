@@ -128,6 +128,7 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
         }
         "debug" => job.debug = true,
         "log" => log_stanza(job, lx)?,
+        "health" => health_stanza(job, lx)?,
         "ready" => {
             let which = lx.next_word()?;
             if which.text != "timeout" {
@@ -452,6 +453,90 @@ fn log_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
             });
         }
         _ => return Err(ParseError::new(which.start, ErrorKind::UnknownStanza)),
+    }
+    lx.end_of_stanza()
+}
+
+/// `health ready|alive exec CMD…`, `… tcp ADDR`, `… http://ADDR/PATH [host
+/// NAME] [status LOW-HIGH]`, or `… SETTING VALUE…` after the role's probe
+/// (`conf::health`).
+fn health_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
+    use super::health::{self, Check, Probe, Role};
+    let role = lx.next_word()?;
+    let role = match role.text.as_str() {
+        "ready" => Role::Ready,
+        "alive" => Role::Alive,
+        _ => return Err(ParseError::new(role.start, ErrorKind::UnknownStanza)),
+    };
+    let slot = match role {
+        Role::Ready => &mut job.health.ready,
+        Role::Alive => &mut job.health.alive,
+    };
+    let bad = |t: &Token, why| ParseError::new(t.start, ErrorKind::IllegalHealth(why));
+    let what = lx.next_arg()?;
+    match what.text.as_str() {
+        "exec" => {
+            *slot = Some(Probe::new(Check::Exec(lx.command()?.text)));
+            return Ok(());
+        }
+        "tcp" => {
+            let a = lx.next_arg()?;
+            let addr = health::parse_addr(&a.text).map_err(|why| bad(&a, why))?;
+            *slot = Some(Probe::new(Check::Tcp(addr)));
+        }
+        url if url.contains("://") => {
+            let (addr, path) = health::parse_url(url).map_err(|why| bad(&what, why))?;
+            let (mut host, mut status) = (None, health::DEFAULT_STATUS);
+            while lx.has_token() {
+                let key = lx.next_word()?;
+                let v = lx.next_arg()?;
+                match key.text.as_str() {
+                    "host" if !v.text.is_empty() && !v.text.contains(['\r', '\n']) => {
+                        host = Some(v.text)
+                    }
+                    "host" => return Err(bad(&v, "expected a host name")),
+                    "status" => {
+                        status = health::parse_status(&v.text).map_err(|why| bad(&v, why))?
+                    }
+                    _ => return Err(bad(&key, "expected host NAME or status LOW-HIGH")),
+                }
+            }
+            *slot = Some(Probe::new(Check::Http {
+                addr,
+                path,
+                host,
+                status,
+            }));
+        }
+        _ => {
+            let Some(probe) = slot.as_mut() else {
+                return Err(bad(
+                    &what,
+                    "expected exec, tcp or http://…; a settings line comes after its role's probe",
+                ));
+            };
+            let mut key = what;
+            loop {
+                let v = lx.next_arg()?;
+                let secs = || health::parse_secs(&v.text).map_err(|why| bad(&v, why));
+                let count = || health::parse_count(&v.text).map_err(|why| bad(&v, why));
+                match key.text.as_str() {
+                    "initial-delay" => probe.initial_delay_ms = secs()?,
+                    "period" => probe.period_ms = secs()?.max(1),
+                    "timeout" => probe.timeout_ms = secs()?.max(1),
+                    "failure-threshold" => probe.failure_threshold = count()?,
+                    "success-threshold" => probe.success_threshold = count()?,
+                    _ => return Err(bad(
+                        &key,
+                        "expected initial-delay, period, timeout, failure-threshold or success-threshold",
+                    )),
+                }
+                if !lx.has_token() {
+                    break;
+                }
+                key = lx.next_word()?;
+            }
+        }
     }
     lx.end_of_stanza()
 }

@@ -103,6 +103,12 @@ pub fn to_job_file(job: &JobClass) -> String {
     if job.debug {
         o.push_str("debug\n");
     }
+    for (role, probe) in [("ready", &job.health.ready), ("alive", &job.health.alive)] {
+        if let Some(p) = probe {
+            let _ = writeln!(o, "health {role} {}", super::health::check_text(&p.check));
+            let _ = writeln!(o, "health {role} {}", super::health::settings_text(p));
+        }
+    }
     if let Some(t) = job.ready_timeout_secs {
         let _ = writeln!(o, "ready timeout {t}");
     }

@@ -173,6 +173,19 @@ pub const STANZAS: &[StanzaDoc] = &[
         extension: Extension::Upkeep,
     },
     StanzaDoc {
+        word: "health",
+        syntax: &[
+            "health ready|alive exec COMMAND",
+            "health ready|alive tcp IP:PORT",
+            "health ready|alive http://IP:PORT/PATH [host NAME] [status LOW-HIGH]",
+            "health ready|alive [initial-delay SECONDS] [period SECONDS] [timeout SECONDS] [failure-threshold N] [success-threshold N]",
+        ],
+        summary: "probes of whether the service answers (not built yet: a job that has one fails to start, saying so). ready: the job is started (and started emitted) only after the probe first succeeds, within the ready timeout; alive: after failure-threshold failures in a row the main process is stopped and respawned (a job without respawn stops, failed). A probe line sets the role's probe with the default settings; a settings line, after it, changes them (Kubernetes' meanings; seconds may have decimals). Addresses are numeric or localhost:PORT, never looked up; http is plain HTTP, a status in the range (default 200-399) is a success",
+        default: "none; settings: initial-delay 0, period 10, timeout 1, failure-threshold 3, success-threshold 1",
+        example: "health ready http://127.0.0.1:8000/healthz\nhealth alive tcp 127.0.0.1:8000\nhealth alive period 5 timeout 2 failure-threshold 3",
+        extension: Extension::Upkeep,
+    },
+    StanzaDoc {
         word: "kill",
         syntax: &["kill signal SIGNAL", "kill timeout SECONDS"],
         summary: "the signal a stop sends, and how long before SIGKILL follows",

@@ -157,6 +157,12 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             crate::VERSION
         ));
     }
+    if !class.health.is_empty() {
+        return Err(format!(
+            "the health stanza is not built yet in upkeep {}",
+            crate::VERSION
+        ));
+    }
     if !class.cgroups.is_empty() {
         return Err(format!(
             "the cgroup stanza is not built yet in upkeep {}",
