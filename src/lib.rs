@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 pub mod job;
 pub mod log;
 pub mod manual;
