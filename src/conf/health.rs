@@ -35,7 +35,7 @@ impl Health {
 }
 
 /// The two roles, as the stanza names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
     Ready,
     Alive,
@@ -46,6 +46,24 @@ impl Role {
         match self {
             Role::Ready => "ready",
             Role::Alive => "alive",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Role> {
+        match name {
+            "ready" => Some(Role::Ready),
+            "alive" => Some(Role::Alive),
+            _ => None,
+        }
+    }
+}
+
+impl Health {
+    /// The probe of a role.
+    pub fn probe(&self, role: Role) -> Option<&Probe> {
+        match role {
+            Role::Ready => self.ready.as_ref(),
+            Role::Alive => self.alive.as_ref(),
         }
     }
 }

@@ -233,6 +233,34 @@ pub struct FailureStatus {
     pub at: u64,
 }
 
+/// What an instance's `health` probes say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthStatus {
+    /// `starting` (no verdict yet), `healthy` or `unhealthy`.
+    pub state: String,
+    /// Failures in a row now.
+    pub failures: u32,
+    /// The last failure's reason (`connection refused`, `HTTP status 500`).
+    pub last_error: Option<String>,
+    /// Which probe: `alive` once running, `ready` while starting.
+    pub probe: String,
+}
+
+impl HealthStatus {
+    /// `healthy`, `unhealthy (3 failures: connection refused)`.
+    pub fn describe(&self) -> String {
+        match (self.state.as_str(), &self.last_error) {
+            ("unhealthy", Some(e)) => format!(
+                "unhealthy ({} failure{}: {})",
+                self.failures,
+                if self.failures == 1 { "" } else { "s" },
+                one_line(e)
+            ),
+            (state, _) => state.to_string(),
+        }
+    }
+}
+
 /// What an instance costs now, from `/proc` (and, for CPU, what its
 /// reaped processes used).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -278,6 +306,9 @@ pub struct InstanceStatus {
     /// What it costs, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub costs: Option<Costs>,
+    /// What its `health` probes say, while it has any running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
     /// For a job at rest: what its `start on` still waits for.
     #[serde(default)]
     pub waiting_for: Option<String>,
@@ -352,6 +383,7 @@ impl InstanceStatus {
             last_exit: None,
             failure: None,
             costs: None,
+            health: None,
             waiting_for: None,
             file_changed: false,
             file_deleted: false,
@@ -378,6 +410,9 @@ impl InstanceStatus {
             } else {
                 s.push_str(&format!("\n\t{} process {}", p.process, p.pid));
             }
+        }
+        if let Some(h) = &self.health {
+            s.push_str(&format!("\n\thealth: {}", h.describe()));
         }
         if let Some(line) = self.why_line() {
             s.push_str(&format!("\n\t{line}"));

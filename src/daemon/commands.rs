@@ -146,6 +146,9 @@ impl Daemon {
         match cmd {
             Command::List { costs } => {
                 let mut instances = self.list();
+                for st in &mut instances {
+                    st.health = self.health_of(&(st.job.clone(), st.instance.clone()));
+                }
                 if costs {
                     self.add_costs(&mut instances);
                 }
@@ -177,6 +180,7 @@ impl Daemon {
                 if costs {
                     self.add_costs(std::slice::from_mut(&mut st));
                 }
+                st.health = self.health_of(&key);
                 Some(Response::ok(vec![st]))
             }
             Command::Start {
@@ -365,6 +369,22 @@ impl Daemon {
         all
     }
 
+    /// What an instance's probes say, if it has any running.
+    fn health_of(&self, key: &Key) -> Option<crate::control::HealthStatus> {
+        let t = self.probes.status(key)?;
+        Some(crate::control::HealthStatus {
+            state: match t.state {
+                crate::health::State::Starting => "starting",
+                crate::health::State::Healthy => "healthy",
+                crate::health::State::Unhealthy { .. } => "unhealthy",
+            }
+            .into(),
+            failures: t.failures,
+            last_error: t.last_error.clone(),
+            probe: t.role.name().into(),
+        })
+    }
+
     /// A job with no instance: `JOB stop/waiting`, what its `start on`
     /// waits for, and its files' problems.
     fn at_rest(&self, job: &str) -> InstanceStatus {
@@ -525,6 +545,7 @@ impl JobTable {
             last_exit: inst.exited.map(|e| exit_status(&e, now)),
             failure: inst.why.as_ref().map(|w| failure_status(w, now)),
             costs: None,
+            health: None,
             waiting_for: None,
             file_changed: self
                 .classes

@@ -70,4 +70,42 @@ impl Daemon {
             self.jobs.add_instance(key.clone(), inst);
         }
     }
+
+    /// Carries out a probe's verdict: the instance is ready, or unhealthy
+    /// (stopped and respawned by its machine), and `healthy`/`unhealthy`
+    /// are emitted as events a job can `start on`.
+    pub(super) fn told(&mut self, told: Option<super::probes::Told>) {
+        use crate::health::Verdict;
+        let Some((key, role, verdict)) = told else {
+            return;
+        };
+        let env = vec![format!("JOB={}", key.0), format!("INSTANCE={}", key.1)];
+        match verdict {
+            Verdict::Same => {}
+            Verdict::Ready => self.feed([(key, Input::ProbeReady)]),
+            Verdict::Healthy => {
+                self.dlog
+                    .log(&format!("{}: healthy ({} probe)", label(&key), role.name()));
+                self.emit("healthy", env, None, None);
+            }
+            Verdict::Unhealthy { failures, error } => {
+                let error = format!("{failures} failures: {error}");
+                self.dlog
+                    .log(&format!("{}: unhealthy ({error})", label(&key)));
+                let mut env = env;
+                env.push(format!("ERROR={error}"));
+                self.emit("unhealthy", env, None, None);
+                self.feed([(key, Input::Unhealthy { error })]);
+            }
+        }
+    }
+}
+
+/// `web` / `web (inst)`.
+fn label(key: &Key) -> String {
+    if key.1.is_empty() {
+        key.0.clone()
+    } else {
+        format!("{} ({})", key.0, key.1)
+    }
 }

@@ -23,6 +23,7 @@ mod events;
 mod jobs;
 mod notify;
 mod output;
+mod probes;
 mod reactor;
 mod reexec;
 pub mod setup;
@@ -58,6 +59,7 @@ pub struct Daemon {
     shutdown: shutdown::Shutdown,
     state: state::StateFile,
     watcher: watch::Watcher,
+    probes: probes::Probes,
     sys: Real,
 }
 
@@ -100,6 +102,7 @@ impl Daemon {
             shutdown: shutdown::Shutdown::new(host.cfg.exit_with.clone()),
             state: Default::default(),
             watcher: watch::Watcher::start(&reactor, &dlog),
+            probes: Default::default(),
             sys: Real,
             dlog,
             reactor,
@@ -146,10 +149,11 @@ impl Daemon {
             if self.shutdown.active && self.jobs.instances.is_empty() {
                 break;
             }
-            let (jobs, clients) = (&self.jobs.instances, &self.clients);
+            let (jobs, clients, probes) = (&self.jobs.instances, &self.clients, &self.probes);
             self.reactor.drop_stale(|t| match t {
                 Timer::Instance(k, _) => !jobs.contains_key(k),
                 Timer::ClientIdle(c) => !clients.is_open(*c),
+                Timer::Probe(k, role, gen) => !probes.is_live(k, *role, *gen),
                 _ => false,
             });
             let busy = self.output.is_busy();
@@ -167,6 +171,10 @@ impl Daemon {
                         self.output.on_output(t, &self.reactor, &self.dlog)
                     }
                     mio::Token(t) if self.notify.is_socket(t) => self.on_notify(t),
+                    mio::Token(t) if self.probes.is_socket(t) => {
+                        let told = self.probes.on_socket(t, &self.reactor);
+                        self.told(told);
+                    }
                     mio::Token(t) if self.notify.is_alien(t) => self.on_alien(t),
                     mio::Token(t) => {
                         if ev.is_readable() {
@@ -258,6 +266,10 @@ impl Daemon {
                         .check_hook(key, jobs, &mut self.sys, &self.dlog, reactor)
                 }
                 Timer::ClientIdle(t) => self.clients.check_idle(t, &self.reactor),
+                Timer::Probe(key, role, gen) => {
+                    let told = self.probes.on_timer(key, role, gen, &self.reactor);
+                    self.told(told);
+                }
                 Timer::StateRetry => {
                     self.state.retry_due();
                     self.save_state();
@@ -334,6 +346,13 @@ impl Daemon {
         match effect {
             Effect::Log(msg) => self.dlog.log(&msg),
             Effect::News(news) => self.clients.publish(&news, &self.reactor),
+            Effect::Probe(role) => {
+                let class = self.jobs.instances.get(key).map(|i| i.class.clone());
+                if let Some(probe) = class.as_ref().and_then(|c| c.health.probe(role)) {
+                    self.probes.start(key, role, probe, &self.reactor);
+                }
+            }
+            Effect::StopProbes => self.probes.stop(key, &self.reactor),
             Effect::Timer { gen, after } => {
                 self.reactor.arm(after, Timer::Instance(key.clone(), gen))
             }
@@ -348,6 +367,7 @@ impl Daemon {
             }
             Effect::Destroyed(inst) => {
                 self.notify.drop_key(key, &self.reactor);
+                self.probes.stop(key, &self.reactor);
                 if let Some(why) = self.shutdown.exit_with_failed(&inst) {
                     self.begin_shutdown(&why);
                 }

@@ -57,6 +57,9 @@ pub(super) enum Timer {
     ClientIdle(usize),
     /// Try again to write the state file.
     StateRetry,
+    /// An instance's probe of a role: its next try, or the deadline of the
+    /// one in flight; valid while the probe's generation is the last.
+    Probe(Key, crate::conf::health::Role, u64),
 }
 
 pub(super) struct Reactor {

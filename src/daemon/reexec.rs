@@ -70,6 +70,9 @@ struct Handover {
     output: output::Saved,
     #[serde(flatten)]
     notify: notify::Saved,
+    /// The probes' counters (absent before `health`).
+    #[serde(default)]
+    probes: Vec<super::probes::SavedRun>,
 }
 
 impl Handover {
@@ -144,6 +147,7 @@ impl Daemon {
             clients: self.clients.saved(&requests, &mut blob),
             output: self.output.saved(&mut blob),
             notify: self.notify.saved(),
+            probes: self.probes.saved(),
         };
         let mut data = match serde_json::to_vec(&state) {
             Ok(d) => d,
@@ -242,6 +246,9 @@ impl Daemon {
         // of the daemon reaches a job or a later image unasked.
         crate::process::spawn::close_inherited_fds();
         d.notify.rewatch_aliens(&d.jobs, &d.reactor);
+        let insts = &d.jobs.instances;
+        let probe_of = |k: &Key, role| insts.get(k)?.class.health.probe(role).cloned();
+        d.probes.restore(h.probes, &probe_of, &d.reactor);
         // The conf dirs as they are now: changed jobs take effect at their
         // next start, as they would have in the old image.
         d.reload_configuration();

@@ -168,6 +168,7 @@ impl World {
             match effect {
                 Effect::Log(m) => self.log.push(m),
                 Effect::News(n) => self.news.push(n),
+                Effect::Probe(_) | Effect::StopProbes => {}
                 Effect::Timer { gen, .. } => self.timers.push((key.clone(), gen)),
                 Effect::Emit {
                     name,

@@ -29,6 +29,7 @@ pub mod env;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::conf::health::Role;
 use crate::conf::{signal, Expect, JobClass, NormalExit, ProcessType};
 
 pub type Pid = i32;
@@ -156,8 +157,12 @@ pub enum Reason {
     Main,
     /// A pre-start or post-stop hook failed.
     Hook,
-    /// `expect notify`: no `READY=1` within the ready timeout.
+    /// `expect notify` or a `health ready` probe: not ready within the
+    /// ready timeout.
     ReadyTimeout,
+    /// The `health alive` probe failed its threshold, and the main process
+    /// was stopped for it.
+    Unhealthy,
     /// The main process outlived the kill timeout and was sent KILL (not
     /// a failure: the stop's `RESULT` stays `ok`, as in Upstart).
     KillTimeout { secs: u32 },
@@ -172,6 +177,7 @@ impl Reason {
             Reason::Main => "main",
             Reason::Hook => "hook",
             Reason::ReadyTimeout => "ready-timeout",
+            Reason::Unhealthy => "unhealthy",
             Reason::KillTimeout { .. } => "kill-timeout",
         }
     }
@@ -247,6 +253,10 @@ pub enum Action {
     Log(String),
     /// The instance is back at rest: forget it.
     Destroy,
+    /// Start probing with the job's probe of this role (`health`).
+    Probe(Role),
+    /// Stop every probe of the instance.
+    StopProbes,
 }
 
 /// What happens to the machine.
@@ -285,6 +295,12 @@ pub enum Input {
     },
     /// `READY=1` arrived from one of the job's processes.
     Ready,
+    /// The `health ready` probe succeeded (enough).
+    ProbeReady,
+    /// The `health alive` probe failed its threshold (the reason in words).
+    Unhealthy {
+        error: String,
+    },
     /// `MAINPID=` arrived from one of the job's processes: this process
     /// (in group `pgid`) is the main one now.
     MainPid {
@@ -337,6 +353,12 @@ pub enum Waiting {
     Stop,
     /// `expect notify`: `READY=1` on the job's notify socket.
     Ready,
+    /// `health ready`: the probe's first success (after any `expect`).
+    Probe,
+    /// `health alive` failed: the main process was sent the kill signal,
+    /// SIGKILL follows at the kill timeout; its exit is respawned (or, with
+    /// no `respawn`, stops the job, failed).
+    Unhealthy,
 }
 
 /// The back-off under `respawn limit unlimited`: a main process that lived
@@ -389,6 +411,11 @@ pub struct Instance {
     pub(crate) timer_gen: u64,
     restart_pending: bool,
     from_pre_stop: bool,
+    /// The `health ready` probe succeeded for this main process.
+    probe_passed: bool,
+    /// Why the main process is being stopped as unhealthy (the alive
+    /// probe's last error), until its exit is handled.
+    unhealthy: Option<String>,
 }
 
 /// The parts of an instance that only the machine reads, taken out and put
@@ -404,6 +431,8 @@ pub struct Internals {
     pub timer_gen: u64,
     pub restart_pending: bool,
     pub from_pre_stop: bool,
+    pub probe_passed: bool,
+    pub unhealthy: Option<String>,
 }
 
 impl Instance {
@@ -415,6 +444,8 @@ impl Instance {
             timer_gen: self.timer_gen,
             restart_pending: self.restart_pending,
             from_pre_stop: self.from_pre_stop,
+            probe_passed: self.probe_passed,
+            unhealthy: self.unhealthy.clone(),
         }
     }
 
@@ -425,6 +456,8 @@ impl Instance {
         self.timer_gen = i.timer_gen;
         self.restart_pending = i.restart_pending;
         self.from_pre_stop = i.from_pre_stop;
+        self.probe_passed = i.probe_passed;
+        self.unhealthy = i.unhealthy;
     }
 }
 
@@ -455,6 +488,8 @@ impl Instance {
             timer_gen: 0,
             restart_pending: false,
             from_pre_stop: false,
+            probe_passed: false,
+            unhealthy: None,
         }
     }
 
@@ -521,10 +556,17 @@ impl Instance {
                 self.goal = Goal::Stop;
                 self.restart_pending = restart;
                 match (self.state, self.waiting) {
-                    (State::Running, _) => self.advance(latest, now, &mut out),
+                    (State::Running, w) => {
+                        if w == Waiting::Unhealthy {
+                            // The stop takes over the unhealthy one's kill.
+                            self.timer_gen += 1;
+                            self.waiting = Waiting::Nothing;
+                        }
+                        self.advance(latest, now, &mut out)
+                    }
                     // Not ready yet: the stop does not wait for a
                     // readiness that may never come (the ready timeout).
-                    (State::Spawned, Waiting::Ready) => {
+                    (State::Spawned, Waiting::Ready | Waiting::Probe) => {
                         self.timer_gen += 1;
                         self.waiting = Waiting::Nothing;
                         self.advance(latest, now, &mut out);
@@ -545,6 +587,7 @@ impl Instance {
                 if process == ProcessType::Main {
                     self.group = Some(pid);
                     self.main_started = Some(now);
+                    self.probe_passed = false;
                     let forks = match self.class.expect {
                         Expect::Fork => 1,
                         Expect::Daemon => 2,
@@ -660,6 +703,39 @@ impl Instance {
                     self.advance(latest, now, &mut out);
                 }
             }
+            Input::ProbeReady => {
+                if self.waiting == Waiting::Probe {
+                    self.timer_gen += 1;
+                    self.waiting = Waiting::Nothing;
+                    self.probe_passed = true;
+                    self.advance(latest, now, &mut out);
+                }
+            }
+            Input::Unhealthy { error } => {
+                let main = self.pid(ProcessType::Main);
+                if let (State::Running, Goal::Start, Waiting::Nothing, Some(pid)) =
+                    (self.state, self.goal, self.waiting, main)
+                {
+                    let signal = self.class.kill_signal;
+                    out.push(Action::Log(format!(
+                        "{} main process ({pid}) is unhealthy ({error}): sending it {}",
+                        self.label(),
+                        signal::display(signal)
+                    )));
+                    out.push(Action::StopProbes);
+                    out.push(Action::KillGroup {
+                        pgid: self.group.unwrap_or(pid),
+                        signal,
+                    });
+                    self.unhealthy = Some(error);
+                    self.waiting = Waiting::Unhealthy;
+                    self.timer_gen += 1;
+                    out.push(Action::ArmTimer {
+                        gen: self.timer_gen,
+                        after: Duration::from_secs(u64::from(self.class.kill_timeout_secs.max(1))),
+                    });
+                }
+            }
             Input::MainPid { pid, pgid } => {
                 if self.pid(ProcessType::Main).is_some_and(|m| m != pid) {
                     self.pids[ProcessType::Main.index()] = Some(pid);
@@ -719,6 +795,42 @@ impl Instance {
                                     at: now,
                                 });
                             }
+                        }
+                    }
+                    (State::Spawned, Waiting::Probe) => {
+                        let t = self.ready_timeout();
+                        out.push(Action::Log(format!(
+                            "{} health ready probe did not succeed within {t} s",
+                            self.label()
+                        )));
+                        self.fail_because(
+                            FailedProcess::Process(ProcessType::Main),
+                            None,
+                            None,
+                            now,
+                        );
+                        let message =
+                            format!("main process not ready within {t} s (health ready probe)");
+                        self.failure_detail = Some(message.clone());
+                        self.why = Some(Why {
+                            reason: Reason::ReadyTimeout,
+                            message,
+                            at: now,
+                        });
+                        self.goal = Goal::Stop;
+                        self.waiting = Waiting::Nothing;
+                        self.advance(latest, now, &mut out);
+                    }
+                    (State::Running, Waiting::Unhealthy) => {
+                        if let Some(pid) = self.pid(ProcessType::Main) {
+                            out.push(Action::Log(format!(
+                                "Sending KILL signal to {} main process ({pid})",
+                                self.label()
+                            )));
+                            out.push(Action::KillGroup {
+                                pgid: self.group.unwrap_or(pid),
+                                signal: 9,
+                            });
                         }
                     }
                     (State::Spawned, Waiting::Ready) => {
@@ -860,9 +972,13 @@ impl Instance {
             State::Stopping => return,
             _ => {}
         }
+        let unhealthy = self
+            .unhealthy
+            .take()
+            .filter(|_| self.waiting == Waiting::Unhealthy);
         if matches!(
             self.waiting,
-            Waiting::Fork(_) | Waiting::Stop | Waiting::Ready
+            Waiting::Fork(_) | Waiting::Stop | Waiting::Ready | Waiting::Probe | Waiting::Unhealthy
         ) {
             // Exited without leaving a child to follow, or before it
             // stopped itself.
@@ -872,7 +988,8 @@ impl Instance {
         let class = &self.class;
         let abnormal =
             self.goal == Goal::Start && (status != Exit::Code(0) || (class.respawn && !class.task));
-        let failure = abnormal && !status.is_listed(&class.normal_exit);
+        // Stopped for being unhealthy: a failure whatever its status.
+        let failure = unhealthy.is_some() || (abnormal && !status.is_listed(&class.normal_exit));
         if failure && class.respawn {
             if self.runaway(now) {
                 out.push(Action::Log(format!(
@@ -892,6 +1009,15 @@ impl Instance {
             }
         } else if failure {
             self.fail(FailedProcess::Process(ProcessType::Main), Some(status), now);
+            if let Some(error) = unhealthy {
+                let message = format!("unhealthy: {error}");
+                self.failure_detail = Some(message.clone());
+                self.why = Some(Why {
+                    reason: Reason::Unhealthy,
+                    message,
+                    at: now,
+                });
+            }
             self.goal = Goal::Stop;
         } else {
             self.goal = Goal::Stop;
@@ -1048,6 +1174,28 @@ impl Instance {
             self.waiting = Waiting::Delay;
             return;
         }
+        // The expect condition holds: a ready probe must succeed too,
+        // within what is left of the ready timeout (counted from spawn).
+        if self.state == State::Spawned
+            && self.waiting == Waiting::Nothing
+            && self.goal == Goal::Start
+            && !self.probe_passed
+            && self.class.health.ready.is_some()
+            && self.main_alive()
+        {
+            let limit = Duration::from_secs(u64::from(self.ready_timeout()));
+            let spent = self
+                .main_started
+                .map_or(Duration::ZERO, |t| now.saturating_sub(t));
+            self.waiting = Waiting::Probe;
+            self.timer_gen += 1;
+            out.push(Action::ArmTimer {
+                gen: self.timer_gen,
+                after: limit.saturating_sub(spent),
+            });
+            out.push(Action::Probe(Role::Ready));
+            return;
+        }
         let next = self.next_state();
         self.enter(next, latest, now, out);
     }
@@ -1142,9 +1290,15 @@ impl Instance {
                     self.goal = Goal::Stop;
                     return true;
                 }
+                if self.class.health.alive.is_some() && self.main_alive() {
+                    out.push(Action::Probe(Role::Alive));
+                }
                 false
             }
             State::PreStop => {
+                if !self.class.health.is_empty() {
+                    out.push(Action::StopProbes);
+                }
                 if has(&self.class, ProcessType::PreStop) && self.main_alive() {
                     out.push(Action::Spawn(ProcessType::PreStop));
                     self.waiting = Waiting::Spawn(ProcessType::PreStop);
@@ -1154,6 +1308,9 @@ impl Instance {
                 }
             }
             State::Stopping => {
+                if !self.class.health.is_empty() {
+                    out.push(Action::StopProbes);
+                }
                 // With goal start, the main process died and is respawned.
                 let respawn = self.goal == Goal::Start && self.failed.is_none();
                 out.push(Action::Emit {

@@ -496,6 +496,10 @@ enum Col {
     Regrouped,
     /// The main process forked and left a child (`expect fork`).
     Forked,
+    /// The `health ready` probe succeeded.
+    ProbeReady,
+    /// The `health alive` probe failed its threshold.
+    Unhealthy,
 }
 
 /// The column of an input: a match with no wildcard, so that an input
@@ -516,10 +520,12 @@ fn col_of(input: &Input) -> Col {
         Input::Regrouped { .. } => Col::Regrouped,
         Input::Forked { .. } => Col::Forked,
         Input::Timer { .. } => Col::Timer,
+        Input::ProbeReady => Col::ProbeReady,
+        Input::Unhealthy { .. } => Col::Unhealthy,
     }
 }
 
-const COLS: [Col; 15] = [
+const COLS: [Col; 17] = [
     Col::Start,
     Col::Stop,
     Col::Restart,
@@ -535,6 +541,8 @@ const COLS: [Col; 15] = [
     Col::MainPid,
     Col::Regrouped,
     Col::Forked,
+    Col::ProbeReady,
+    Col::Unhealthy,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,6 +716,10 @@ fn apply(s: &mut Sim, col: Col) -> Result<Vec<Action>, Refusal> {
             pgid: 4545,
             hops: 1,
         },
+        Col::ProbeReady => Input::ProbeReady,
+        Col::Unhealthy => Input::Unhealthy {
+            error: "3 failures: connection refused".into(),
+        },
     };
     let back = col_of(&input);
     assert!(
@@ -726,16 +738,21 @@ fn every_state_and_input() {
     let stopped = Refused(Refusal::AlreadyStopped);
     // Columns: Start, Stop, Restart, StraySpawned, StraySpawnFailed,
     //          ExitMain, ExitHook, GroupEmpty, EventDone, Timer,
-    //          StoppedItself, Ready, MainPid, Regrouped, Forked. A job with
-    //          `expect none` waits for none of the last five: they move
-    //          nothing (the `expect` tests below give them their effect).
-    let table: [(State, [Want; 15]); 10] = [
+    //          StoppedItself, Ready, MainPid, Regrouped, Forked, ProbeReady,
+    //          Unhealthy. A job with `expect none` and no `health` waits
+    //          for none of the last seven: they move nothing (the `expect`
+    //          and `health` tests below give them their effect; Unhealthy
+    //          in running sends the kill signal, and the state stays
+    //          running until the main process exits).
+    let table: [(State, [Want; 17]); 10] = [
         (
             Waiting,
             [
                 At(S, Starting),
                 stopped,
                 stopped,
+                At(X, Waiting),
+                At(X, Waiting),
                 At(X, Waiting),
                 At(X, Waiting),
                 At(X, Waiting),
@@ -768,6 +785,8 @@ fn every_state_and_input() {
                 At(S, Starting),
                 At(S, Starting),
                 At(S, Starting),
+                At(S, Starting),
+                At(S, Starting),
             ],
         ),
         (
@@ -788,6 +807,8 @@ fn every_state_and_input() {
                 At(S, PreStart),
                 At(S, PreStart),
                 At(S, PreStart),
+                At(S, PreStart),
+                At(S, PreStart),
             ],
         ),
         (
@@ -796,6 +817,8 @@ fn every_state_and_input() {
                 running,
                 At(X, Spawned),
                 At(X, Spawned),
+                At(S, Spawned),
+                At(S, Spawned),
                 At(S, Spawned),
                 At(S, Spawned),
                 At(S, Spawned),
@@ -828,6 +851,8 @@ fn every_state_and_input() {
                 At(S, PostStart),
                 At(S, PostStart),
                 At(S, PostStart),
+                At(S, PostStart),
+                At(S, PostStart),
             ],
         ),
         (
@@ -839,6 +864,8 @@ fn every_state_and_input() {
                 At(S, Running),
                 At(S, Running),
                 At(X, Stopping),
+                At(S, Running),
+                At(S, Running),
                 At(S, Running),
                 At(S, Running),
                 At(S, Running),
@@ -868,6 +895,8 @@ fn every_state_and_input() {
                 At(X, PreStop),
                 At(X, PreStop),
                 At(X, PreStop),
+                At(X, PreStop),
+                At(X, PreStop),
             ],
         ),
         (
@@ -882,6 +911,8 @@ fn every_state_and_input() {
                 At(X, Stopping),
                 At(X, Stopping),
                 At(X, Killed),
+                At(X, Stopping),
+                At(X, Stopping),
                 At(X, Stopping),
                 At(X, Stopping),
                 At(X, Stopping),
@@ -908,6 +939,8 @@ fn every_state_and_input() {
                 At(X, Killed),
                 At(X, Killed),
                 At(X, Killed),
+                At(X, Killed),
+                At(X, Killed),
             ],
         ),
         (
@@ -920,6 +953,8 @@ fn every_state_and_input() {
                 At(X, PostStop),
                 At(X, PostStop),
                 At(X, Waiting),
+                At(X, PostStop),
+                At(X, PostStop),
                 At(X, PostStop),
                 At(X, PostStop),
                 At(X, PostStop),
@@ -1231,7 +1266,7 @@ mod properties {
                             group_empty: true,
                         })?;
                     }
-                    Waiting::Kill | Waiting::Delay => {
+                    Waiting::Kill | Waiting::Delay | Waiting::Unhealthy => {
                         if let Some(pid) = self.live_main.take() {
                             self.feed(Input::Exited {
                                 pid,
@@ -1245,7 +1280,7 @@ mod properties {
                             self.feed(Input::Timer { gen })?;
                         }
                     }
-                    Waiting::Fork(_) | Waiting::Stop | Waiting::Ready => {
+                    Waiting::Fork(_) | Waiting::Stop | Waiting::Ready | Waiting::Probe => {
                         // The program never forks: the fork timer runs out.
                         if let Some(gen) = self.timers.pop() {
                             self.feed(Input::Timer { gen })?;
@@ -1340,4 +1375,124 @@ fn a_followed_daemon_that_leaves_its_group_is_signalled_in_its_new_one() {
             .any(|a| matches!(a, Action::KillGroup { pgid: 200, .. })),
         "{acts:?}"
     );
+}
+
+// ------------------------------------------- health probes
+
+fn timer_of(actions: &[Action]) -> Option<(u64, Duration)> {
+    actions.iter().rev().find_map(|a| match a {
+        Action::ArmTimer { gen, after } => Some((*gen, *after)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_ready_probe_holds_the_start_in_spawned_until_it_passes() {
+    let mut s = Sim::new("health ready tcp 127.0.0.1:5432\nready timeout 30\nexec /bin/db\n");
+    let a = s.ok(Input::Start(vec![]));
+    assert_eq!(s.at(), (Goal::Start, State::Spawned));
+    assert_eq!(s.inst.waiting, Waiting::Probe);
+    assert!(a.contains(&Action::Probe(Role::Ready)), "{a:?}");
+    assert!(!Sim::events(&a).contains(&"started"));
+    assert_eq!(timer_of(&a).map(|t| t.1), Some(Duration::from_secs(30)));
+    let a = s.ok(Input::ProbeReady);
+    assert_eq!(s.at(), (Goal::Start, State::Running));
+    assert_eq!(Sim::events(&a), ["started"]);
+    // A main process started again must prove itself again.
+    s.exit(ProcessType::Main, Exit::Code(1));
+    assert_eq!(s.at(), (Goal::Stop, State::Waiting));
+    s.ok(Input::Start(vec![]));
+    assert_eq!(s.inst.waiting, Waiting::Probe);
+}
+
+#[test]
+fn a_ready_probe_that_never_passes_fails_the_start_at_the_ready_timeout() {
+    let mut s = Sim::new("health ready tcp 127.0.0.1:5432\nready timeout 10\nexec /bin/db\n");
+    let a = s.ok(Input::Start(vec![]));
+    let (gen, _) = timer_of(&a).unwrap();
+    let a = s.ok(Input::Timer { gen });
+    assert_eq!(s.at(), (Goal::Stop, State::Killed));
+    assert!(a.contains(&Action::StopProbes), "{a:?}");
+    let why = s.inst.why.clone().unwrap();
+    assert_eq!(why.reason, Reason::ReadyTimeout);
+    assert_eq!(
+        why.message,
+        "main process not ready within 10 s (health ready probe)"
+    );
+}
+
+#[test]
+fn after_expect_notify_the_ready_probe_gets_what_is_left_of_the_timeout() {
+    let mut s =
+        Sim::new("expect notify\nhealth ready tcp 127.0.0.1:1\nready timeout 30\nexec /bin/db\n");
+    s.ok(Input::Start(vec![]));
+    assert_eq!(s.inst.waiting, Waiting::Ready);
+    s.now += Duration::from_secs(12);
+    let a = s.ok(Input::Ready);
+    assert_eq!(s.inst.waiting, Waiting::Probe);
+    assert_eq!(timer_of(&a).map(|t| t.1), Some(Duration::from_secs(18)));
+}
+
+#[test]
+fn an_unhealthy_service_is_killed_and_respawned_even_with_a_normal_exit() {
+    let mut s =
+        Sim::new("respawn\nnormal exit 0 TERM\nhealth alive tcp 127.0.0.1:80\nexec /bin/web\n");
+    let a = s.ok(Input::Start(vec![]));
+    assert!(a.contains(&Action::Probe(Role::Alive)), "{a:?}");
+    let main = s.pid(ProcessType::Main);
+    let a = s.ok(Input::Unhealthy {
+        error: "3 failures: connection refused".into(),
+    });
+    assert!(
+        a.contains(&Action::KillGroup {
+            pgid: main,
+            signal: 15
+        }),
+        "{a:?}"
+    );
+    assert!(a.contains(&Action::StopProbes));
+    assert_eq!(s.at(), (Goal::Start, State::Running));
+    // Still alive at the kill timeout: SIGKILL.
+    let (gen, after) = timer_of(&a).unwrap();
+    assert_eq!(after, Duration::from_secs(5));
+    let a = s.ok(Input::Timer { gen });
+    assert!(
+        a.contains(&Action::KillGroup {
+            pgid: main,
+            signal: 9
+        }),
+        "{a:?}"
+    );
+    // Its exit (TERM is a normal exit here) is respawned all the same.
+    s.exit(ProcessType::Main, Exit::Signal(15));
+    assert_eq!(s.at(), (Goal::Start, State::Running));
+    assert_eq!(s.inst.respawns, 1);
+    assert_ne!(s.pid(ProcessType::Main), main);
+    // Unhealthy while not running (or twice) does nothing.
+    s.ok(Input::Stop(vec![]));
+    let a = s.ok(Input::Unhealthy { error: "x".into() });
+    assert!(a.is_empty(), "{a:?}");
+}
+
+#[test]
+fn an_unhealthy_job_without_respawn_stops_failed() {
+    let mut s = Sim::new("health alive tcp 127.0.0.1:80\nexec /bin/web\n");
+    s.ok(Input::Start(vec![]));
+    s.ok(Input::Unhealthy {
+        error: "3 failures: HTTP status 500".into(),
+    });
+    let a = s.exit(ProcessType::Main, Exit::Signal(15));
+    assert_eq!(s.at(), (Goal::Stop, State::Waiting));
+    let why = s.inst.why.clone().unwrap();
+    assert_eq!(why.reason, Reason::Unhealthy);
+    assert_eq!(why.message, "unhealthy: 3 failures: HTTP status 500");
+    let stopped = a.iter().find_map(|a| match a {
+        Action::Emit {
+            event: JobEvent::Stopped,
+            failure,
+            ..
+        } => Some(failure.clone()),
+        _ => None,
+    });
+    assert!(stopped.unwrap().is_some(), "stopped carries the failure");
 }

@@ -41,6 +41,10 @@ pub(super) enum Effect {
     Destroyed(Box<Instance>),
     /// Something for the subscribers (made only while someone watches).
     News(News),
+    /// Start the instance's probe of this role (`health`).
+    Probe(crate::conf::health::Role),
+    /// Stop every probe of the instance.
+    StopProbes,
 }
 
 /// What one input did.
@@ -409,6 +413,8 @@ impl JobTable {
                 }
             }
             Action::Log(msg) => out.effects.push(Effect::Log(msg)),
+            Action::Probe(role) => out.effects.push(Effect::Probe(role)),
+            Action::StopProbes => out.effects.push(Effect::StopProbes),
             Action::Destroy => {
                 self.running_order.remove(key);
                 self.pending_exit.remove(key);

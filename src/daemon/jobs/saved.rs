@@ -46,6 +46,12 @@ pub(in crate::daemon) struct SavedInstance {
     why: Option<SavedWhy>,
     #[serde(default)]
     exited: Option<SavedExited>,
+    /// The `health ready` probe passed, and why the main process is being
+    /// stopped as unhealthy (absent before `health` existed).
+    #[serde(default)]
+    probe_passed: bool,
+    #[serde(default)]
+    unhealthy: Option<String>,
 }
 
 /// Why an instance stopped ([`job::Why`](crate::job::Why)).
@@ -191,6 +197,8 @@ enum SavedWaiting {
     Fork(u8),
     Stop,
     Ready,
+    Probe,
+    Unhealthy,
 }
 
 impl SavedInstance {
@@ -274,6 +282,8 @@ impl From<Waiting> for SavedWaiting {
             Waiting::Fork(n) => SavedWaiting::Fork(n),
             Waiting::Stop => SavedWaiting::Stop,
             Waiting::Ready => SavedWaiting::Ready,
+            Waiting::Probe => SavedWaiting::Probe,
+            Waiting::Unhealthy => SavedWaiting::Unhealthy,
         }
     }
 }
@@ -290,6 +300,8 @@ impl SavedWaiting {
             SavedWaiting::Fork(n) => Waiting::Fork(*n),
             SavedWaiting::Stop => Waiting::Stop,
             SavedWaiting::Ready => Waiting::Ready,
+            SavedWaiting::Probe => Waiting::Probe,
+            SavedWaiting::Unhealthy => Waiting::Unhealthy,
         })
     }
 }
@@ -345,6 +357,8 @@ pub(in crate::daemon) fn save(
                 timer_gen: int.timer_gen,
                 restart_pending: int.restart_pending,
                 from_pre_stop: int.from_pre_stop,
+                probe_passed: int.probe_passed,
+                unhealthy: int.unhealthy.clone(),
                 stop_matcher: held(key),
                 why: i.why.as_ref().map(SavedWhy::from),
                 exited: i.exited.map(SavedExited::from),
@@ -445,6 +459,8 @@ pub(in crate::daemon) fn rebuild(s: &Saved) -> Result<Rebuilt, String> {
             timer_gen: s.timer_gen,
             restart_pending: s.restart_pending,
             from_pre_stop: s.from_pre_stop,
+            probe_passed: s.probe_passed,
+            unhealthy: s.unhealthy.clone(),
         });
         instances.insert(key, i);
     }
