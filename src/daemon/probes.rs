@@ -193,7 +193,7 @@ impl Probes {
             arm(&id, &mut run, next, reactor);
             self.runs.insert(id.clone(), run);
         }
-        (verdict != Verdict::Same).then(|| (id.0, id.1, verdict))
+        (verdict != Verdict::Same).then_some((id.0, id.1, verdict))
     }
 
     /// What `status` shows: the alive probe's state, else the ready one's.
