@@ -232,7 +232,95 @@ fn probes_survive_re_exec_and_none_is_left_after_stop() -> Result<(), Missing> {
     Ok(())
 }
 
+fn a_command_probe_runs_as_the_job_and_a_hung_one_is_cut_at_its_timeout() -> Result<(), Missing> {
+    need_program("redis-server")?;
+    need_program("redis-cli")?;
+    let port = free_port();
+    let mut d = Daemon::builder()
+        .job(
+            "redis",
+            &format!(
+                "health ready exec redis-cli -p {port} ping\nhealth ready period 0.1\n\
+                 exec redis-server --port {port} --save '' --appendonly no --bind 127.0.0.1\n"
+            ),
+        )
+        .job(
+            "stuck",
+            "health alive exec sleep 100\nhealth alive period 0.2 timeout 0.3 failure-threshold 1\nexec sleep 1000\n",
+        )
+        .canary()
+        .start();
+    d.ok(&["start", "redis"]);
+    // Ready means redis-cli ping answered: it answers now.
+    let o = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "PONG");
+    d.ok(&["stop", "redis"]);
+    // The probe that hangs is cut at 0.3 s: one failure, unhealthy, and
+    // with no respawn the job stops, failed; no probe process is left.
+    d.ok(&["start", "stuck"]);
+    let s = d.wait_status(&["stuck"], "stopped as unhealthy", |s| {
+        s["failure"]["kind"] == "unhealthy"
+    });
+    assert_eq!(
+        s["failure"]["message"],
+        "unhealthy: 1 failure: no answer within 0.3 s"
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 100$"])
+        .output()
+        .unwrap();
+    // Killed at once; reaped by the daemon.
+    let deadline = std::time::Instant::now() + common::daemon::DEADLINE;
+    let mut left = left;
+    while !left.stdout.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a probe process was left"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        left = std::process::Command::new("pgrep")
+            .args(["-f", "^sleep 100$"])
+            .output()
+            .unwrap();
+    }
+    d.assert_canary();
+    Ok(())
+}
+
+fn a_ready_probe_after_expect_fork() -> Result<(), Missing> {
+    need_program("python3")?;
+    let port = free_port();
+    let mut d = Daemon::builder()
+        .job(
+            "forker",
+            &format!(
+                "expect fork\nhealth ready tcp 127.0.0.1:{port}\nhealth ready period 0.1\n\
+                 exec sh -c 'python3 {} {port} ok 1 & exit 0'\n",
+                server()
+            ),
+        )
+        .canary()
+        .start();
+    d.ok(&["start", "forker"]);
+    assert!(answers(port), "ready only once the forked server answers");
+    let s = d.status(&["forker"]);
+    let main = s["processes"][0]["pid"].as_i64().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{main}/cmdline")).unwrap();
+    assert!(
+        cmdline.contains("health_server.py"),
+        "followed to the server: {cmdline:?}"
+    );
+    d.ok(&["stop", "forker"]);
+    d.assert_canary();
+    Ok(())
+}
+
 tests![
+    a_command_probe_runs_as_the_job_and_a_hung_one_is_cut_at_its_timeout,
+    a_ready_probe_after_expect_fork,
     a_dependent_starts_only_once_the_port_answers,
     a_hung_server_is_restarted_after_its_failures,
     a_ready_probe_that_never_passes_fails_the_start,

@@ -71,6 +71,32 @@ impl Daemon {
         }
     }
 
+    /// Carries out what a probe timer asks: a verdict, or a command
+    /// probe's process to spawn (as the job's main process would be, with
+    /// its output in the job's log).
+    pub(super) fn probe_next(&mut self, next: Option<super::probes::Next>) {
+        use super::probes::Next;
+        match next {
+            None => {}
+            Some(Next::Told(t)) => self.told(Some(t)),
+            Some(Next::Exec(key, role, cmd)) => {
+                let (host, reactor, dlog) = (&self.host, &self.reactor, &self.dlog);
+                let spawned = self
+                    .jobs
+                    .probe_launch(&key, &cmd)
+                    .and_then(|l| self.output.spawn(l, host, reactor, dlog));
+                match spawned {
+                    Ok(pid) => self.probes.exec_started(key, role, pid),
+                    Err(e) => {
+                        let error = format!("unable to run: {e}");
+                        let t = self.probes.exec_failed(key, role, error, &self.reactor);
+                        self.told(t);
+                    }
+                }
+            }
+        }
+    }
+
     /// Carries out a probe's verdict: the instance is ready, or unhealthy
     /// (stopped and respawned by its machine), and `healthy`/`unhealthy`
     /// are emitted as events a job can `start on`.
@@ -89,7 +115,8 @@ impl Daemon {
                 self.emit("healthy", env, None, None);
             }
             Verdict::Unhealthy { failures, error } => {
-                let error = format!("{failures} failures: {error}");
+                let s = if failures == 1 { "" } else { "s" };
+                let error = format!("{failures} failure{s}: {error}");
                 self.dlog
                     .log(&format!("{}: unhealthy ({error})", label(&key)));
                 let mut env = env;

@@ -230,7 +230,10 @@ impl Daemon {
         });
         self.feed(ready.collect::<Vec<_>>());
         for e in exits {
-            if !self.output.compression_finished(e.pid, &self.dlog) {
+            if self.probes.is_probe_pid(e.pid) {
+                let told = self.probes.reaped(e.pid, e.exit, &self.reactor);
+                self.told(told);
+            } else if !self.output.compression_finished(e.pid, &self.dlog) {
                 let helper = |p: i32| self.output.is_compressor(p);
                 let inputs = self.jobs.reaped(e, &mut self.sys, &helper);
                 self.feed(inputs);
@@ -267,8 +270,8 @@ impl Daemon {
                 }
                 Timer::ClientIdle(t) => self.clients.check_idle(t, &self.reactor),
                 Timer::Probe(key, role, gen) => {
-                    let told = self.probes.on_timer(key, role, gen, &self.reactor);
-                    self.told(told);
+                    let next = self.probes.on_timer(key, role, gen, &self.reactor);
+                    self.probe_next(next);
                 }
                 Timer::StateRetry => {
                     self.state.retry_due();

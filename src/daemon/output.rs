@@ -202,7 +202,10 @@ impl Output {
         reactor: &Reactor,
         dlog: &DaemonLog,
     ) -> Result<i32, String> {
-        let command = job.class.process(job.process).ok_or("no such process")?;
+        let command = match &job.command {
+            Some(c) => c,
+            None => job.class.process(job.process).ok_or("no such process")?,
+        };
         let capture = self.capture_for(&job.class, job.log_name, job.label, dlog)?;
         let pid = process::spawn::spawn(process::spawn::SpawnSpec {
             class: &job.class,

@@ -3,7 +3,10 @@
 //! non-blocking connect (to a numeric address: nothing is looked up), then
 //! for HTTP a request written by hand and a response head read and judged
 //! by `health::http_verdict`; its deadline and the next try are timers of
-//! the reactor's heap. What a run of results means is `health::Tracker`'s
+//! the reactor's heap. A try of a command probe is a process, spawned by
+//! the conductor like a hook (the job's user, environment, directory and
+//! log): success is exit status 0; at its deadline its process group is
+//! killed, and no new try starts before it is reaped (never two at once). What a run of results means is `health::Tracker`'s
 //! to say; the conductor carries out the verdicts. A job with no `health`
 //! stanza has no run here, and so no timer and no wake-up.
 
@@ -40,16 +43,29 @@ struct Run {
     /// When the try in flight (or the last one) started.
     started: Instant,
     inflight: Option<Try>,
+    /// A command probe's process, until it is reaped (`abandoned`: it ran
+    /// out of time and was killed; its result no longer counts).
+    exec: Option<(i32, bool)>,
 }
 
 /// A verdict for the conductor to carry out.
 pub(super) type Told = (Key, Role, Verdict);
+
+/// What a probe timer asks of the conductor.
+pub(super) enum Next {
+    Told(Told),
+    /// Spawn this command for the probe (then `exec_started` or
+    /// `exec_failed`).
+    Exec(Key, Role, String),
+}
 
 #[derive(Default)]
 pub(super) struct Probes {
     runs: HashMap<(Key, Role), Run>,
     /// The sockets of tries in flight.
     tokens: HashMap<usize, (Key, Role)>,
+    /// The processes of command probes, until reaped.
+    pids: HashMap<i32, (Key, Role)>,
 }
 
 impl Probes {
@@ -63,6 +79,7 @@ impl Probes {
             gen: 0,
             started: Instant::now(),
             inflight: None,
+            exec: None,
         };
         arm(
             &id,
@@ -91,6 +108,59 @@ impl Probes {
             reactor.deregister(&mut t.stream);
             self.tokens.remove(&t.token);
         }
+        if let Some((pid, _)) = run.exec.take() {
+            // Killed; reaped later, and forgotten then.
+            let _ = crate::process::kill_group(pid, libc::SIGKILL);
+        }
+    }
+
+    pub fn is_probe_pid(&self, pid: i32) -> bool {
+        self.pids.contains_key(&pid)
+    }
+
+    /// A command probe's process was spawned.
+    pub fn exec_started(&mut self, key: Key, role: Role, pid: i32) {
+        let id = (key, role);
+        if let Some(run) = self.runs.get_mut(&id) {
+            run.exec = Some((pid, false));
+        }
+        self.pids.insert(pid, id);
+    }
+
+    /// A command probe could not be spawned: a failed try.
+    pub fn exec_failed(
+        &mut self,
+        key: Key,
+        role: Role,
+        error: String,
+        reactor: &Reactor,
+    ) -> Option<Told> {
+        self.finish((key, role), Err(error), reactor)
+    }
+
+    /// A command probe's process ended: its try's result, unless it had run
+    /// out of time (or its run is gone).
+    pub fn reaped(&mut self, pid: i32, exit: crate::job::Exit, reactor: &Reactor) -> Option<Told> {
+        let id = self.pids.remove(&pid)?;
+        let run = self.runs.get_mut(&id)?;
+        let (p, abandoned) = run.exec?;
+        if p != pid {
+            return None;
+        }
+        run.exec = None;
+        if abandoned {
+            return None;
+        }
+        let result = match exit {
+            crate::job::Exit::Code(0) => Ok(()),
+            crate::job::Exit::Code(c) => Err(format!("exited with status {c}")),
+            crate::job::Exit::Signal(s) => Err(format!(
+                "killed by signal {}",
+                crate::conf::signal::display(s)
+            )),
+            crate::job::Exit::Unknown => Err("ended".into()),
+        };
+        self.finish(id, result, reactor)
     }
 
     pub fn is_socket(&self, token: usize) -> bool {
@@ -107,24 +177,41 @@ impl Probes {
 
     /// A probe timer: the next try starts, or the one in flight ran out of
     /// time.
-    pub fn on_timer(&mut self, key: Key, role: Role, gen: u64, reactor: &Reactor) -> Option<Told> {
+    pub fn on_timer(&mut self, key: Key, role: Role, gen: u64, reactor: &Reactor) -> Option<Next> {
         let id = (key, role);
         let run = self.runs.get_mut(&id).filter(|r| r.gen == gen)?;
+        let secs = secs_text(run.probe.timeout_ms);
+        let timed_out = Err(format!("no answer within {secs} s"));
         if run.inflight.is_some() {
-            let secs = secs_text(run.probe.timeout_ms);
-            return self.finish(id, Err(format!("no answer within {secs} s")), reactor);
+            return self.finish(id, timed_out, reactor).map(Next::Told);
+        }
+        if let Some((pid, abandoned)) = run.exec {
+            if !abandoned {
+                // Out of time: killed, and its result will not count.
+                let _ = crate::process::kill_group(pid, libc::SIGKILL);
+                run.exec = Some((pid, true));
+                return self.finish_keeping(id, timed_out, reactor).map(Next::Told);
+            }
+            // The last one is not reaped yet: never two at once.
+            let period = Duration::from_millis(run.probe.period_ms);
+            arm(&id, run, period, reactor);
+            return None;
         }
         run.started = Instant::now();
         match run.probe.check.clone() {
-            Check::Tcp(addr) => self.connect(&id, addr, Vec::new(), reactor),
+            Check::Tcp(addr) => self.connect(&id, addr, Vec::new(), reactor).map(Next::Told),
             Check::Http {
                 addr, path, host, ..
             } => {
                 let host = host.unwrap_or_else(|| addr.to_string());
                 self.connect(&id, addr, health::http_request(&path, &host), reactor)
+                    .map(Next::Told)
             }
-            // Refused at spawn until exec probes are built: never here.
-            Check::Exec(_) => self.finish(id, Err("exec probes are not built yet".into()), reactor),
+            Check::Exec(cmd) => {
+                let timeout = Duration::from_millis(run.probe.timeout_ms);
+                arm(&id, run, timeout, reactor);
+                Some(Next::Exec(id.0, id.1, cmd))
+            }
         }
     }
 
@@ -186,6 +273,28 @@ impl Probes {
     ) -> Option<Told> {
         let mut run = self.runs.remove(&id)?;
         self.drop_try(&mut run, reactor);
+        self.record(id, run, result, reactor)
+    }
+
+    /// Like `finish`, for a command probe killed at its deadline: its
+    /// process stays known until reaped.
+    fn finish_keeping(
+        &mut self,
+        id: (Key, Role),
+        result: Result<(), String>,
+        reactor: &Reactor,
+    ) -> Option<Told> {
+        let run = self.runs.remove(&id)?;
+        self.record(id, run, result, reactor)
+    }
+
+    fn record(
+        &mut self,
+        id: (Key, Role),
+        mut run: Run,
+        result: Result<(), String>,
+        reactor: &Reactor,
+    ) -> Option<Told> {
         let verdict = run.tracker.record(result);
         if !run.tracker.done() {
             let period = Duration::from_millis(run.probe.period_ms);
@@ -256,6 +365,7 @@ impl Probes {
                 gen: 0,
                 started: Instant::now(),
                 inflight: None,
+                exec: None,
             };
             arm(&id, &mut run, Duration::ZERO, reactor);
             self.runs.insert(id, run);

@@ -157,16 +157,6 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             crate::VERSION
         ));
     }
-    let exec_probe = |p: &Option<crate::conf::health::Probe>| {
-        p.as_ref()
-            .is_some_and(|p| matches!(p.check, crate::conf::health::Check::Exec(_)))
-    };
-    if exec_probe(&class.health.ready) || exec_probe(&class.health.alive) {
-        return Err(format!(
-            "the health exec probe is not built yet in upkeep {} (tcp and http are)",
-            crate::VERSION
-        ));
-    }
     if !class.cgroups.is_empty() {
         return Err(format!(
             "the cgroup stanza is not built yet in upkeep {}",

@@ -122,6 +122,9 @@ pub(super) struct Launch {
     pub label: String,
     /// Its log file's name in LOGDIR.
     pub log_name: String,
+    /// What to run instead of the job file's command for `process` (a
+    /// health probe's command).
+    pub command: Option<crate::conf::Command>,
 }
 
 impl Launch {
@@ -192,7 +195,17 @@ impl JobTable {
             env: job::env::for_process(inst, Some(process), &self.env_base),
             label: inst.label(),
             log_name: crate::log::file_name(&key.0, &key.1),
+            command: None,
         })
+    }
+
+    /// What spawning a health probe's command takes: the main process's
+    /// environment and set-up, its log, and the command.
+    pub fn probe_launch(&self, key: &Key, command: &str) -> Result<Launch, String> {
+        let mut l = self.launch(key, ProcessType::Main)?;
+        l.label = format!("{} (health probe)", l.label);
+        l.command = Some(crate::conf::Command::Exec(command.to_string()));
+        Ok(l)
     }
 
     /// `loaded N jobs from DIRS`, as the daemon says at start.
