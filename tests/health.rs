@@ -98,6 +98,13 @@ fn a_hung_server_is_restarted_after_its_failures() -> Result<(), Missing> {
     assert_eq!(get(port), Ok("HTTP/1.1 200 OK".into()));
     let s = d.wait_status(&["web"], "healthy", |s| s["health"]["state"] == "healthy");
     assert!(d.ok(&["status", "web"]).contains("\n\thealth: healthy"));
+    assert!(s["health"]["latency_ms"].as_f64().unwrap() < 300.0, "{s}");
+    let mut monitor = std::process::Command::new(common::upkeep_bin())
+        .args(["monitor", "--json", "web"])
+        .env("UPKEEP_SOCKET", &d.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let first = s["processes"][0]["pid"].as_i64().unwrap() as i32;
     // Hung: alive, accepting, never answering.
     nix::sys::signal::kill(
@@ -114,6 +121,15 @@ fn a_hung_server_is_restarted_after_its_failures() -> Result<(), Missing> {
         get(port),
         Ok("HTTP/1.1 200 OK".into()),
         "the next request succeeds"
+    );
+    // The monitor saw the verdicts (it may have subscribed after the
+    // first `healthy`, never after the `unhealthy`: the hang came later).
+    monitor.kill().unwrap();
+    let out = monitor.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.contains(r#""error":"2 failures: no answer within 0.3 s","instance":"","job":"web","probe":"alive","state":"unhealthy","type":"health""#),
+        "{seen}"
     );
     let alert = d.wait_log_file("alert.log", "unhealthy");
     assert!(

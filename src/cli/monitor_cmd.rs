@@ -107,6 +107,15 @@ fn text(e: &Value) -> String {
         }
         "respawn" => format!("{who}: respawning (respawn {})", e["respawns"]),
         "failure" => format!("{who}: failed: {} ({})", s("message"), s("kind")),
+        "health" => match e["error"].as_str() {
+            Some(err) => format!(
+                "{who}: {} probe: {} ({})",
+                s("probe"),
+                s("state"),
+                one_line(err)
+            ),
+            None => format!("{who}: {} probe: {}", s("probe"), s("state")),
+        },
         "reload" => format!(
             "configuration reloaded: {} jobs, {} with file errors",
             e["jobs"], e["broken"]

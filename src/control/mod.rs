@@ -234,7 +234,7 @@ pub struct FailureStatus {
 }
 
 /// What an instance's `health` probes say.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthStatus {
     /// `starting` (no verdict yet), `healthy` or `unhealthy`.
     pub state: String,
@@ -244,6 +244,9 @@ pub struct HealthStatus {
     pub last_error: Option<String>,
     /// Which probe: `alive` once running, `ready` while starting.
     pub probe: String,
+    /// How long its last try took to its result (ms).
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
 }
 
 impl HealthStatus {

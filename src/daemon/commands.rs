@@ -371,7 +371,7 @@ impl Daemon {
 
     /// What an instance's probes say, if it has any running.
     fn health_of(&self, key: &Key) -> Option<crate::control::HealthStatus> {
-        let t = self.probes.status(key)?;
+        let (t, latency) = self.probes.status(key)?;
         Some(crate::control::HealthStatus {
             state: match t.state {
                 crate::health::State::Starting => "starting",
@@ -382,6 +382,7 @@ impl Daemon {
             failures: t.failures,
             last_error: t.last_error.clone(),
             probe: t.role.name().into(),
+            latency_ms: latency.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
         })
     }
 

@@ -106,6 +106,24 @@ impl Daemon {
             return;
         };
         let env = vec![format!("JOB={}", key.0), format!("INSTANCE={}", key.1)];
+        if self.clients.watching() {
+            let (state, error) = match &verdict {
+                Verdict::Same => ("same", None),
+                Verdict::Ready => ("ready", None),
+                Verdict::Healthy => ("healthy", None),
+                Verdict::Unhealthy { failures, error } => {
+                    let s = if *failures == 1 { "" } else { "s" };
+                    ("unhealthy", Some(format!("{failures} failure{s}: {error}")))
+                }
+            };
+            let news = News::Health {
+                key: key.clone(),
+                probe: role.name(),
+                state,
+                error,
+            };
+            self.clients.publish(&news, &self.reactor);
+        }
         match verdict {
             Verdict::Same => {}
             Verdict::Ready => self.feed([(key, Input::ProbeReady)]),

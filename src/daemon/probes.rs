@@ -46,6 +46,8 @@ struct Run {
     /// A command probe's process, until it is reaped (`abandoned`: it ran
     /// out of time and was killed; its result no longer counts).
     exec: Option<(i32, bool)>,
+    /// How long the last try took to its result.
+    latency: Option<Duration>,
 }
 
 /// A verdict for the conductor to carry out.
@@ -80,6 +82,7 @@ impl Probes {
             started: Instant::now(),
             inflight: None,
             exec: None,
+            latency: None,
         };
         arm(
             &id,
@@ -295,6 +298,7 @@ impl Probes {
         result: Result<(), String>,
         reactor: &Reactor,
     ) -> Option<Told> {
+        run.latency = Some(run.started.elapsed());
         let verdict = run.tracker.record(result);
         if !run.tracker.done() {
             let period = Duration::from_millis(run.probe.period_ms);
@@ -305,9 +309,14 @@ impl Probes {
         (verdict != Verdict::Same).then_some((id.0, id.1, verdict))
     }
 
-    /// What `status` shows: the alive probe's state, else the ready one's.
-    pub fn status(&self, key: &Key) -> Option<&Tracker> {
-        let get = |role| self.runs.get(&(key.clone(), role)).map(|r| &r.tracker);
+    /// What `status` shows: the alive probe's state, else the ready one's,
+    /// with how long its last try took.
+    pub fn status(&self, key: &Key) -> Option<(&Tracker, Option<Duration>)> {
+        let get = |role| {
+            self.runs
+                .get(&(key.clone(), role))
+                .map(|r| (&r.tracker, r.latency))
+        };
         get(Role::Alive).or_else(|| get(Role::Ready))
     }
 
@@ -366,6 +375,7 @@ impl Probes {
                 started: Instant::now(),
                 inflight: None,
                 exec: None,
+                latency: None,
             };
             arm(&id, &mut run, Duration::ZERO, reactor);
             self.runs.insert(id, run);

@@ -66,6 +66,13 @@ pub(in crate::daemon) enum News {
         job: String,
         error: String,
     },
+    /// A probe's verdict: `ready`, `healthy` or `unhealthy` (with why).
+    Health {
+        key: Key,
+        probe: &'static str,
+        state: &'static str,
+        error: Option<String>,
+    },
 }
 
 impl News {
@@ -76,7 +83,8 @@ impl News {
             News::State { key, .. }
             | News::Exit { key, .. }
             | News::Respawn { key, .. }
-            | News::Failure { key, .. } => Some(&key.0),
+            | News::Failure { key, .. }
+            | News::Health { key, .. } => Some(&key.0),
             News::FileError { job, .. } => Some(job),
             News::Reload { .. } => None,
         }
@@ -129,6 +137,15 @@ impl News {
             News::Failure { key, kind, message } => instance(
                 key,
                 json!({ "type": "failure", "kind": kind, "message": message }),
+            ),
+            News::Health {
+                key,
+                probe,
+                state,
+                error,
+            } => instance(
+                key,
+                json!({ "type": "health", "probe": probe, "state": state, "error": error }),
             ),
             News::Reload { jobs, broken } => {
                 json!({ "type": "reload", "jobs": jobs, "broken": broken })
