@@ -334,7 +334,64 @@ fn a_ready_probe_after_expect_fork() -> Result<(), Missing> {
     Ok(())
 }
 
+/// The README's crash-alert recipe covers hangs: a hung `web` killed by its
+/// alive probe is mailed like a crash.
+fn the_crash_alert_recipe_mails_a_hang() -> Result<(), Missing> {
+    need_program("python3")?;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- recipe: crash-alert -->")
+        .expect("the recipe");
+    let block = &readme[start..];
+    let body = &block[block.find("```\n").unwrap() + 4..];
+    let recipe = &body[..body.find("```").unwrap()];
+    let port = free_port();
+    let d = Daemon::builder()
+        .job(
+            "web",
+            &format!(
+                "respawn\nhealth alive http://127.0.0.1:{port}/\n\
+                 health alive period 0.2 timeout 0.3 failure-threshold 2 initial-delay 0.5\n\
+                 exec python3 {} {port} ok\n",
+                server()
+            ),
+        )
+        .job(
+            "web-alert",
+            &format!("env PATH=@DIR@/bin:/usr/bin:/bin\n{recipe}"),
+        )
+        .start();
+    d.write_file(
+        "bin/mail",
+        "#!/bin/sh\n{ echo \"$*\"; cat; } >> \"$(dirname \"$0\")/../mailed\"\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        d.dir.path().join("bin/mail"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    d.ok(&["start", "web"]);
+    let s = d.wait_status(&["web"], "healthy", |s| s["health"]["state"] == "healthy");
+    let pid = s["processes"][0]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let mailed =
+        common::daemon::wait_file(&d.dir.path().join("mailed"), |t| t.lines().count() >= 2);
+    assert!(
+        mailed.contains("web: RESULT=ok PROCESS=main EXIT_STATUS= EXIT_SIGNAL=TERM"),
+        "{mailed}"
+    );
+    d.ok(&["stop", "web"]);
+    Ok(())
+}
+
 tests![
+    the_crash_alert_recipe_mails_a_hang,
     a_command_probe_runs_as_the_job_and_a_hung_one_is_cut_at_its_timeout,
     a_ready_probe_after_expect_fork,
     a_dependent_starts_only_once_the_port_answers,
