@@ -355,7 +355,7 @@ impl Daemon {
                     self.probes.start(key, role, probe, &self.reactor);
                 }
             }
-            Effect::StopProbes => self.probes.stop(key, &self.reactor),
+            Effect::StopProbes => self.probes.stop(key),
             Effect::Timer { gen, after } => {
                 self.reactor.arm(after, Timer::Instance(key.clone(), gen))
             }
@@ -370,7 +370,7 @@ impl Daemon {
             }
             Effect::Destroyed(inst) => {
                 self.notify.drop_key(key, &self.reactor);
-                self.probes.stop(key, &self.reactor);
+                self.probes.stop(key);
                 if let Some(why) = self.shutdown.exit_with_failed(&inst) {
                     self.begin_shutdown(&why);
                 }
