@@ -211,7 +211,7 @@ fn the_readme_tutorial_works_as_written() -> Result<(), Missing> {
             state.web_pid = out
                 .split("process ")
                 .nth(1)
-                .and_then(|p| p.trim().parse().ok());
+                .and_then(|p| p.split_whitespace().next()?.parse().ok());
             assert!(state.web_pid.is_some(), "web's pid before the kill: {out}");
         }
         eprintln!("tutorial$ {line}");
