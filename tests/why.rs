@@ -92,9 +92,21 @@ fn the_respawn_limit_is_shown_with_its_count_and_the_last_exit() {
     assert_eq!(why_line(&d, "crashy"), line);
     assert_eq!(d.status(&["crashy"])["respawns"], 2);
     d.assert_canary();
-    // And across the daemon's own death, through the state file.
+    // And across the daemon's own death, through the state file: the new
+    // daemon starts in a later second than the failure, whose time must
+    // not become the new daemon's start.
+    let at = s["failure"]["at"].as_u64().expect("failure.at");
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= at + 1
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     d.kill9_and_restart();
     assert_eq!(why_line(&d, "crashy"), line);
+    assert_eq!(d.status(&["crashy"])["failure"]["at"], at);
 }
 
 #[test]

@@ -32,8 +32,8 @@ pub(super) const PRIV_LISTENER: Token = Token(usize::MAX - 1);
 /// The reactor in the re-exec format.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Saved {
-    /// The monotonic clock when this was written, and how long the daemon
-    /// had run by then: the new image's epoch is the old one's.
+    /// The monotonic clock when this was written, and the reactor's clock
+    /// then: the new image's epoch is the old one's.
     written_mono_ns: u64,
     age: Duration,
     next_token: usize,
@@ -72,8 +72,10 @@ pub(super) struct Reactor {
     timer_seq: Cell<u64>,
     /// Tokens for clients, output readers and the like, never reused.
     next_token: Cell<usize>,
-    /// When the daemon started (a re-exec carries it across).
-    pub epoch: Instant,
+    /// The zero of the clock: the monotonic clock's own (boot), so that a
+    /// time a dead predecessor recorded, before this daemon started, is
+    /// still a time of this clock (a re-exec carries it across).
+    epoch: Instant,
 }
 
 impl Reactor {
@@ -98,7 +100,7 @@ impl Reactor {
             timers: RefCell::new(BinaryHeap::new()),
             timer_seq: Cell::new(0),
             next_token: Cell::new(FIRST_TOKEN),
-            epoch: Instant::now(),
+            epoch: monotonic_zero(),
         })
     }
 
@@ -280,8 +282,16 @@ impl Reactor {
         }
     }
 
-    /// Monotonic time since the daemon started.
+    /// Monotonic time since the clock's zero (boot).
     pub fn now(&self) -> Duration {
         self.epoch.elapsed()
     }
+}
+
+/// The instant the monotonic clock reads zero (boot), or now if it cannot
+/// be read.
+fn monotonic_zero() -> Instant {
+    let now = Instant::now();
+    let since = Duration::from_nanos(crate::process::handover::monotonic_ns());
+    now.checked_sub(since).unwrap_or(now)
 }
