@@ -27,7 +27,6 @@ use crate::health::{self, State, Tracker, Verdict};
 struct Try {
     stream: mio::net::TcpStream,
     token: usize,
-    connected: bool,
     /// The HTTP request, and how much of it went.
     request: Vec<u8>,
     sent: usize,
@@ -243,7 +242,6 @@ impl Probes {
         run.inflight = Some(Try {
             stream,
             token,
-            connected: false,
             request,
             sent: 0,
             read: Vec::new(),
@@ -393,27 +391,36 @@ fn arm(id: &(Key, Role), run: &mut Run, after: Duration, reactor: &Reactor) {
 
 /// Moves a try on; `Some` once it has a result.
 fn progress(t: &mut Try, status: Option<(u16, u16)>) -> Option<Result<(), String>> {
-    if !t.connected {
+    if t.sent < t.request.len() || t.request.is_empty() {
+        // Still connecting, as far as this try knows.
         match t.stream.take_error() {
             Ok(Some(e)) | Err(e) => return Some(Err(crate::process::io_text(&e))),
             Ok(None) => {}
         }
-        match t.stream.peer_addr() {
-            Ok(_) => t.connected = true,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
-            Err(e) => return Some(Err(crate::process::io_text(&e))),
-        }
     }
     let Some(status) = status else {
-        return Some(Ok(())); // TCP: connected is enough
+        // TCP: connected is enough, which only the peer's address tells
+        // for sure (an event may come before the handshake ends).
+        return match t.stream.peer_addr() {
+            Ok(_) => Some(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(e) => Some(Err(crate::process::io_text(&e))),
+        };
     };
-    while t.sent < t.request.len() {
-        match t.stream.write(&t.request[t.sent..]) {
-            Ok(n) => t.sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Some(Err(crate::process::io_text(&e))),
+    if t.sent < t.request.len() {
+        // HTTP: the write itself tells whether the handshake is done
+        // (EAGAIN while it is not), with no call to ask first; the answer
+        // comes as an event of its own, so no read is tried before it.
+        while t.sent < t.request.len() {
+            match t.stream.write(&t.request[t.sent..]) {
+                Ok(n) => t.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(crate::process::io_text(&e))),
+            }
         }
+        return None;
     }
     let mut buf = [0u8; 4096];
     loop {
