@@ -24,3 +24,4 @@ pub mod manual;
 pub mod paths;
 #[allow(unsafe_code)]
 pub mod process;
+pub mod web;

@@ -30,7 +30,7 @@ _upkeep() {
     local opts= paths= values= jobs=
     case $cmd in
         '')
-            COMPREPLY=($(compgen -W "daemon start stop restart reload status list monitor top emit reload-configuration re-exec reopen-logs list-env get-env set-env unset-env reset-env log-priority logs check-config show-config version --socket --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "daemon start stop restart reload status list monitor top web emit reload-configuration re-exec reopen-logs list-env get-env set-env unset-env reset-env log-priority logs check-config show-config version --socket --help" -- "$cur"))
             [[ $prev == --socket ]] && COMPREPLY=($(compgen -f -- "$cur"))
             return
             ;;
@@ -60,6 +60,9 @@ _upkeep() {
             ;;
         top)
             opts="--sort -s --interval -d --json --socket --help" paths="--socket" values="--sort -s --interval -d" jobs=
+            ;;
+        web)
+            opts="--listen --token-file --read-only --allow-host --socket --help" paths="--socket" values="--listen --token-file --allow-host" jobs=
             ;;
         emit)
             opts="--no-wait -n --quiet -q --socket --help" paths="--socket" values="" jobs=

@@ -90,7 +90,12 @@ pub(super) fn run(call: &Call) -> i32 {
             prog.error(e);
             1
         }
-        Ok(Response::Log { .. } | Response::Version { .. } | Response::Env { .. }) => {
+        Ok(
+            Response::Log { .. }
+            | Response::Version { .. }
+            | Response::Env { .. }
+            | Response::Stats(_),
+        ) => {
             prog.error("unexpected answer from the daemon");
             1
         }

@@ -46,6 +46,7 @@ pub(super) fn run(call: &Call) -> i32 {
             &socket,
             Command::LogOpen {
                 job: job.clone(),
+                instance: None,
                 env: env.clone(),
             },
         )

@@ -19,6 +19,7 @@ mod monitor_cmd;
 mod select;
 mod show_config;
 mod top_cmd;
+mod web_cmd;
 
 use std::ffi::OsString;
 use std::io::{self, Write};
@@ -241,6 +242,19 @@ pub const COMMANDS: &[CommandInfo] = &[
             SOCKET,
         ],
         run: top_cmd::run,
+    },
+    CommandInfo {
+        name: "web",
+        args: NONE,
+        summary: "serve a live dashboard, a JSON API and Prometheus metrics over HTTP (docs/http.md), as a client of the daemon",
+        options: &[
+            valued("listen", None, "ADDR:PORT|unix:PATH", "where to listen (default 127.0.0.1:7654; a numeric address, localhost, or a Unix socket made 0600)"),
+            valued("token-file", None, "FILE", "the bearer token for logs and actions: a file of the gateway's user, mode 0600, at least 32 random bytes"),
+            flag("read-only", None, "serve no actions, even with a token"),
+            valued("allow-host", None, "NAME", "also answer requests whose Host is NAME (a proxy's name; repeatable)"),
+            SOCKET,
+        ],
+        run: web_cmd::run,
     },
     CommandInfo {
         name: "emit",

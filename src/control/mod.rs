@@ -110,9 +110,16 @@ pub enum Command {
     /// own user.
     LogOpen {
         job: String,
+        /// The instance by name (the gateway's log links); otherwise it is
+        /// expanded from `env`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<String>,
         #[serde(default)]
         env: Vec<String>,
     },
+    /// The daemon's own figures (`upkeep web`'s `/metrics`); anyone may
+    /// ask.
+    Stats,
     /// The daemon's version and the re-exec handover format it writes
     /// (for `upkeep version --handover-formats`); anyone may ask.
     Version,
@@ -288,6 +295,25 @@ pub struct Costs {
     pub log_dropped: u64,
 }
 
+/// The daemon's own figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStats {
+    pub version: String,
+    pub pid: i32,
+    /// Jobs defined.
+    pub jobs: u64,
+    /// Events emitted since the daemon started (a re-exec keeps the count).
+    pub events_emitted: u64,
+    /// Control clients connected now (this one included).
+    pub clients: u64,
+    /// Descriptors open in the daemon.
+    pub fds: u64,
+    /// The daemon's resident memory (bytes).
+    pub rss_bytes: u64,
+    /// When the daemon started (seconds since the epoch).
+    pub started_at: u64,
+}
+
 /// An instance's status, or a job with no instance (`stop/waiting`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
@@ -353,6 +379,8 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         priority: Option<String>,
     },
+    /// The answer to `stats`.
+    Stats(DaemonStats),
     /// The answer to `version`.
     Version {
         version: String,
@@ -514,6 +542,7 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         | Command::ReopenLogs
         | Command::ReExec
         | Command::Version
+        | Command::Stats
         | Command::Monitor { .. }
         | Command::LogPriority { .. } => &[],
         Command::Env { op, .. } => {

@@ -43,6 +43,7 @@ fn refusal(cmd: &Command) -> Option<String> {
         | Command::Status { .. }
         | Command::LogOpen { .. }
         | Command::Version
+        | Command::Stats
         | Command::Monitor { .. }
         | Command::LogPriority { priority: None } => None,
         Command::LogPriority { .. } => {
@@ -80,10 +81,10 @@ impl Daemon {
                     self.clients.send(token, &resp, None, &self.reactor);
                 }
                 Ok(Request {
-                    command: Command::LogOpen { job, env },
+                    command: Command::LogOpen { job, instance, env },
                     ..
                 }) => {
-                    let (resp, fd) = self.open_log(uid, &job, &env);
+                    let (resp, fd) = self.open_log(uid, &job, instance.as_deref(), &env);
                     self.clients.send(token, &resp, fd, &self.reactor);
                 }
                 Ok(Request {
@@ -274,6 +275,7 @@ impl Daemon {
                 version: crate::VERSION.to_string(),
                 handover_format: super::reexec::FORMAT,
             }),
+            Command::Stats => Some(Response::Stats(self.stats())),
             // Answered with its descriptor, and made a subscriber, by
             // `serve`.
             Command::LogOpen { .. } | Command::Monitor { .. } => err("unexpected request"),
@@ -402,10 +404,11 @@ impl Daemon {
         &mut self,
         uid: u32,
         job: &str,
+        instance: Option<&str>,
         env: &[String],
     ) -> (Response, Option<std::os::fd::OwnedFd>) {
         let error = |message: String| (Response::Error { message }, None);
-        let (class, name) = match self.jobs.find(job, env, None) {
+        let (class, name) = match self.jobs.find(job, env, instance) {
             Ok(x) => x,
             Err(e) => return error(e),
         };
@@ -427,6 +430,21 @@ impl Daemon {
                 error(format!("{path}: the job has written nothing yet"))
             }
             Err(e) => error(format!("{path}: {}", process::io_text(&e))),
+        }
+    }
+
+    /// The daemon's own figures, read now.
+    fn stats(&self) -> crate::control::DaemonStats {
+        let me = process::usage::own();
+        crate::control::DaemonStats {
+            version: crate::VERSION.to_string(),
+            pid: std::process::id() as i32,
+            jobs: self.jobs.classes.len() as u64,
+            events_emitted: self.bus.emitted(),
+            clients: self.clients.count() as u64,
+            fds: me.fds,
+            rss_bytes: me.rss_bytes,
+            started_at: me.started_at,
         }
     }
 

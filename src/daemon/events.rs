@@ -109,6 +109,11 @@ pub(super) struct EventBus {
 }
 
 impl EventBus {
+    /// Events emitted since the daemon started (a re-exec keeps the count).
+    pub fn emitted(&self) -> u64 {
+        self.next_event
+    }
+
     /// Queues an event; returns its id.
     pub fn emit(
         &mut self,

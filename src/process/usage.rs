@@ -200,6 +200,40 @@ pub fn sample(pids: &[i32]) -> Sample {
     s
 }
 
+/// This process's own figures: descriptors, resident memory, and when it
+/// started (seconds since the epoch; an exec keeps it, so a re-exec'd
+/// daemon's is its first start).
+pub struct Own {
+    pub fds: u64,
+    pub rss_bytes: u64,
+    pub started_at: u64,
+}
+
+pub fn own() -> Own {
+    let me = std::process::id() as i32;
+    let rss_bytes = stat(me).map_or(0, |s| s.rss_pages * page_size());
+    let fds = fd_count(me).unwrap_or(0);
+    let started_at = (|| {
+        let start_ticks = super::tree::start_time(me)?;
+        let uptime: f64 = fs::read_to_string("/proc/uptime")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        let up_secs = start_ticks as f64 / clock_ticks() as f64;
+        let ago = (uptime - up_secs).max(0.0);
+        let now = super::time::since_epoch().as_secs_f64();
+        Some((now - ago).round() as u64)
+    })()
+    .unwrap_or(0);
+    Own {
+        fds,
+        rss_bytes,
+        started_at,
+    }
+}
+
 /// `Pss:` of /proc/PID/smaps_rollup, in bytes.
 fn pss(pid: i32) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;

@@ -153,6 +153,11 @@ fn too_long() -> Response {
 }
 
 impl Clients {
+    /// Clients connected now.
+    pub fn count(&self) -> usize {
+        self.map.len()
+    }
+
     pub fn new(my_uid: u32) -> Clients {
         Clients {
             map: HashMap::new(),
