@@ -124,20 +124,21 @@ pub fn run(opts: Options, say: &dyn Fn(&str)) -> i32 {
         ));
         return 1;
     }
-    let hosts = allowed_hosts(&opts.listen, &opts.allow_hosts);
     let acting = token.is_some() && !opts.read_only;
-    let shared = Arc::new(Shared {
-        socket: opts.socket.clone(),
-        token,
-        acting,
-        hosts,
-        failures: Mutex::new(auth::Failures::default()),
-        hub: hub::Hub::new(opts.socket.clone()),
-    });
     let mode = if acting {
         "actions need the token"
     } else {
         "read-only"
+    };
+    let shared = |listen: &Listen| {
+        Arc::new(Shared {
+            socket: opts.socket.clone(),
+            token: token.clone(),
+            acting,
+            hosts: allowed_hosts(listen, &opts.allow_hosts),
+            failures: Mutex::new(auth::Failures::default()),
+            hub: hub::Hub::new(opts.socket.clone()),
+        })
     };
     match &opts.listen {
         Listen::Tcp(addr) => {
@@ -151,17 +152,15 @@ pub fn run(opts: Options, say: &dyn Fn(&str)) -> i32 {
                     return 1;
                 }
             };
-            let bound = listener
-                .local_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
+            // The port the kernel chose, for `:0`.
+            let bound = listener.local_addr().unwrap_or(*addr);
             if !addr.ip().is_loopback() {
                 say(&format!(
                     "warning: http://{bound}/ is plain HTTP on a non-loopback address: the token crosses the network in clear text; put a TLS proxy in front (docs/http.md)"
                 ));
             }
             say(&format!("serving http://{bound}/ ({mode})"));
-            serve(&shared, || {
+            serve(&shared(&Listen::Tcp(bound)), || {
                 listener
                     .accept()
                     .map(|(s, a)| (Conn::Tcp(s), a.to_string()))
@@ -176,7 +175,7 @@ pub fn run(opts: Options, say: &dyn Fn(&str)) -> i32 {
                 }
             };
             say(&format!("serving unix:{} ({mode})", path.display()));
-            serve(&shared, || {
+            serve(&shared(&opts.listen), || {
                 listener
                     .accept()
                     .map(|(s, _)| (Conn::Unix(s), "unix".to_string()))

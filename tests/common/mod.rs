@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod runner;
+pub mod web;
 
 use std::path::PathBuf;
 
