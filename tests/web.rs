@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use common::runner::Missing;
+use common::runner::{need_program, need_root, Missing};
 use common::web::{token_file, Gateway, Reply};
 
 fn secure(r: &Reply) {
@@ -339,7 +339,71 @@ fn oversize_and_slow_requests_are_cut_off_while_others_are_served() -> Result<()
     Ok(())
 }
 
+/// `upkeep ARGS` as nobody, with `groups` as its supplementary groups.
+fn as_nobody(d: &Daemon, groups: &str, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534"]);
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={groups}"));
+    }
+    cmd.arg(common::upkeep_bin())
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(args)
+        .env_remove("UPKEEP_SOCKET")
+        .output()
+        .unwrap()
+}
+
+fn the_daemon_lets_its_control_group_act_and_no_one_else() -> Result<(), Missing> {
+    need_root()?;
+    need_program("setpriv")?;
+    let d = Daemon::builder()
+        .run_as_root()
+        .flag("--control-group")
+        .flag("4242")
+        .job("web", "exec sh -c 'echo hello; exec sleep 1000'\n")
+        .start();
+    std::fs::set_permissions(
+        d.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    d.ok(&["start", "web"]);
+    // Outside the group: refused, as any user is.
+    let out = as_nobody(&d, "", &["stop", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("You do not have permission"),
+        "{out:?}"
+    );
+    assert!(as_nobody(&d, "", &["logs", "web"]).status.code() == Some(1));
+    // A member (a supplementary group): changes jobs and reads logs.
+    let out = as_nobody(&d, "4242", &["logs", "web"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n", "{out:?}");
+    let out = as_nobody(&d, "4242", &["stop", "web"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(d.status(&["web"])["state"], "waiting");
+    // An acting gateway as a member (its primary group), and one not.
+    let member = Gateway::builder(&d).token().user(65534, 4242).start();
+    assert_eq!(member.post("/api/v1/jobs/web/start", true).status, 200);
+    assert_eq!(
+        member.get_with_token("/api/v1/jobs/web/log?lines=1").body,
+        "hello\n"
+    );
+    let outsider = Gateway::builder(&d).token().user(65534, 65534).start();
+    let r = outsider.post("/api/v1/jobs/web/stop", true);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("You do not have permission"), "{}", r.body);
+    assert_eq!(outsider.get_with_token("/api/v1/jobs/web/log").status, 403);
+    assert_eq!(d.status(&["web"])["state"], "running");
+    Ok(())
+}
+
 tests![
+    the_daemon_lets_its_control_group_act_and_no_one_else,
     every_endpoint_answers_with_the_security_headers,
     reads_without_the_token_show_no_logs_and_no_environments,
     a_read_only_gateway_refuses_actions,

@@ -29,6 +29,7 @@ pub(super) const OPTIONS: &[Opt] = &[
     valued("log-keep", None, "N", "keep N rotated logs (default 7)"),
     valued("log-rotate", None, "daily|never", "daily: also rotate every log at local midnight (default daily)"),
     valued("log-compress", None, "yes|no", "gzip rotated logs (default yes)"),
+    valued("control-group", None, "GROUP", "members of GROUP (a name or a number) change jobs and read logs as the daemon's user may: an acting `upkeep web` need not be root"),
     flag("verbose", Some('v'), "log every event and every goal and state change"),
 ];
 
@@ -65,6 +66,16 @@ pub(super) fn run(call: &Call) -> i32 {
     let (verbose, init) = (args.flag("verbose"), args.flag("init"));
     let log_to_stdout = args.flag("log-to-stdout");
     let exit_with = args.value("exit-with").map(text);
+    let control_gid = match args.value("control-group").map(text) {
+        None => None,
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => match nix::unistd::Group::from_name(&g) {
+                Ok(Some(group)) => Some(group.gid.as_raw()),
+                _ => return prog.usage_error(format!("--control-group: no such group: {g}")),
+            },
+        },
+    };
     let cfg = Config {
         conf_dirs: if conf_dirs.is_empty() {
             paths::default_conf_dirs()
@@ -83,6 +94,7 @@ pub(super) fn run(call: &Call) -> i32 {
         // `docker logs`.
         log_to_stdout: log_to_stdout || init || std::process::id() == 1,
         exit_with,
+        control_gid,
     };
     daemon::run(cfg)
 }

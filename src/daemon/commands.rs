@@ -84,7 +84,8 @@ impl Daemon {
                     command: Command::LogOpen { job, instance, env },
                     ..
                 }) => {
-                    let (resp, fd) = self.open_log(uid, &job, instance.as_deref(), &env);
+                    let authority = self.clients.authority(token);
+                    let (resp, fd) = self.open_log(uid, authority, &job, instance.as_deref(), &env);
                     self.clients.send(token, &resp, fd, &self.reactor);
                 }
                 Ok(Request {
@@ -94,7 +95,7 @@ impl Daemon {
                     self.clients.subscribe(token, jobs, &self.reactor);
                     self.jobs.watched = true;
                 }
-                Ok(req) => match self.handle(token, uid, req.command) {
+                Ok(req) => match self.handle(token, req.command) {
                     Some(resp) => self.clients.send(token, &resp, None, &self.reactor),
                     None => self.clients.set_busy(token),
                 },
@@ -131,8 +132,8 @@ impl Daemon {
 
     /// Handles one request. `None` means the answer comes later (the client
     /// waits for a job).
-    pub(super) fn handle(&mut self, client: usize, uid: u32, cmd: Command) -> Option<Response> {
-        if uid != 0 && uid != self.host.uid {
+    pub(super) fn handle(&mut self, client: usize, cmd: Command) -> Option<Response> {
+        if !self.clients.authority(client) {
             if let Some(refused) = refusal(&cmd) {
                 return err(refused);
             }
@@ -403,6 +404,7 @@ impl Daemon {
     fn open_log(
         &mut self,
         uid: u32,
+        authority: bool,
         job: &str,
         instance: Option<&str>,
         env: &[String],
@@ -417,7 +419,7 @@ impl Daemon {
             .as_deref()
             .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
             .map_or(self.host.uid, |u| u.uid.as_raw());
-        if uid != 0 && uid != self.host.uid && uid != job_uid {
+        if !authority && uid != job_uid {
             return error(format!(
                 "You do not have permission to read the log of job: {job}"
             ));

@@ -97,7 +97,7 @@ impl Daemon {
             output: output::Output::new(dir, host.cfg.log_policy, host.cfg.log_to_stdout),
             jobs: jobs::JobTable::new(base, host.cfg.verbose).with_rest(&host, reactor.now()),
             bus: Default::default(),
-            clients: clients::Clients::new(host.uid),
+            clients: clients::Clients::new(host.uid, host.cfg.control_gid),
             notify: Default::default(),
             shutdown: shutdown::Shutdown::new(host.cfg.exit_with.clone()),
             state: Default::default(),

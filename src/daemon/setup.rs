@@ -30,6 +30,9 @@ pub struct Config {
     /// When this job fails (or hits its respawn limit), stop everything and
     /// exit with its exit status (a container's main job).
     pub exit_with: Option<String>,
+    /// `--control-group`: its members change jobs and read logs as the
+    /// daemon's user may.
+    pub control_gid: Option<u32>,
 }
 
 /// What the daemon is and what it was started with: its configuration,

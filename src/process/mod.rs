@@ -265,6 +265,32 @@ pub fn pidfd_open(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// The supplementary groups of a Unix socket's peer, as they were when it
+/// connected (SO_PEERGROUPS, Linux 4.13); none where the kernel cannot
+/// say.
+pub fn peer_groups(sock: std::os::fd::BorrowedFd<'_>) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    let mut groups = vec![0 as libc::gid_t; 1024];
+    let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes at most `len` bytes into `groups`, which
+    // has that many, and sets `len` to what it wrote; both outlive the
+    // call.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Vec::new();
+    }
+    groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
+    groups
+}
+
 /// Whether a process group has no member left (zombies count as members
 /// until reaped).
 pub fn group_is_empty(pgid: i32) -> bool {

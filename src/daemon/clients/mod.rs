@@ -58,6 +58,10 @@ struct Client {
     stream: mio::net::UnixStream,
     /// Who the peer is, from SO_PEERCRED: the only source of authority.
     uid: u32,
+    /// A member of the daemon's control group (`--control-group`, from
+    /// SO_PEERCRED and SO_PEERGROUPS at connect): it acts as the daemon's
+    /// user may.
+    control: bool,
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     /// A request of this client is waiting for a job; later lines wait.
@@ -140,6 +144,8 @@ pub(super) struct Clients {
     pub reexec: Vec<usize>,
     /// The daemon's uid (with root, the full authority).
     my_uid: u32,
+    /// `--control-group`: its members act as the daemon's user may.
+    control_gid: Option<u32>,
     /// How many clients are subscribers.
     subscribers: usize,
     /// Subscribers that fell behind this loop turn (dropped at its end).
@@ -158,8 +164,9 @@ impl Clients {
         self.map.len()
     }
 
-    pub fn new(my_uid: u32) -> Clients {
+    pub fn new(my_uid: u32, control_gid: Option<u32>) -> Clients {
         Clients {
+            control_gid,
             map: HashMap::new(),
             per_uid: HashMap::new(),
             throttle: Throttle::default(),
@@ -177,6 +184,27 @@ impl Clients {
     /// socket).
     fn privileged(&self, uid: u32) -> bool {
         uid == 0 || uid == self.my_uid
+    }
+
+    /// Whether a client acts as the daemon's user may: root, that user, or
+    /// a member of the control group.
+    pub fn authority(&self, token: usize) -> bool {
+        self.map
+            .get(&token)
+            .is_some_and(|c| c.control || self.privileged(c.uid))
+    }
+
+    /// Whether a peer is a member of the control group (its primary group
+    /// or a supplementary one, as they were when it connected).
+    fn member(&self, stream: &mio::net::UnixStream) -> bool {
+        let Some(gid) = self.control_gid else {
+            return false;
+        };
+        let primary = getsockopt(stream, PeerCredentials).is_ok_and(|c| c.gid() == gid);
+        primary || {
+            use std::os::fd::AsFd;
+            crate::process::peer_groups(stream.as_fd()).contains(&gid)
+        }
     }
 
     /// Accepts on the public socket (`private` false) or the private one.
@@ -240,7 +268,10 @@ impl Clients {
                     {
                         continue;
                     }
-                    self.insert(token, new_client(stream, uid));
+                    let control = self.member(&stream);
+                    let mut client = new_client(stream, uid);
+                    client.control = control;
+                    self.insert(token, client);
                     reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -598,7 +629,9 @@ impl Clients {
             reactor
                 .register(&mut stream, c.token, interest)
                 .map_err(|e| format!("client: {e}"))?;
+            let control = self.member(&stream);
             let mut client = new_client(stream, c.uid);
+            client.control = control;
             client.inbuf = inbuf;
             client.outbuf = outbuf;
             client.busy = c.busy;
@@ -630,6 +663,7 @@ fn new_client(stream: mio::net::UnixStream, uid: u32) -> Client {
     Client {
         stream,
         uid,
+        control: false,
         inbuf: Vec::new(),
         outbuf: Vec::new(),
         busy: false,
