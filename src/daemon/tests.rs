@@ -123,7 +123,7 @@ impl World {
         let mut w = World {
             jobs: JobTable::new(job::env::Base::default(), true),
             bus: EventBus::default(),
-            clients: Clients::new(0),
+            clients: Clients::new(0, None),
             shutdown: Shutdown::new(None),
             sys: FakeSys::default(),
             now: Duration::from_secs(100),
