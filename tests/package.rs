@@ -269,8 +269,9 @@ fn the_package_installs_works_upgrades_and_purges_without_a_trace() -> Result<()
     .unwrap();
     let log = fs::File::create(tmp.path().join("daemon.log")).unwrap();
     let mut daemon = Supervisor(Some(
+        // As the package's unit starts it.
         Command::new("/usr/bin/upkeep")
-            .arg("daemon")
+            .args(["daemon", "--control-group", "upkeep"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -278,6 +279,51 @@ fn the_package_installs_works_upgrades_and_purges_without_a_trace() -> Result<()
     ));
     wait_for("the job running", || status_pid(JOB).is_some());
     let pid = status_pid(JOB).unwrap();
+
+    // The web gateway: its user in the control group, its token only it
+    // reads, its job installed and not started; started, it reads a root
+    // job's log through the daemon's control group.
+    let user = ok("id", &["upkeep-web"]);
+    assert!(user.contains("(upkeep)"), "{user}");
+    let token = fs::metadata("/etc/upkeep/web.token").unwrap();
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(token.mode() & 0o777, 0o600);
+        assert_eq!(
+            Some(token.uid()),
+            ok("id", &["-u", "upkeep-web"]).trim().parse().ok()
+        );
+    }
+    assert!(unit.contains("--control-group upkeep"), "{unit}");
+    assert!(ok("upkeep", &["status", "upkeep-web"]).starts_with("upkeep-web stop/waiting"));
+    ok("upkeep", &["start", "upkeep-web"]);
+    let secret = fs::read_to_string("/etc/upkeep/web.token").unwrap();
+    let get = |path: &str| -> String {
+        let try_get = || -> Option<String> {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:7654").ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:7654\r\nAuthorization: Bearer {}\r\n\r\n",
+                secret.trim()
+            );
+            s.write_all(req.as_bytes()).ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            Some(out)
+        };
+        try_get().unwrap_or_default()
+    };
+    wait_for("the gateway serving", || {
+        get("/healthz").starts_with("HTTP/1.1 200")
+    });
+    let log = get(&format!("/api/v1/jobs/{JOB}/log"));
+    assert!(log.starts_with("HTTP/1.1 "), "{log}");
+    assert!(
+        !log.contains("permission"),
+        "the control group reads root's logs: {log}"
+    );
+    ok("upkeep", &["stop", "upkeep-web"]);
 
     // An upgrade re-execs it: the job keeps its process.
     let o = run(

@@ -43,7 +43,8 @@ pub fn debian_changelog() -> String {
 }
 
 /// The package's systemd unit: `contrib/upkeep.service` with the binary
-/// where the package puts it.
+/// where the package puts it, and the control group the package makes
+/// (`upkeep`, with the `upkeep-web` user in it: docs/http.md).
 pub fn systemd_unit() -> String {
     let contrib = include_str!("../../contrib/upkeep.service");
     let body: String = contrib
@@ -51,8 +52,8 @@ pub fn systemd_unit() -> String {
         .skip_while(|l| l.starts_with('#'))
         .map(|l| {
             let l = l.replace(
-                "ExecStart=/usr/local/bin/upkeep",
-                "ExecStart=/usr/bin/upkeep",
+                "ExecStart=/usr/local/bin/upkeep daemon",
+                "ExecStart=/usr/bin/upkeep daemon --control-group upkeep",
             );
             format!("{l}\n")
         })
@@ -61,6 +62,8 @@ pub fn systemd_unit() -> String {
         "# upkeep as the machine's supervisor, as the package installs it (made from\n\
          # contrib/upkeep.service). Installed, not enabled: /etc/init may still hold\n\
          # other packages' jobs from Upstart's days. Enable it with\n\
-         #   systemctl enable --now upkeep\n{body}"
+         #   systemctl enable --now upkeep\n\
+         # Members of the group upkeep (the user upkeep-web, whose gateway job is\n\
+         # /etc/init/upkeep-web.conf) change jobs and read logs as root may.\n{body}"
     )
 }
