@@ -31,20 +31,50 @@ fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("chromedriver");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let text = String::from_utf8_lossy(&out);
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    // chromedriver may answer chunked.
-    let json_text = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(rest)
-    } else {
-        rest.to_string()
+    // chromedriver keeps the connection open: read the head, then the
+    // body by its length (or its chunks).
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let lower = head.to_ascii_lowercase();
+    let length = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let json_text = match length {
+        Some(n) => {
+            let mut body = vec![0u8; n];
+            r.read_exact(&mut body).unwrap();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+        None => {
+            let mut out = String::new();
+            loop {
+                let mut size = String::new();
+                r.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                let mut chunk = vec![0u8; n + 2];
+                r.read_exact(&mut chunk).unwrap();
+                out.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+            out
+        }
     };
+    let text = format!("{head}\n{json_text}");
     let v: Value = serde_json::from_str(&json_text)
         .unwrap_or_else(|e| panic!("chromedriver answered ({e}): {text}"));
     let ok = head.starts_with("HTTP/1.1 200");
@@ -52,21 +82,6 @@ fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
         Ok(v["value"].clone())
     } else {
         Err(v["value"].clone())
-    }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let Some((size, rest)) = s.split_once("\r\n") else {
-            return out;
-        };
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            return out;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
     }
 }
 
@@ -216,9 +231,14 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
         .job("worker", "respawn\nexec sleep 100000\n")
         .job("cache", "instance $NAME\nexec sleep 100000\n")
         .job("migrate", "task\nexec sh -c 'echo migrating; exit 3'\n")
+        .job(
+            "api",
+            "health alive exec true\nhealth alive period 1\nexec sleep 100000\n",
+        )
         .start();
     d.ok(&["start", "web"]);
     d.ok(&["start", "worker"]);
+    d.ok(&["start", "api"]);
     d.ok(&["start", "cache", &format!("NAME={HOSTILE}")]);
     let _ = d.ctl(&["start", "migrate"]);
     let g = Gateway::builder(&d).token().start();
@@ -228,7 +248,7 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
 
     // The table lists the jobs, live.
     b.wait_until("document.querySelector('#live').textContent === 'live'");
-    b.wait_until("document.querySelectorAll('#jobs tbody tr').length === 4");
+    b.wait_until("document.querySelectorAll('#jobs tbody tr').length === 5");
     let old = d.main_pid("worker").unwrap();
     b.wait_until(&format!(
         "[...document.querySelectorAll('#jobs tbody tr')].some(r => r.dataset.job === 'worker' && r.children[3].textContent === '{old}')"
@@ -253,7 +273,10 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
     b.wait_until(&format!(
         "[...document.querySelectorAll('#jobs tbody tr')].some(r => r.dataset.job === 'worker' && r.children[3].textContent !== '' && r.children[3].textContent !== '{old}')"
     ));
-    assert_eq!(b.script("return window.__same_page === true;", json!([])), json!(true));
+    assert_eq!(
+        b.script("return window.__same_page === true;", json!([])),
+        json!(true)
+    );
     let new = d.main_pid("worker").unwrap();
     assert_ne!(new, old);
     b.wait_until(&format!(
@@ -261,7 +284,10 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
     ));
 
     // Without the token: no buttons, and the API refuses.
-    let buttons = b.script("return document.querySelectorAll('td.actions button').length;", json!([]));
+    let buttons = b.script(
+        "return document.querySelectorAll('td.actions button').length;",
+        json!([]),
+    );
     assert_eq!(buttons, json!(0));
     assert_eq!(g.post("/api/v1/jobs/web/stop", false).status, 401);
 
@@ -273,11 +299,13 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
     )
     .unwrap();
     let submit = b.find("#use-token");
-    b.post(&format!("element/{submit}/click"), &json!({})).unwrap();
+    b.post(&format!("element/{submit}/click"), &json!({}))
+        .unwrap();
     b.wait_until("document.querySelector('#auth-state').textContent === 'token accepted'");
     b.wait_until("document.querySelectorAll('td.actions button.act-stop').length > 0");
     let stop = b.find("tr[data-job='web'] button.act-stop");
-    b.post(&format!("element/{stop}/click"), &json!({})).unwrap();
+    b.post(&format!("element/{stop}/click"), &json!({}))
+        .unwrap();
     d.wait_status(&["web"], "stopped", |s| s["state"] == "waiting");
     b.wait_until(
         "[...document.querySelectorAll('#jobs tbody tr')].some(r => r.dataset.job === 'web' && r.children[2].textContent === 'stop/waiting')",
@@ -289,10 +317,12 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
 
     // The log of a job, followed.
     let link = b.find("tr[data-job='migrate'] button.job-link");
-    b.post(&format!("element/{link}/click"), &json!({})).unwrap();
+    b.post(&format!("element/{link}/click"), &json!({}))
+        .unwrap();
     b.wait_until("document.querySelector('#log-text').textContent.includes('migrating')");
     b.wait_until("[...document.querySelectorAll('td')].some(td => td.textContent.startsWith('failed: main process terminated with status 3'))");
 
+    b.wait_until("[...document.querySelectorAll('td')].some(td => td.textContent === 'healthy')");
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshot.png");
     b.screenshot(&shot);
     Ok(())

@@ -402,7 +402,46 @@ fn the_daemon_lets_its_control_group_act_and_no_one_else() -> Result<(), Missing
     Ok(())
 }
 
+fn a_unix_socket_listener_is_the_gateways_alone() {
+    let d = jobs();
+    let path = d.dir.path().join("web.sock");
+    let mut cmd = std::process::Command::new(common::upkeep_bin());
+    cmd.args(["web", "--socket"])
+        .arg(&d.socket)
+        .arg("--listen")
+        .arg(format!("unix:{}", path.display()))
+        .stderr(std::process::Stdio::piped());
+    if upkeep::process::euid() == 0 {
+        std::os::unix::process::CommandExt::uid(&mut cmd, d.uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, d.uid);
+        nix::unistd::chown(d.dir.path(), Some(nix::unistd::Uid::from_raw(d.uid)), None).unwrap();
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("serving unix:"), "{line}");
+    let m = std::fs::symlink_metadata(&path).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(m.file_type().is_socket());
+    assert_eq!(m.mode() & 0o777, 0o600);
+    assert_eq!(m.uid(), d.uid);
+    let ask = |host: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        s.write_all(format!("GET /api/v1/jobs HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    assert!(ask("localhost").starts_with("HTTP/1.1 200"));
+    assert!(ask("evil.example").starts_with("HTTP/1.1 403"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 tests![
+    a_unix_socket_listener_is_the_gateways_alone,
     the_daemon_lets_its_control_group_act_and_no_one_else,
     every_endpoint_answers_with_the_security_headers,
     reads_without_the_token_show_no_logs_and_no_environments,

@@ -90,7 +90,8 @@ function render() {
     tr.appendChild(el("td", h, h.startsWith("unhealthy") ? "unhealthy" : ""));
     tr.appendChild(el("td", why(j), "why"));
     tr.appendChild(el("td", j.costs ? j.costs.cpu_seconds.toFixed(2) : "", "num"));
-    tr.appendChild(el("td", j.costs ? bytes(j.costs.pss_bytes ?? j.costs.rss_bytes) : "", "num"));
+    const live = j.costs && j.costs.processes > 0;
+    tr.appendChild(el("td", live ? bytes(j.costs.pss_bytes ?? j.costs.rss_bytes) : "", "num"));
     const actions = el("td", null, "actions");
     if (acting && token && !j.broken) {
       for (const a of ["start", "stop", "restart", "reload"]) {
