@@ -247,6 +247,10 @@ fn act(
         Ok(e) => e,
         Err(e) => return Response::error(400, &e),
     };
+    let shown = match instance {
+        Some(i) => format!("{job} ({i})"),
+        None => job.to_string(),
+    };
     let (job, instance) = (job.to_string(), instance.map(str::to_string));
     let command = match action {
         "start" => Command::Start {
@@ -277,9 +281,15 @@ fn act(
     let result = ask(shared, command);
     let said = match &result {
         Ok(_) => "ok".to_string(),
-        Err(r) => String::from_utf8_lossy(&r.body).trim().to_string(),
+        Err(r) => serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(crate::control::one_line))
+            .unwrap_or_default(),
     };
-    eprintln!("upkeep web: {peer}: {action} {job}: {said}");
+    eprintln!(
+        "upkeep web: {peer}: {action} {}: {said}",
+        crate::control::one_line(&shown)
+    );
     match result {
         Ok(Answer::Ok { instances, .. }) => {
             let v: Vec<Value> = instances.iter().map(instance_json).collect();
