@@ -29,7 +29,7 @@ pub(super) const OPTIONS: &[Opt] = &[
     valued("log-keep", None, "N", "keep N rotated logs (default 7)"),
     valued("log-rotate", None, "daily|never", "daily: also rotate every log at local midnight (default daily)"),
     valued("log-compress", None, "yes|no", "gzip rotated logs (default yes)"),
-    valued("control-group", None, "GROUP", "members of GROUP (a name or a number) change jobs and read logs as the daemon's user may: an acting `upkeep web` need not be root"),
+    valued("control-group", None, "GROUP", "members of GROUP (a name or a number) change jobs and read logs as the daemon's user may, so an acting `upkeep web` need not be root (default: none)"),
     flag("verbose", Some('v'), "log every event and every goal and state change"),
 ];
 

@@ -249,9 +249,9 @@ pub const COMMANDS: &[CommandInfo] = &[
         summary: "serve a live dashboard, a JSON API and Prometheus metrics over HTTP (docs/http.md), as a client of the daemon",
         options: &[
             valued("listen", None, "ADDR:PORT|unix:PATH", "where to listen (default 127.0.0.1:7654; a numeric address, localhost, or a Unix socket made 0600)"),
-            valued("token-file", None, "FILE", "the bearer token for logs and actions: a file of the gateway's user, mode 0600, at least 32 random bytes"),
+            valued("token-file", None, "FILE", "the bearer token for logs and actions: a file of the gateway's user, mode 0600, at least 32 random bytes (default: none, and the gateway is read-only)"),
             flag("read-only", None, "serve no actions, even with a token"),
-            valued("allow-host", None, "NAME", "also answer requests whose Host is NAME (a proxy's name; repeatable)"),
+            valued("allow-host", None, "NAME", "also answer requests whose Host is NAME (a proxy's name; repeatable; default: only the listen address and localhost)"),
             SOCKET,
         ],
         run: web_cmd::run,
