@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use super::{out, Call};
@@ -84,36 +83,9 @@ pub(super) fn run(call: &Call) -> i32 {
     follow_file(ask, file, terminal)
 }
 
-/// Prints the last `n` lines, reading backwards from the end.
+/// Prints the last `n` lines.
 fn print_tail(f: &mut File, n: usize, terminal: bool) -> std::io::Result<()> {
-    let len = f.seek(SeekFrom::End(0))?;
-    let mut start = len;
-    let mut newlines = 0;
-    let mut chunk = vec![0u8; 64 * 1024];
-    // A final newline ends the last line; it does not start one.
-    let mut skip_last = true;
-    'outer: while start > 0 && n > 0 {
-        let take = chunk.len().min(start as usize);
-        start -= take as u64;
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(&mut chunk[..take])?;
-        for i in (0..take).rev() {
-            if chunk[i] == b'\n' {
-                if skip_last && start + i as u64 == len - 1 {
-                    skip_last = false;
-                    continue;
-                }
-                newlines += 1;
-                if newlines == n {
-                    start += i as u64 + 1;
-                    break 'outer;
-                }
-            }
-        }
-    }
-    if n == 0 {
-        start = len;
-    }
+    let start = crate::log::read::tail_start(f, n)?;
     f.seek(SeekFrom::Start(start))?;
     copy_out(f, terminal)?;
     Ok(())
@@ -175,25 +147,11 @@ where
             _ => None,
         };
         let Some(now) = now else { continue };
-        let replaced = match (&file, now.metadata()) {
-            (Some(f), Ok(n)) => f
-                .metadata()
-                .map(|m| (m.dev(), m.ino()) != (n.dev(), n.ino()))
-                .unwrap_or(true),
-            (None, _) => true,
-            (_, Err(_)) => false,
-        };
-        if replaced {
+        if let crate::log::read::Next::Switch = crate::log::read::next(file.as_mut(), &now) {
             if let Some(f) = &mut file {
                 let _ = copy_out(f, terminal);
             }
             file = Some(now);
-        } else if let Some(f) = &mut file {
-            // Truncated in place: start again from the top.
-            let pos = f.stream_position().unwrap_or(0);
-            if f.metadata().map(|m| m.len() < pos).unwrap_or(false) {
-                let _ = f.seek(SeekFrom::Start(0));
-            }
         }
     }
 }

@@ -18,6 +18,7 @@
 pub mod dir;
 pub mod gzip;
 mod name;
+pub mod read;
 
 use std::cell::RefCell;
 use std::fs::File;

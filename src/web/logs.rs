@@ -8,7 +8,6 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -68,7 +67,8 @@ pub fn open(
     }
     let mut file = ask(socket, job, instance)?;
     let start = match &mut file {
-        Some(f) => tail_start(f, lines).map_err(|e| Response::error(500, &e.to_string()))?,
+        Some(f) => crate::log::read::tail_start(f, lines)
+            .map_err(|e| Response::error(500, &e.to_string()))?,
         None => 0,
     };
     Ok(Follow {
@@ -79,33 +79,6 @@ pub fn open(
         start,
         follow,
     })
-}
-
-/// Where the last `n` lines of `f` start (a final newline ends the last
-/// line; it does not start one).
-pub fn tail_start(f: &mut File, n: usize) -> std::io::Result<u64> {
-    let len = f.seek(SeekFrom::End(0))?;
-    if n == 0 {
-        return Ok(len);
-    }
-    let mut start = len;
-    let mut newlines = 0;
-    let mut chunk = vec![0u8; 64 * 1024];
-    while start > 0 {
-        let take = chunk.len().min(start as usize);
-        start -= take as u64;
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(&mut chunk[..take])?;
-        for i in (0..take).rev() {
-            if chunk[i] == b'\n' && start + i as u64 != len - 1 {
-                newlines += 1;
-                if newlines == n {
-                    return Ok(start + i as u64 + 1);
-                }
-            }
-        }
-    }
-    Ok(0)
 }
 
 /// Copies what `f` has from where it is; false once the reader is gone.
@@ -168,27 +141,14 @@ impl Follow {
             let Some(now) = now else {
                 continue;
             };
-            let replaced = match (&self.file, now.metadata()) {
-                (Some(f), Ok(n)) => f
-                    .metadata()
-                    .map(|m| (m.dev(), m.ino()) != (n.dev(), n.ino()))
-                    .unwrap_or(true),
-                (None, _) => true,
-                (_, Err(_)) => false,
-            };
-            if replaced {
+            if let crate::log::read::Next::Switch = crate::log::read::next(self.file.as_mut(), &now)
+            {
                 if let Some(f) = &mut self.file {
                     if !copy(f, conn) {
                         return;
                     }
                 }
                 self.file = Some(now);
-            } else if let Some(f) = &mut self.file {
-                // Truncated in place: from the top again.
-                let pos = f.stream_position().unwrap_or(0);
-                if f.metadata().map(|m| m.len() < pos).unwrap_or(false) {
-                    let _ = f.seek(SeekFrom::Start(0));
-                }
             }
         }
     }
