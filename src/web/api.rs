@@ -457,17 +457,18 @@ fn log(shared: &Shared, req: &Request, holder: Holder, job: &str, instance: Opti
 }
 
 /// `/api/v1/events`: server-sent events. First the jobs as they are
-/// (`event: snapshot`), then each monitor entry as it comes (`data:`), a
-/// new snapshot whenever the gateway had to subscribe again, and a comment
+/// (`event: snapshot`, once the gateway's subscription is live), then each
+/// monitor entry as it comes (`data:`), a new snapshot whenever the
+/// gateway had to subscribe again, and a comment
 /// every 15 s so that a reader that went away is noticed. Without the
 /// token, events carry no environment.
 fn events(shared: &Arc<Shared>, mut conn: Conn, privileged: bool) {
-    let Some((id, rx)) = shared.hub.join() else {
+    let Some((id, rx, live)) = shared.hub.join() else {
         let _ = Response::error(503, "too many event-stream readers").write_to(&mut conn);
         return;
     };
     let head = Response::new(200, "text/event-stream", Vec::new()).head(None);
-    let mut ok = conn.write_all(&head).is_ok() && snapshot(shared, &mut conn);
+    let mut ok = conn.write_all(&head).is_ok() && (!live || snapshot(shared, &mut conn));
     while ok {
         ok = match rx.recv_timeout(Duration::from_secs(15)) {
             Ok(Item::Entry(v)) => {
@@ -481,7 +482,7 @@ fn events(shared: &Arc<Shared>, mut conn: Conn, privileged: bool) {
                 conn.write_all(format!("data: {line}\n\n").as_bytes())
                     .is_ok()
             }
-            Ok(Item::Resubscribed) => snapshot(shared, &mut conn),
+            Ok(Item::Subscribed) => snapshot(shared, &mut conn),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 conn.write_all(b": keep-alive\n\n").is_ok()
             }

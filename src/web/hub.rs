@@ -1,10 +1,13 @@
 //! One monitor subscription for every event-stream reader. A thread holds
 //! the daemon's stream while anyone reads it and hands each entry to every
 //! reader's bounded queue; a reader whose queue is full is dropped (as the
-//! daemon drops a slow subscriber). When the daemon drops the gateway, or
-//! restarts, the thread subscribes again and tells every reader to fetch a
-//! fresh snapshot. With no reader left, the subscription is closed, so the
-//! daemon makes no news for nobody.
+//! daemon drops a slow subscriber). Each time the subscription is in place
+//! (at first, and again after the daemon dropped the gateway or restarted)
+//! every reader is told to send a fresh snapshot, so that a snapshot is
+//! only ever followed by what happened after it: a reader that joins while
+//! the subscription is live sends its snapshot at once, one that joins
+//! before waits for the word. With no reader left, the subscription is
+//! closed, so the daemon makes no news for nobody.
 
 use std::io::BufRead;
 use std::os::unix::net::UnixStream;
@@ -26,9 +29,9 @@ pub const QUEUE: usize = 4096;
 #[derive(Debug, Clone)]
 pub enum Item {
     Entry(Arc<Value>),
-    /// The subscription was made again: what was missed is lost, and the
-    /// reader should send a fresh snapshot.
-    Resubscribed,
+    /// The subscription is in place (again): what happened before it is
+    /// not in the queue, so the reader sends a fresh snapshot.
+    Subscribed,
 }
 
 #[derive(Default)]
@@ -53,9 +56,11 @@ impl Hub {
         }
     }
 
-    /// A new reader: its id and queue, or `None` when [`MAX_READERS`]
-    /// read already.
-    pub fn join(&self) -> Option<(u64, Receiver<Item>)> {
+    /// A new reader: its id, its queue, and whether the subscription is
+    /// live (so that the reader may send its snapshot at once; otherwise
+    /// [`Item::Subscribed`] comes first); `None` when [`MAX_READERS`] read
+    /// already.
+    pub fn join(&self) -> Option<(u64, Receiver<Item>, bool)> {
         let (lock, cv) = &*self.inner;
         let mut inner = lock.lock().ok()?;
         if inner.readers.len() >= MAX_READERS {
@@ -74,7 +79,7 @@ impl Hub {
                 .spawn(move || run(&socket, &shared));
         }
         cv.notify_all();
-        Some((id, rx))
+        Some((id, rx, inner.stream.is_some()))
     }
 
     /// A reader left.
@@ -97,14 +102,12 @@ impl Hub {
 
 fn run(socket: &std::path::Path, shared: &(Mutex<Inner>, Condvar)) {
     let (lock, cv) = shared;
-    let mut first = true;
     let mut backoff = Duration::from_millis(100);
     loop {
         // Wait for a reader.
         {
             let Ok(mut inner) = lock.lock() else { return };
             while inner.readers.is_empty() {
-                first = true;
                 inner = match cv.wait(inner) {
                     Ok(i) => i,
                     Err(_) => return,
@@ -127,11 +130,8 @@ fn run(socket: &std::path::Path, shared: &(Mutex<Inner>, Condvar)) {
             if inner.readers.is_empty() {
                 continue;
             }
-            if !first {
-                broadcast(&mut inner, Item::Resubscribed);
-            }
+            broadcast(&mut inner, Item::Subscribed);
         }
-        first = false;
         let mut line = Vec::new();
         loop {
             line.clear();

@@ -275,6 +275,7 @@ impl Gateway {
             r,
             head,
             seen: String::new(),
+            log: self.log.clone(),
         }
     }
 }
@@ -292,6 +293,8 @@ pub struct Stream {
     pub head: String,
     /// Everything read so far.
     pub seen: String,
+    /// The gateway's log, for the failure messages.
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
 impl Stream {
@@ -307,14 +310,23 @@ impl Stream {
         while self.count(needle) < n {
             assert!(
                 Instant::now() < deadline,
-                "not {n} '{needle}' in: {}",
-                self.seen
+                "not {n} '{needle}' in: {}\nthe gateway's log: {:?}",
+                self.seen,
+                self.gateway_log()
             );
             let mut line = String::new();
             match self.r.read_line(&mut line) {
-                Ok(0) => panic!("stream ended before {n} '{needle}': {}", self.seen),
+                Ok(0) => panic!(
+                    "stream ended before {n} '{needle}': {}\nthe gateway's log: {:?}",
+                    self.seen,
+                    self.gateway_log()
+                ),
                 Ok(_) => self.seen.push_str(&line),
-                Err(e) => panic!("stream: {e}; before {n} '{needle}': {}", self.seen),
+                Err(e) => panic!(
+                    "stream: {e}; before {n} '{needle}': {}\nthe gateway's log: {:?}",
+                    self.seen,
+                    self.gateway_log()
+                ),
             }
         }
         self.seen.clone()
@@ -323,6 +335,10 @@ impl Stream {
     /// How many times `needle` was seen so far.
     pub fn count(&self, needle: &str) -> usize {
         self.seen.matches(needle).count()
+    }
+
+    fn gateway_log(&self) -> Vec<String> {
+        self.log.0.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
