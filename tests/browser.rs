@@ -189,6 +189,24 @@ impl Browser {
             .to_string()
     }
 
+    /// Clicks what `css` selects, as a user would. The page redraws a row
+    /// at each change of its job, so an element found a moment ago may be
+    /// gone when the click lands ("stale element reference"): it is found
+    /// again (the deadline only guards against a hang).
+    fn click(&self, css: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let el = self.find(css);
+            match self.post(&format!("element/{el}/click"), &json!({})) {
+                Ok(_) => return,
+                Err(e) if e["error"] == "stale element reference" => {
+                    assert!(std::time::Instant::now() < deadline, "{css} stays stale");
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
+    }
+
     fn screenshot(&self, path: &std::path::Path) {
         let b64 = self.get("screenshot").unwrap();
         let mut dec = Command::new("base64")
@@ -298,14 +316,10 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
         &json!({ "text": g.token.clone().unwrap() }),
     )
     .unwrap();
-    let submit = b.find("#use-token");
-    b.post(&format!("element/{submit}/click"), &json!({}))
-        .unwrap();
+    b.click("#use-token");
     b.wait_until("document.querySelector('#auth-state').textContent === 'token accepted'");
     b.wait_until("document.querySelectorAll('td.actions button.act-stop').length > 0");
-    let stop = b.find("tr[data-job='web'] button.act-stop");
-    b.post(&format!("element/{stop}/click"), &json!({}))
-        .unwrap();
+    b.click("tr[data-job='web'] button.act-stop");
     d.wait_status(&["web"], "stopped", |s| s["state"] == "waiting");
     b.wait_until(
         "[...document.querySelectorAll('#jobs tbody tr')].some(r => r.dataset.job === 'web' && r.children[2].textContent === 'stop/waiting')",
@@ -316,9 +330,7 @@ fn the_dashboard_lives_in_a_real_browser() -> Result<(), Missing> {
     );
 
     // The log of a job, followed.
-    let link = b.find("tr[data-job='migrate'] button.job-link");
-    b.post(&format!("element/{link}/click"), &json!({}))
-        .unwrap();
+    b.click("tr[data-job='migrate'] button.job-link");
     b.wait_until("document.querySelector('#log-text').textContent.includes('migrating')");
     b.wait_until("[...document.querySelectorAll('td')].some(td => td.textContent.startsWith('failed: main process terminated with status 3'))");
 
