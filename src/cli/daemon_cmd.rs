@@ -24,6 +24,8 @@ pub(super) const OPTIONS: &[Opt] = &[
     valued("runlevel", None, "N", "the runlevel the boot events announce (default 2)"),
     flag("init", None, "behave as a container's first process though not PID 1 (job output to stdout too; default: only as PID 1)"),
     valued("exit-with", None, "JOB", "when JOB fails, stop everything and exit with its status (default: none, the daemon runs on)"),
+    flag("clean-env", None, "in init mode, pass jobs no variable of the daemon's own environment but what --pass-env names (default: init mode passes all but those meant for upkeep; a per-user daemon passes all, a root daemon outside init mode none)"),
+    valued("pass-env", None, "NAME|PREFIX*", "also pass the daemon's variable NAME (or every one starting with PREFIX) to jobs; repeatable (default: none)"),
     flag("log-to-stdout", None, "copy every job's output to stdout, prefixed with its name"),
     valued("log-size", None, "SIZE", "rotate a log at SIZE (K, M, G; unlimited or 0: never by size; default 100M)"),
     valued("log-keep", None, "N", "keep N rotated logs (default 7)"),
@@ -76,6 +78,16 @@ pub(super) fn run(call: &Call) -> i32 {
             },
         },
     };
+    let pass_env: Vec<String> = args.values("pass-env").map(text).collect();
+    let pattern_ok = |p: &str| match p.strip_suffix('*') {
+        Some(prefix) => crate::job::env_file::valid_key(&format!("{prefix}_")),
+        None => crate::job::env_file::valid_key(p),
+    };
+    if let Some(bad) = pass_env.iter().find(|p| !pattern_ok(p)) {
+        return prog.usage_error(format!("--pass-env: not a variable name or PREFIX*: {bad}"));
+    }
+    let init = init || std::process::id() == 1;
+    let system = crate::process::euid() == 0;
     let cfg = Config {
         conf_dirs: if conf_dirs.is_empty() {
             paths::default_conf_dirs()
@@ -92,9 +104,11 @@ pub(super) fn run(call: &Call) -> i32 {
         log_policy,
         // As a container's PID 1, job output also goes to stdout, for
         // `docker logs`.
-        log_to_stdout: log_to_stdout || init || std::process::id() == 1,
+        log_to_stdout: log_to_stdout || init,
         exit_with,
         control_gid,
+        pass_all_env: (init || !system) && !args.flag("clean-env"),
+        pass_env,
     };
     daemon::run(cfg)
 }

@@ -58,6 +58,11 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
             json!({ "controller": c.controller, "name": c.name, "settings": settings })
         })
         .collect();
+    let env_files: Vec<Value> = job
+        .env_files
+        .iter()
+        .map(|e| json!({ "path": e.path, "optional": e.optional }))
+        .collect();
     let mut v = json!({
         "name": job.name,
         "files": {
@@ -118,6 +123,7 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
     // (Added apart: one json! with every field exceeds the macro's
     // recursion limit.)
     v["ready_timeout"] = json!(job.ready_timeout_secs);
+    v["env_files"] = json!(env_files);
     let probe = |p: &Option<crate::conf::health::Probe>| {
         p.as_ref().map(|p| {
             let secs = |ms: u64| ms as f64 / 1000.0;

@@ -57,6 +57,7 @@ pub enum ErrorKind {
     IllegalLogValue,
     /// A `health` stanza's value, with what was expected.
     IllegalHealth(&'static str),
+    IllegalEnvFile,
 }
 
 impl fmt::Display for ErrorKind {
@@ -91,6 +92,9 @@ impl fmt::Display for ErrorKind {
             }
                         IllegalHealth(why) => write!(f, "Illegal health probe: {why}"),
             TooManyErrors { limit } => write!(f, "Too many errors (stopped after {limit})"),
+            IllegalEnvFile => f.write_str(
+                "Illegal env-file, expected an absolute path (or -PATH when the file may be missing)",
+            ),
             IllegalLogValue => f.write_str(
                 "Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never or compress yes|no",
             ),

@@ -192,6 +192,23 @@ pub struct Cgroup {
 /// The default cgroup name, expanded when the job starts.
 pub const DEFAULT_CGROUP_NAME: &str = "$UPSTART_CGROUP";
 
+/// An `env-file` stanza: a file of `KEY=VALUE` lines read at every start
+/// and respawn (`job::env_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    /// An absolute path.
+    pub path: String,
+    /// `env-file -PATH`: a missing file is no error.
+    pub optional: bool,
+}
+
+impl EnvFile {
+    /// As the stanza writes it.
+    pub fn text(&self) -> String {
+        format!("{}{}", if self.optional { "-" } else { "" }, self.path)
+    }
+}
+
 /// A parsed job definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobClass {
@@ -220,6 +237,8 @@ pub struct JobClass {
 
     /// `KEY=VALUE`, or `KEY` (taken from the daemon's environment), in order.
     pub env: Vec<String>,
+    /// `env-file` stanzas, in order (above `env`, below event variables).
+    pub env_files: Vec<EnvFile>,
     pub export: Vec<String>,
 
     pub setuid: Option<String>,
@@ -309,6 +328,7 @@ impl JobClass {
             normal_exit: Vec::new(),
             expect: Expect::None,
             env: Vec::new(),
+            env_files: Vec::new(),
             export: Vec::new(),
             setuid: None,
             setgid: None,

@@ -107,6 +107,21 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
             let v = single_arg(lx)?;
             job.env.push(v);
         }
+        "env-file" => {
+            let t = lx.next_arg()?;
+            lx.end_of_stanza()?;
+            let (optional, path) = match t.text.strip_prefix('-') {
+                Some(p) => (true, p),
+                None => (false, t.text.as_str()),
+            };
+            if !path.starts_with('/') || path.contains('\0') {
+                return Err(ParseError::new(t.start, ErrorKind::IllegalEnvFile));
+            }
+            job.env_files.push(super::EnvFile {
+                path: path.to_string(),
+                optional,
+            });
+        }
         "export" => job.export.extend(lx.args()?.into_iter().map(|t| t.text)),
         "emits" => job.emits.extend(lx.args()?.into_iter().map(|t| t.text)),
         "start" | "stop" => {

@@ -77,6 +77,9 @@ pub fn to_job_file(job: &JobClass) -> String {
     for e in &job.env {
         let _ = writeln!(o, "env {}", quote_arg(e));
     }
+    for e in &job.env_files {
+        let _ = writeln!(o, "env-file {}", quote_arg(&e.text()));
+    }
     if !job.export.is_empty() {
         let _ = writeln!(o, "export {}", words(&job.export));
     }

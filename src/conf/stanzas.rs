@@ -149,6 +149,14 @@ pub const STANZAS: &[StanzaDoc] = &[
         extension: Extension::Upstart,
     },
     StanzaDoc {
+        word: "env-file",
+        syntax: &["env-file PATH", "env-file -PATH"],
+        summary: "read KEY=VALUE lines from PATH (absolute) at every start and respawn, above the env stanzas and below event variables: # comments, optional `export `, single or double quotes (only \\\" and \\\\ escaped), no expansion ($ is itself); the last value of a key wins. PATH and every directory above it must belong to root, the daemon's user or the job's user and be writable by no one else (a group-writable one only when the group is root's); a regular file of at most 64 KiB. With -PATH a missing file is no error. A first start with a bad or missing file fails with PATH:LINE; a respawn keeps the last good values. Only root and the daemon's user are shown the values",
+        default: "none",
+        example: "env-file /etc/default/myapp\nenv-file -/etc/myapp/local.env",
+        extension: Extension::Upkeep,
+    },
+    StanzaDoc {
         word: "export",
         syntax: &["export KEY..."],
         summary: "add KEY=value to the job's starting, started, stopping and stopped events",

@@ -385,6 +385,56 @@ fn read_trusted_file(path: &Path, trust: &mut Trust) -> Result<Vec<u8>, Diagnost
     Ok(buf)
 }
 
+/// The largest env file read.
+pub const MAX_ENV_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads an `env-file` as a job file is read (a regular file, opened
+/// without blocking, checked by [`Trust::for_env_file`]), at most
+/// [`MAX_ENV_FILE_BYTES`]; `None` when there is no such file.
+pub fn read_env_file(path: &Path, trust: &mut Trust) -> Result<Option<Vec<u8>>, String> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "{}: {}",
+                path.display(),
+                crate::process::io_text(&e)
+            ))
+        }
+        Ok(_) => {}
+    }
+    trust.check_dirs(path)?;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
+    if !meta.is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    let too_big = |len: u64| {
+        format!(
+            "{}: {len} bytes, more than an env file may have ({MAX_ENV_FILE_BYTES})",
+            path.display()
+        )
+    };
+    if meta.len() > MAX_ENV_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    trust.check_file(path, &meta)?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ENV_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
+    if buf.len() as u64 > MAX_ENV_FILE_BYTES {
+        return Err(too_big(buf.len() as u64));
+    }
+    Ok(Some(buf))
+}
+
 fn too_large(path: &Path, len: u64) -> Diagnostic {
     Diagnostic::file(
         path,

@@ -9,6 +9,11 @@
 //! writable by its group when that group is the daemon's user's own
 //! private group (named after it, with no other member), as a user whose
 //! umask is 002 makes them.
+//!
+//! An `env-file` ([`Trust::for_env_file`]) is held to the same rule, with
+//! the job's user as a third owner it may have and root's group as one that
+//! may write it: its values reach a job's processes (an `LD_PRELOAD` in a
+//! root job's file is root's).
 
 use std::collections::HashMap;
 use std::fs;
@@ -19,6 +24,14 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct Trust {
     uid: u32,
+    /// Besides root and `uid`, who may own what is checked (the job's
+    /// user, for an env file).
+    also: Option<u32>,
+    /// Root's group may write what is checked (an env file).
+    root_group: bool,
+    /// What the checked file is for, and is called, in messages.
+    purpose: &'static str,
+    file: &'static str,
     dirs: HashMap<PathBuf, Result<(), String>>,
     private_groups: HashMap<u32, bool>,
 }
@@ -32,27 +45,54 @@ impl Trust {
     pub fn new(uid: u32) -> Trust {
         Trust {
             uid,
+            also: None,
+            root_group: false,
+            purpose: "define a job",
+            file: "job file",
             dirs: HashMap::new(),
             private_groups: HashMap::new(),
         }
     }
 
-    /// Why `meta` (of `path`) may not hold or be a job file, if it may not.
+    /// For an env file of a job run as `job_uid` (`None`: the daemon's
+    /// user), read by a daemon running as `uid`.
+    pub fn for_env_file(uid: u32, job_uid: Option<u32>) -> Trust {
+        Trust {
+            also: job_uid,
+            root_group: true,
+            purpose: "set a job's environment",
+            file: "env file",
+            ..Trust::new(uid)
+        }
+    }
+
+    /// Why `meta` (of `path`) may not hold or be the checked file, if it
+    /// may not.
     fn verdict(&mut self, path: &Path, meta: &fs::Metadata, what: &str) -> Result<(), String> {
         let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
-        if owner != 0 && owner != self.uid {
+        if owner != 0 && owner != self.uid && Some(owner) != self.also {
+            let who = match self.also {
+                Some(j) if j != self.uid && j != 0 => format!(
+                    "not root, the daemon's user ({}) or the job's ({j})",
+                    self.uid
+                ),
+                _ => format!("neither root nor the daemon's user ({})", self.uid),
+            };
             return Err(format!(
-                "{what} {} is owned by uid {owner}, neither root nor the daemon's user ({}): another user could change it, so it may not define a job (chown it to root)",
+                "{what} {} is owned by uid {owner}, {who}: another user could change it, so it may not {} (chown it to root)",
                 path.display(),
-                self.uid
+                self.purpose
             ));
         }
         let sticky_root = mode & 0o1000 != 0 && owner == 0 && meta.is_dir();
-        let group_ok = mode & 0o020 == 0 || self.private_group(meta.gid());
+        let group_ok = mode & 0o020 == 0
+            || (self.root_group && meta.gid() == 0)
+            || self.private_group(meta.gid());
         if (mode & 0o002 != 0 && !sticky_root) || (mode & 0o020 != 0 && !group_ok && !sticky_root) {
             return Err(format!(
-                "{what} {} is writable by other users (mode {mode:04o}): another user could change it, so it may not define a job (chmod go-w it)",
-                path.display()
+                "{what} {} is writable by other users (mode {mode:04o}): another user could change it, so it may not {} (chmod go-w it)",
+                path.display(),
+                self.purpose
             ));
         }
         Ok(())
@@ -123,8 +163,9 @@ impl Trust {
         Ok(())
     }
 
-    /// Checks the job file itself, as opened.
+    /// Checks the file itself, as opened.
     pub fn check_file(&mut self, path: &Path, meta: &fs::Metadata) -> Result<(), String> {
-        self.verdict(path, meta, "job file")
+        let file = self.file;
+        self.verdict(path, meta, file)
     }
 }

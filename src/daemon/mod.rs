@@ -91,7 +91,8 @@ impl Daemon {
         let mut reactor = Reactor::new(setup::signals()?, public)?;
         let (dir, dlog) = output::open(&host.cfg, host.uid)?;
         reactor.listen_private(private, &dlog)?;
-        let base = crate::job::env::Base::of_this_process(host.system, &host.cfg.socket);
+        let pass = (host.cfg.pass_all_env, host.cfg.pass_env.clone());
+        let base = crate::job::env::Base::of_this_process(host.system, pass, &host.cfg.socket);
         process::time::ignore_sigxfsz();
         Ok(Daemon {
             output: output::Output::new(dir, host.cfg.log_policy, host.cfg.log_to_stdout),

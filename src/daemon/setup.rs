@@ -33,6 +33,13 @@ pub struct Config {
     /// `--control-group`: its members change jobs and read logs as the
     /// daemon's user may.
     pub control_gid: Option<u32>,
+    /// Jobs get the daemon's own environment (less what is meant for
+    /// upkeep alone): in init mode unless `--clean-env`, and for a per-user
+    /// daemon (`job::env`).
+    pub pass_all_env: bool,
+    /// `--pass-env`: the daemon's variables jobs get besides (`NAME` or
+    /// `PREFIX*`).
+    pub pass_env: Vec<String>,
 }
 
 /// What the daemon is and what it was started with: its configuration,

@@ -44,6 +44,9 @@ struct FakeSys {
     anonymous: Vec<Orphan>,
     /// (target: -pgid for a group, pid otherwise; signal).
     signals: Vec<(i32, i32)>,
+    /// Env files by path: their text, or why they cannot be read (none:
+    /// missing); shared with the test.
+    env_files: Rc<RefCell<BTreeMap<String, Result<String, String>>>>,
 }
 
 impl Sys for FakeSys {
@@ -93,6 +96,18 @@ impl Sys for FakeSys {
     fn start_time(&mut self, pid: i32) -> Option<u64> {
         self.alive.borrow().get(&pid).map(|&(_, s)| s)
     }
+
+    fn read_env_file(
+        &mut self,
+        path: &std::path::Path,
+        _job_uid: Option<u32>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        match self.env_files.borrow().get(path.to_str().unwrap_or("")) {
+            None => Ok(None),
+            Some(Ok(text)) => Ok(Some(text.clone().into_bytes())),
+            Some(Err(e)) => Err(e.clone()),
+        }
+    }
 }
 
 /// The parts, wired as the conductor wires them, with spawns that only
@@ -114,6 +129,8 @@ struct World {
     replies: Vec<(usize, Response)>,
     /// Processes spawned, in order: (job, process).
     spawned: Vec<(String, ProcessType)>,
+    /// The environment of each process spawned, in the same order.
+    envs: Vec<Vec<(String, String)>>,
     /// What the subscribers were told (while `jobs.watched`).
     news: Vec<News>,
 }
@@ -133,6 +150,7 @@ impl World {
             emitted: Vec::new(),
             replies: Vec::new(),
             spawned: Vec::new(),
+            envs: Vec::new(),
             news: Vec::new(),
         };
         for (name, text) in files {
@@ -149,7 +167,8 @@ impl World {
     }
 
     fn drive(&mut self, key: &Key, input: Input) -> Result<(), job::Refusal> {
-        let (next_pid, spawned, alive) = (&mut self.next_pid, &mut self.spawned, &self.sys.alive);
+        let (next_pid, spawned, envs) = (&mut self.next_pid, &mut self.spawned, &mut self.envs);
+        let alive = &self.sys.alive;
         let alive = alive.clone();
         let mut spawn = |launch: Launch| {
             *next_pid += 1;
@@ -158,6 +177,7 @@ impl World {
                 .borrow_mut()
                 .insert(*next_pid, (*next_pid, *next_pid as u64));
             spawned.push((launch.class.name.clone(), launch.process));
+            envs.push(launch.env.clone());
             Ok(*next_pid)
         };
         let now = self.now;
@@ -633,6 +653,86 @@ fn a_respawn_follows_the_death_of_the_main_process() {
     assert!(w.running("crashy"));
     assert_ne!(w.main("crashy"), Some(first));
     assert_eq!(w.jobs.instances[&World::key("crashy")].respawns, 1);
+}
+
+/// The value of `key` in the environment of the `n`th process spawned.
+fn env_of(w: &World, n: usize, key: &str) -> Option<String> {
+    w.envs[n]
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+#[test]
+fn env_files_are_read_at_each_start_and_a_respawn_keeps_the_last_good_values() {
+    let mut w = World::new(&[(
+        "app",
+        "respawn\nenv-file /etc/app.env\nenv-file -/etc/app.local\npre-start exec /p\nexec /c\n",
+    )]);
+    let files = w.sys.env_files.clone();
+    // A first start without the file fails, naming it.
+    w.start("app").unwrap();
+    assert_eq!(w.at("app"), (Goal::Stop, State::Waiting));
+    assert!(w.spawned.is_empty());
+    assert!(
+        w.log
+            .iter()
+            .any(|l| l.contains("env-file /etc/app.env: no such file")),
+        "{:?}",
+        w.log
+    );
+    // A malformed one names its line.
+    files
+        .borrow_mut()
+        .insert("/etc/app.env".into(), Ok("A=1\nbad line\n".into()));
+    w.start("app").unwrap();
+    assert!(
+        w.log
+            .iter()
+            .any(|l| l.contains("env-file /etc/app.env:2: expected KEY=VALUE")),
+        "{:?}",
+        w.log
+    );
+    // Read once a start, before pre-start; the optional file may be missing.
+    files
+        .borrow_mut()
+        .insert("/etc/app.env".into(), Ok("A=1\nB=file\n".into()));
+    w.start("app").unwrap();
+    assert_eq!(w.spawned.len(), 1);
+    w.exits("app", ProcessType::PreStart, Exit::Code(0));
+    assert!(w.running("app"));
+    assert_eq!(env_of(&w, 0, "A").as_deref(), Some("1"));
+    assert_eq!(env_of(&w, 1, "B").as_deref(), Some("file"));
+    // A respawn reads again: a change is taken, a later file wins.
+    files
+        .borrow_mut()
+        .insert("/etc/app.env".into(), Ok("A=2\nB=file\n".into()));
+    files
+        .borrow_mut()
+        .insert("/etc/app.local".into(), Ok("B=local\n".into()));
+    w.exits("app", ProcessType::Main, Exit::Code(1));
+    w.exits("app", ProcessType::PreStart, Exit::Code(0));
+    assert!(w.running("app"));
+    let main = w.envs.len() - 1;
+    assert_eq!(env_of(&w, main, "A").as_deref(), Some("2"));
+    assert_eq!(env_of(&w, main, "B").as_deref(), Some("local"));
+    // A respawn that finds the file broken keeps the last good values.
+    files.borrow_mut().insert(
+        "/etc/app.env".into(),
+        Err("/etc/app.env: not a regular file".into()),
+    );
+    w.exits("app", ProcessType::Main, Exit::Code(1));
+    w.exits("app", ProcessType::PreStart, Exit::Code(0));
+    assert!(w.running("app"));
+    let main = w.envs.len() - 1;
+    assert_eq!(env_of(&w, main, "A").as_deref(), Some("2"));
+    assert!(
+        w.log
+            .iter()
+            .any(|l| l.contains("not a regular file; the values last read are kept")),
+        "{:?}",
+        w.log
+    );
 }
 
 #[test]

@@ -9,6 +9,8 @@
 //! (`daemon/mod.rs`: notify prepares the socket, output opens the pipes and
 //! calls [`crate::process::spawn`]); the parts' tests lend a fake one.
 
+use std::path::Path;
+
 use nix::errno::Errno;
 
 use super::tree::{self, Orphan};
@@ -37,6 +39,13 @@ pub trait Sys {
     /// A live process's start time (to tell it from a later one that reuses
     /// its pid).
     fn start_time(&mut self, pid: i32) -> Option<u64>;
+    /// An `env-file`'s bytes, checked for a job run as `job_uid` (`None`
+    /// when there is no such file).
+    fn read_env_file(
+        &mut self,
+        path: &Path,
+        job_uid: Option<u32>,
+    ) -> Result<Option<Vec<u8>>, String>;
 }
 
 /// The system itself.
@@ -75,5 +84,14 @@ impl Sys for Real {
 
     fn start_time(&mut self, pid: i32) -> Option<u64> {
         tree::start_time(pid)
+    }
+
+    fn read_env_file(
+        &mut self,
+        path: &Path,
+        job_uid: Option<u32>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let mut trust = crate::confdir::Trust::for_env_file(super::euid(), job_uid);
+        crate::confdir::read_env_file(path, &mut trust)
     }
 }

@@ -199,6 +199,40 @@ impl JobTable {
         })
     }
 
+    /// Reads the instance's `env-file`s once a start, before its first
+    /// process. A failure fails the spawn when no values were ever read; a
+    /// respawn (or a restart) keeps the last good ones and says why.
+    fn read_env_files(
+        &mut self,
+        key: &Key,
+        sys: &mut dyn Sys,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let system = self.env_base.system;
+        let Some(inst) = self.instances.get_mut(key) else {
+            return Ok(());
+        };
+        if inst.class.env_files.is_empty() || inst.env_file_gen == inst.generation {
+            return Ok(());
+        }
+        inst.env_file_gen = inst.generation;
+        let owner = job_owner(&inst.class, system).map(|(uid, _)| uid);
+        match job::env_file::read_all(&inst.class.env_files, owner, sys) {
+            Ok(vars) => {
+                inst.env_file = Some(vars);
+                Ok(())
+            }
+            Err(e) if inst.env_file.is_some() => {
+                effects.push(Effect::Log(format!(
+                    "{}: {e}; the values last read are kept",
+                    inst.label()
+                )));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// What spawning a health probe's command takes: the main process's
     /// environment and set-up, its log, and the command.
     pub fn probe_launch(&self, key: &Key, command: &str) -> Result<Launch, String> {
@@ -280,7 +314,11 @@ impl JobTable {
             first = false;
             effects.extend(stepped.effects);
             next = stepped.spawn.map(|process| {
-                match self.launch(key, process).and_then(&mut *spawn) {
+                let launched = self
+                    .read_env_files(key, sys, &mut effects)
+                    .and_then(|()| self.launch(key, process))
+                    .and_then(&mut *spawn);
+                match launched {
                     Ok(pid) => {
                         self.spawned(key, pid);
                         Input::Spawned { process, pid }
