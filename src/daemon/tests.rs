@@ -670,33 +670,28 @@ fn env_files_are_read_at_each_start_and_a_respawn_keeps_the_last_good_values() {
         "respawn\nenv-file /etc/app.env\nenv-file -/etc/app.local\npre-start exec /p\nexec /c\n",
     )]);
     let files = w.sys.env_files.clone();
+    let put = |path: &str, read: Result<&str, &str>| {
+        let read = read.map(str::to_string).map_err(str::to_string);
+        files.borrow_mut().insert(path.to_string(), read);
+    };
+    let logged = |w: &World, needle: &str| {
+        assert!(
+            w.log.iter().any(|l| l.contains(needle)),
+            "{needle}: {:?}",
+            w.log
+        );
+    };
     // A first start without the file fails, naming it.
     w.start("app").unwrap();
     assert_eq!(w.at("app"), (Goal::Stop, State::Waiting));
     assert!(w.spawned.is_empty());
-    assert!(
-        w.log
-            .iter()
-            .any(|l| l.contains("env-file /etc/app.env: no such file")),
-        "{:?}",
-        w.log
-    );
+    logged(&w, "env-file /etc/app.env: no such file");
     // A malformed one names its line.
-    files
-        .borrow_mut()
-        .insert("/etc/app.env".into(), Ok("A=1\nbad line\n".into()));
+    put("/etc/app.env", Ok("A=1\nbad line\n"));
     w.start("app").unwrap();
-    assert!(
-        w.log
-            .iter()
-            .any(|l| l.contains("env-file /etc/app.env:2: expected KEY=VALUE")),
-        "{:?}",
-        w.log
-    );
+    logged(&w, "env-file /etc/app.env:2: expected KEY=VALUE");
     // Read once a start, before pre-start; the optional file may be missing.
-    files
-        .borrow_mut()
-        .insert("/etc/app.env".into(), Ok("A=1\nB=file\n".into()));
+    put("/etc/app.env", Ok("A=1\nB=file\n"));
     w.start("app").unwrap();
     assert_eq!(w.spawned.len(), 1);
     w.exits("app", ProcessType::PreStart, Exit::Code(0));
@@ -704,35 +699,22 @@ fn env_files_are_read_at_each_start_and_a_respawn_keeps_the_last_good_values() {
     assert_eq!(env_of(&w, 0, "A").as_deref(), Some("1"));
     assert_eq!(env_of(&w, 1, "B").as_deref(), Some("file"));
     // A respawn reads again: a change is taken, a later file wins.
-    files
-        .borrow_mut()
-        .insert("/etc/app.env".into(), Ok("A=2\nB=file\n".into()));
-    files
-        .borrow_mut()
-        .insert("/etc/app.local".into(), Ok("B=local\n".into()));
-    w.exits("app", ProcessType::Main, Exit::Code(1));
-    w.exits("app", ProcessType::PreStart, Exit::Code(0));
-    assert!(w.running("app"));
-    let main = w.envs.len() - 1;
+    put("/etc/app.env", Ok("A=2\nB=file\n"));
+    put("/etc/app.local", Ok("B=local\n"));
+    let respawn = |w: &mut World| {
+        w.exits("app", ProcessType::Main, Exit::Code(1));
+        w.exits("app", ProcessType::PreStart, Exit::Code(0));
+        assert!(w.running("app"));
+        w.envs.len() - 1
+    };
+    let main = respawn(&mut w);
     assert_eq!(env_of(&w, main, "A").as_deref(), Some("2"));
     assert_eq!(env_of(&w, main, "B").as_deref(), Some("local"));
     // A respawn that finds the file broken keeps the last good values.
-    files.borrow_mut().insert(
-        "/etc/app.env".into(),
-        Err("/etc/app.env: not a regular file".into()),
-    );
-    w.exits("app", ProcessType::Main, Exit::Code(1));
-    w.exits("app", ProcessType::PreStart, Exit::Code(0));
-    assert!(w.running("app"));
-    let main = w.envs.len() - 1;
+    put("/etc/app.env", Err("/etc/app.env: not a regular file"));
+    let main = respawn(&mut w);
     assert_eq!(env_of(&w, main, "A").as_deref(), Some("2"));
-    assert!(
-        w.log
-            .iter()
-            .any(|l| l.contains("not a regular file; the values last read are kept")),
-        "{:?}",
-        w.log
-    );
+    logged(&w, "not a regular file; the values last read are kept");
 }
 
 #[test]

@@ -289,15 +289,7 @@ mod tests {
         let mut b = base(true);
         b.pass_all = true;
         b.daemon.push(("PATH".into(), "/app/bin:/bin".into()));
-        let env = for_process(
-            &inst(
-                "exec true
-",
-                &[],
-            ),
-            None,
-            &b,
-        );
+        let env = for_process(&inst("exec true\n", &[]), None, &b);
         assert_eq!(get(&env, "HOME"), Some("/root"));
         assert_eq!(get(&env, "APP_MODE"), Some("prod"));
         assert_eq!(
@@ -310,17 +302,8 @@ mod tests {
         }
         assert_eq!(get(&env, "UPKEEP_SOCKET"), Some("/run/upkeep/upkeep.sock"));
         // `env NOTIFY_SOCKET` takes nothing of the daemon's either.
-        let env = for_process(
-            &inst(
-                "env NOTIFY_SOCKET
-env LISTEN_FDS
-exec true
-",
-                &[],
-            ),
-            None,
-            &b,
-        );
+        let stanzas = "env NOTIFY_SOCKET\nenv LISTEN_FDS\nexec true\n";
+        let env = for_process(&inst(stanzas, &[]), None, &b);
         assert_eq!(get(&env, "NOTIFY_SOCKET"), None);
         assert_eq!(get(&env, "LISTEN_FDS"), None);
     }
@@ -334,15 +317,7 @@ exec true
             "NOTIFY_*".into(),
             "LISTEN_*".into(),
         ];
-        let env = for_process(
-            &inst(
-                "exec true
-",
-                &[],
-            ),
-            None,
-            &b,
-        );
+        let env = for_process(&inst("exec true\n", &[]), None, &b);
         assert_eq!(get(&env, "HOME"), Some("/root"));
         assert_eq!(get(&env, "APP_MODE"), Some("prod"));
         assert_eq!(get(&env, "APP_KEY"), Some("k"));
@@ -358,10 +333,7 @@ exec true
         b.pass_all = true;
         b.table = vec![("T".into(), "table".into())];
         let mut i = inst(
-            "env S=stanza
-env F=stanza
-exec true
-",
+            "env S=stanza\nenv F=stanza\nexec true\n",
             &[
                 "E=event",
                 "UPSTART_EVENTS=started db",
