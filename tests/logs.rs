@@ -300,12 +300,8 @@ fn log_to_stdout_prefixes_each_line_with_the_job() {
         .capture_stdout()
         .start();
     d.ok(&["start", "say"]);
-    let deadline = Instant::now() + DEADLINE;
-    while !d.stdout_text().contains("say: two\n") {
-        assert!(Instant::now() < deadline, "stdout: {:?}", d.stdout_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(d.stdout_text().contains("say: one\nsay: two\n"));
+    let text = d.wait_stdout(|t| t.contains("say: two\n"));
+    assert!(text.contains("say: one\nsay: two\n"));
 }
 
 #[test]

@@ -726,6 +726,38 @@ fn every_error_is_reported_in_file_order() {
     );
 }
 
+// ------------------------------------------- upkeep's `env-file` extension
+
+#[test]
+fn env_file_stanzas() {
+    fn f(path: &str, optional: bool) -> upkeep::conf::EnvFile {
+        upkeep::conf::EnvFile {
+            path: path.into(),
+            optional,
+        }
+    }
+    ok("env-file /etc/default/web\n", |j| {
+        j.env_files = vec![f("/etc/default/web", false)]
+    });
+    ok("env-file /a\nenv-file -/b\n", |j| {
+        j.env_files = vec![f("/a", false), f("/b", true)]
+    });
+    ok("env-file \"/with space\"\n", |j| {
+        j.env_files = vec![f("/with space", false)]
+    });
+    let illegal =
+        "1: Illegal env-file, expected an absolute path (or -PATH when the file may be missing)";
+    for t in [
+        "env-file relative\n",
+        "env-file -relative\n",
+        "env-file -\n",
+    ] {
+        err(t, illegal);
+    }
+    err("env-file\n", "1: Expected token");
+    err("env-file /a /b\n", "1: Unexpected token");
+}
+
 // ------------------------------------------- upkeep's `log` extension
 
 #[test]
@@ -745,14 +777,16 @@ fn log_extension_stanzas() {
         j.log.rotate = Some(LogPeriod::Never)
     });
     ok("log compress no\n", |j| j.log.compress = Some(false));
+    ok("log timestamps yes\n", |j| j.log.timestamps = Some(true));
     ok("log keep 3\nlog keep 4\n", |j| j.log.keep = Some(4));
-    let illegal = "1: Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never or compress yes|no";
+    let illegal = "1: Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never, compress yes|no or timestamps yes|no";
     for t in [
         "log size lots\n",
         "log size -1M\n",
         "log keep x\n",
         "log rotate hourly\n",
         "log compress maybe\n",
+        "log timestamps always\n",
         "log size 99999999999999G\n",
     ] {
         err(t, illegal);

@@ -27,10 +27,12 @@ pub(super) const OPTIONS: &[Opt] = &[
     flag("clean-env", None, "in init mode, pass jobs no variable of the daemon's own environment but what --pass-env names (default: init mode passes all but those meant for upkeep; a per-user daemon passes all, a root daemon outside init mode none)"),
     valued("pass-env", None, "NAME|PREFIX*", "also pass the daemon's variable NAME (or every one starting with PREFIX) to jobs; repeatable (default: none)"),
     flag("log-to-stdout", None, "copy every job's output to stdout, prefixed with its name"),
+    valued("log-format", None, "plain|json", "json: job lines on stdout and the daemon's messages on stderr as one JSON object a line (time, job, instance, line; docs/json.md) (default plain)"),
     valued("log-size", None, "SIZE", "rotate a log at SIZE (K, M, G; unlimited or 0: never by size; default 100M)"),
     valued("log-keep", None, "N", "keep N rotated logs (default 7)"),
     valued("log-rotate", None, "daily|never", "daily: also rotate every log at local midnight (default daily)"),
     valued("log-compress", None, "yes|no", "gzip rotated logs (default yes)"),
+    valued("log-timestamps", None, "yes|no", "start each line in a log file with the time it was read, in UTC (default no)"),
     valued("control-group", None, "GROUP", "members of GROUP (a name or a number) change jobs and read logs as the daemon's user may, so an acting `upkeep web` need not be root (default: none)"),
     flag("verbose", Some('v'), "log every event and every goal and state change"),
 ];
@@ -49,10 +51,16 @@ pub(super) fn run(call: &Call) -> i32 {
         runlevel = v.to_uppercase();
     }
     let mut log_policy = crate::log::DEFAULT_POLICY;
-    for (name, v) in args
-        .given()
-        .filter(|(n, _)| ["log-size", "log-keep", "log-rotate", "log-compress"].contains(n))
-    {
+    for (name, v) in args.given().filter(|(n, _)| {
+        [
+            "log-size",
+            "log-keep",
+            "log-rotate",
+            "log-compress",
+            "log-timestamps",
+        ]
+        .contains(n)
+    }) {
         let (name, v) = (name, text(v));
         // The same words as the `log` stanza, so one parser says what is
         // valid.
@@ -86,6 +94,13 @@ pub(super) fn run(call: &Call) -> i32 {
     if let Some(bad) = pass_env.iter().find(|p| !pattern_ok(p)) {
         return prog.usage_error(format!("--pass-env: not a variable name or PREFIX*: {bad}"));
     }
+    let log_format = match args.value("log-format").map(text) {
+        None => crate::log::format::Format::Plain,
+        Some(v) => match crate::log::format::Format::parse(&v) {
+            Some(f) => f,
+            None => return prog.usage_error(format!("--log-format: plain or json, not {v}")),
+        },
+    };
     let init = init || std::process::id() == 1;
     let system = crate::process::euid() == 0;
     let cfg = Config {
@@ -109,6 +124,7 @@ pub(super) fn run(call: &Call) -> i32 {
         control_gid,
         pass_all_env: (init || !system) && !args.flag("clean-env"),
         pass_env,
+        log_format,
     };
     daemon::run(cfg)
 }

@@ -124,6 +124,7 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
     // recursion limit.)
     v["ready_timeout"] = json!(job.ready_timeout_secs);
     v["env_files"] = json!(env_files);
+    v["log"]["timestamps"] = json!(job.log.timestamps);
     let probe = |p: &Option<crate::conf::health::Probe>| {
         p.as_ref().map(|p| {
             let secs = |ms: u64| ms as f64 / 1000.0;

@@ -96,7 +96,7 @@ impl fmt::Display for ErrorKind {
                 "Illegal env-file, expected an absolute path (or -PATH when the file may be missing)",
             ),
             IllegalLogValue => f.write_str(
-                "Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never or compress yes|no",
+                "Illegal log setting, expected pty, pipe, size SIZE, keep N, rotate daily|never, compress yes|no or timestamps yes|no",
             ),
         }
     }

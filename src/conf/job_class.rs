@@ -299,6 +299,9 @@ pub struct LogSettings {
     pub keep: Option<u32>,
     pub rotate: Option<LogPeriod>,
     pub compress: Option<bool>,
+    /// `log timestamps yes`: each line in the file starts with the time it
+    /// was read.
+    pub timestamps: Option<bool>,
 }
 
 pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit {

@@ -459,13 +459,18 @@ fn log_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
                 _ => return Err(bad(&v)),
             });
         }
-        "compress" => {
+        "compress" | "timestamps" => {
             let v = lx.next_arg()?;
-            job.log.compress = Some(match v.text.as_str() {
+            let yes = match v.text.as_str() {
                 "yes" => true,
                 "no" => false,
                 _ => return Err(bad(&v)),
-            });
+            };
+            if which.text == "compress" {
+                job.log.compress = Some(yes);
+            } else {
+                job.log.timestamps = Some(yes);
+            }
         }
         _ => return Err(ParseError::new(which.start, ErrorKind::UnknownStanza)),
     }

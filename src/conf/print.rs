@@ -137,6 +137,9 @@ pub fn to_job_file(job: &JobClass) -> String {
     if let Some(c) = l.compress {
         let _ = writeln!(o, "log compress {}", if c { "yes" } else { "no" });
     }
+    if let Some(t) = l.timestamps {
+        let _ = writeln!(o, "log timestamps {}", if t { "yes" } else { "no" });
+    }
     for t in [
         ProcessType::PreStart,
         ProcessType::Main,

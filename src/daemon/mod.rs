@@ -69,6 +69,7 @@ type Gone = Vec<Instance>;
 /// Runs the daemon in the foreground until SIGTERM or SIGINT; returns the
 /// exit code.
 pub fn run(cfg: Config) -> i32 {
+    crate::log::format::set_daemon_format(cfg.log_format);
     if let Some(mut d) = Daemon::resumed(&cfg) {
         return d.run();
     }
@@ -77,7 +78,7 @@ pub fn run(cfg: Config) -> i32 {
     match setup::Host::open(cfg).and_then(|(host, l)| Daemon::new(host, l)) {
         Ok(mut d) => d.run(),
         Err(msg) => {
-            eprintln!("upkeep: {msg}");
+            crate::log::format::say(&msg);
             1
         }
     }
@@ -95,7 +96,11 @@ impl Daemon {
         let base = crate::job::env::Base::of_this_process(host.system, pass, &host.cfg.socket);
         process::time::ignore_sigxfsz();
         Ok(Daemon {
-            output: output::Output::new(dir, host.cfg.log_policy, host.cfg.log_to_stdout),
+            output: output::Output::new(
+                dir,
+                host.cfg.log_policy,
+                host.cfg.log_to_stdout.then_some(host.cfg.log_format),
+            ),
             jobs: jobs::JobTable::new(base, host.cfg.verbose).with_rest(&host, reactor.now()),
             bus: Default::default(),
             clients: clients::Clients::new(host.uid, host.cfg.control_gid),
@@ -293,7 +298,7 @@ impl Daemon {
     fn reload_configuration(&mut self) {
         let r = self.jobs.reload(&self.host.cfg.conf_dirs);
         for msg in self.watcher.update(&r.watch, &r.missing, &self.reactor) {
-            eprintln!("upkeep: {msg}");
+            crate::log::format::say(&msg);
         }
         for line in &r.logs {
             self.dlog.log(line);

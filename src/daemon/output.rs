@@ -22,6 +22,7 @@ use super::jobs::Launch;
 use super::reactor::Reactor;
 use super::setup::Host;
 use crate::conf::{Console, JobClass, LogCapture};
+use crate::log::format::{self, Format};
 use crate::log::{Compress, LogFile, Policy, SharedDir};
 use crate::process::{self, capture};
 
@@ -53,7 +54,7 @@ impl DaemonLog {
     }
 
     pub fn log(&self, msg: &str) {
-        eprintln!("upkeep: {msg}");
+        format::say(msg);
         let line = format!(
             "{} {msg}\n",
             process::time::timestamp(std::time::SystemTime::now())
@@ -75,15 +76,25 @@ struct Reader {
     file: File,
     /// The log file (its name in LOGDIR) the output goes to.
     log: String,
-    /// For `--log-to-stdout`: the prefix, and an unfinished line.
-    label: String,
+    /// For `--log-to-stdout`: whose lines they are, and an unfinished
+    /// line.
+    whose: Whose,
     partial: Vec<u8>,
+}
+
+/// Whose output a reader carries: the plain format's prefix (`web (a)`),
+/// and the job and instance for the JSON format.
+#[derive(Debug, Clone)]
+pub(super) struct Whose {
+    pub label: String,
+    pub job: String,
+    pub instance: String,
 }
 
 /// What `spawn` needs for a job's output, and what to register after.
 pub(super) struct Capture {
     pub output: process::Output,
-    pub reader: Option<(OwnedFd, String, String)>,
+    pub reader: Option<(OwnedFd, String, Whose)>,
 }
 
 /// Opens the log dir (refused when others can write it) and the daemon's
@@ -105,13 +116,14 @@ pub(super) struct Output {
     /// Compression helpers running, by pid: which log they work for.
     compressors: HashMap<i32, String>,
     policy: Policy,
-    to_stdout: bool,
+    /// Job output is copied to stdout too, in this format.
+    to_stdout: Option<Format>,
     /// Readers that used up their budget with more to read.
     more: Vec<usize>,
 }
 
 impl Output {
-    pub fn new(dir: SharedDir, policy: Policy, to_stdout: bool) -> Output {
+    pub fn new(dir: SharedDir, policy: Policy, to_stdout: Option<Format>) -> Output {
         Output {
             logs: HashMap::new(),
             dir,
@@ -136,9 +148,10 @@ impl Output {
         &mut self,
         class: &JobClass,
         log_name: String,
-        label: String,
+        whose: Whose,
         dlog: &DaemonLog,
     ) -> Result<Capture, String> {
+        let label = &whose.label;
         match class.console {
             Console::None => {
                 return Ok(Capture {
@@ -183,7 +196,7 @@ impl Output {
         match pair {
             Ok((read, write)) => Ok(Capture {
                 output: process::Output::File(write),
-                reader: Some((read, log_name, label)),
+                reader: Some((read, log_name, whose)),
             }),
             // Out of descriptors, say: the process is not started rather
             // than started with its output thrown away.
@@ -206,7 +219,12 @@ impl Output {
             Some(c) => c,
             None => job.class.process(job.process).ok_or("no such process")?,
         };
-        let capture = self.capture_for(&job.class, job.log_name, job.label, dlog)?;
+        let whose = Whose {
+            label: job.label,
+            job: job.class.name.clone(),
+            instance: job.instance,
+        };
+        let capture = self.capture_for(&job.class, job.log_name, whose, dlog)?;
         let pid = process::spawn::spawn(process::spawn::SpawnSpec {
             class: &job.class,
             command,
@@ -216,8 +234,8 @@ impl Output {
             default_dir: host.system.then_some("/"),
             original_nofile: host.original_nofile,
         })?;
-        if let Some((fd, log, label)) = capture.reader {
-            self.add_reader(reactor, fd, log, label, dlog);
+        if let Some((fd, log, whose)) = capture.reader {
+            self.add_reader(reactor, fd, log, whose, dlog);
         }
         Ok(pid)
     }
@@ -228,12 +246,12 @@ impl Output {
         reactor: &Reactor,
         fd: OwnedFd,
         log: String,
-        label: String,
+        whose: Whose,
         dlog: &DaemonLog,
     ) {
         let token = reactor.token();
         if let Err(e) = reactor.register_fd(fd.as_raw_fd(), token, Interest::READABLE) {
-            dlog.log(&format!("{label}: unable to watch output: {e}"));
+            dlog.log(&format!("{}: unable to watch output: {e}", whose.label));
             return;
         }
         self.readers.insert(
@@ -241,7 +259,7 @@ impl Output {
             Reader {
                 file: File::from(fd),
                 log,
-                label,
+                whose,
                 partial: Vec::new(),
             },
         );
@@ -279,8 +297,8 @@ impl Output {
                 Ok(n) => {
                     total += n;
                     let log = r.log.clone();
-                    if self.to_stdout {
-                        echo(r, &buf[..n]);
+                    if let Some(format) = self.to_stdout {
+                        echo(r, &buf[..n], format);
                     }
                     self.write_log(&log, &buf[..n], dlog);
                     if total >= READ_BUDGET {
@@ -302,9 +320,9 @@ impl Output {
     fn close_reader(&mut self, token: usize, reactor: &Reactor, dlog: &DaemonLog) {
         if let Some(mut r) = self.readers.remove(&token) {
             reactor.deregister_fd(r.file.as_raw_fd());
-            if self.to_stdout && !r.partial.is_empty() {
+            if let (Some(format), false) = (self.to_stdout, r.partial.is_empty()) {
                 r.partial.push(b'\n');
-                echo(&mut r, &[]);
+                echo(&mut r, &[], format);
             }
             let still_used = self.readers.values().any(|o| o.log == r.log);
             if !still_used {
@@ -445,7 +463,9 @@ impl Output {
                     token,
                     fd: r.file.as_raw_fd(),
                     log: r.log.clone(),
-                    label: r.label.clone(),
+                    label: r.whose.label.clone(),
+                    job: Some(r.whose.job.clone()),
+                    instance: r.whose.instance.clone(),
                     partial: Vec::new(),
                     partial_at: blob.put(&r.partial),
                 })
@@ -460,6 +480,7 @@ impl Output {
                     keep: l.policy.keep,
                     daily: l.policy.daily,
                     compress: l.policy.compress,
+                    timestamps: l.policy.timestamps,
                     dropped: l.dropped(),
                     why_dropped: l.why_dropped().map(str::to_string),
                     compressing: l.compressing,
@@ -487,6 +508,7 @@ impl Output {
                 keep: l.keep,
                 daily: l.daily,
                 compress: l.compress,
+                timestamps: l.timestamps,
             };
             let mut log = LogFile::carried(
                 self.dir.clone(),
@@ -505,6 +527,12 @@ impl Output {
             reactor
                 .register_fd(file.as_raw_fd(), r.token, Interest::READABLE)
                 .map_err(|e| format!("{}: output: {e}", r.label))?;
+            // An image from before the JSON format knew only the label.
+            let whose = Whose {
+                job: r.job.unwrap_or_else(|| r.label.clone()),
+                instance: r.instance,
+                label: r.label,
+            };
             // Whatever waits in it is read on the first turn.
             self.more.push(r.token);
             self.readers.insert(
@@ -512,7 +540,7 @@ impl Output {
                 Reader {
                     file,
                     log: r.log,
-                    label: r.label,
+                    whose,
                     partial: blob.get(r.partial_at, r.partial)?,
                 },
             );
@@ -527,21 +555,21 @@ impl Output {
 }
 
 /// Copies output to the daemon's stdout, one whole line at a time, each
-/// prefixed with the job's name.
-fn echo(r: &mut Reader, data: &[u8]) {
+/// prefixed with the job's name (or as a JSON object).
+fn echo(r: &mut Reader, data: &[u8], format: Format) {
     r.partial.extend_from_slice(data);
     let Some(last_nl) = r.partial.iter().rposition(|&b| b == b'\n') else {
         if r.partial.len() > 64 * 1024 {
             r.partial.push(b'\n');
-            return echo(r, &[]);
+            return echo(r, &[], format);
         }
         return;
     };
     let mut out = Vec::with_capacity(last_nl + 64);
+    let now = std::time::SystemTime::now();
+    let w = &r.whose;
     for line in r.partial[..=last_nl].split_inclusive(|&b| b == b'\n') {
-        out.extend_from_slice(r.label.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(line);
+        format::job_line(format, now, (&w.label, &w.job, &w.instance), line, &mut out);
     }
     r.partial.drain(..=last_nl);
     let _ = io::stdout().lock().write_all(&out);
@@ -561,6 +589,11 @@ struct SavedReader {
     fd: RawFd,
     log: String,
     label: String,
+    /// The job and instance (absent in an image from before them).
+    #[serde(default)]
+    job: Option<String>,
+    #[serde(default)]
+    instance: String,
     /// Format 1 only: the unfinished line as numbers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     partial: Vec<u8>,
@@ -577,6 +610,9 @@ struct SavedLog {
     keep: u32,
     daily: bool,
     compress: bool,
+    /// Absent before `log timestamps` existed.
+    #[serde(default)]
+    timestamps: bool,
     dropped: u64,
     why_dropped: Option<String>,
     compressing: bool,

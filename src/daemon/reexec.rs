@@ -195,9 +195,9 @@ impl Daemon {
         match fd.and_then(|fd| Daemon::resume(cfg.clone(), fd)) {
             Ok(d) => Some(d),
             Err(msg) => {
-                eprintln!(
-                    "upkeep: unable to resume after re-exec: {msg}; stopping what the previous image ran and starting afresh"
-                );
+                crate::log::format::say(&format!(
+                    "unable to resume after re-exec: {msg}; stopping what the previous image ran and starting afresh"
+                ));
                 handover::close_inherited();
                 None
             }

@@ -40,6 +40,9 @@ pub struct Config {
     /// `--pass-env`: the daemon's variables jobs get besides (`NAME` or
     /// `PREFIX*`).
     pub pass_env: Vec<String>,
+    /// `--log-format`: job lines on stdout and the daemon's messages on
+    /// stderr, plain or JSON.
+    pub log_format: crate::log::format::Format,
 }
 
 /// What the daemon is and what it was started with: its configuration,
@@ -78,7 +81,7 @@ impl Host {
         let lock = take_lock(&cfg.socket)?;
         notify_dir(&cfg.socket)?;
         // We hold the lock, so whoever wrote the state file is dead.
-        let recovered = super::state::recover(&cfg.socket, &|m| eprintln!("upkeep: {m}"));
+        let recovered = super::state::recover(&cfg.socket, &crate::log::format::say);
         let listener = bind(&cfg.socket, if system { 0o666 } else { 0o600 })?;
         let private = bind_private(&cfg.socket);
         let host = Host {

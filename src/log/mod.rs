@@ -16,6 +16,7 @@
 //! at a line boundary, so no line is split across two files.
 
 pub mod dir;
+pub mod format;
 pub mod gzip;
 mod name;
 pub mod read;
@@ -43,6 +44,8 @@ pub struct Policy {
     pub keep: u32,
     pub daily: bool,
     pub compress: bool,
+    /// Each line starts with the time it was read (`log timestamps yes`).
+    pub timestamps: bool,
 }
 
 /// Ubuntu's logrotate setting users know (daily, keep 7), plus a size cap
@@ -52,6 +55,7 @@ pub const DEFAULT_POLICY: Policy = Policy {
     keep: 7,
     daily: true,
     compress: true,
+    timestamps: false,
 };
 
 impl Policy {
@@ -62,6 +66,7 @@ impl Policy {
             keep: s.keep.unwrap_or(self.keep),
             daily: s.rotate.map_or(self.daily, |r| r == LogPeriod::Daily),
             compress: s.compress.unwrap_or(self.compress),
+            timestamps: s.timestamps.unwrap_or(self.timestamps),
         }
     }
 }
@@ -221,9 +226,19 @@ impl LogFile {
         self.write(b"\n")
     }
 
-    /// Appends bytes as they come; returns a compression to start, if a
-    /// rotation made one.
-    pub fn write(&mut self, mut data: &[u8]) -> Option<Compress> {
+    /// Appends bytes as they come, each line stamped with the time when
+    /// the policy says so; returns a compression to start, if a rotation
+    /// made one.
+    pub fn write(&mut self, data: &[u8]) -> Option<Compress> {
+        if !self.policy.timestamps {
+            return self.write_lines(data);
+        }
+        let stamp = format!("{} ", format::rfc3339(std::time::SystemTime::now()));
+        let stamped = stamp_lines(data, self.at_line_end, stamp.as_bytes());
+        self.write_lines(&stamped)
+    }
+
+    fn write_lines(&mut self, mut data: &[u8]) -> Option<Compress> {
         let mut compress = None;
         while !data.is_empty() {
             let cap = self.policy.size;
@@ -399,6 +414,21 @@ fn last_byte_is_newline(f: &File, len: u64) -> bool {
         .is_ok_and(|n| n == 1 && b[0] == b'\n')
 }
 
+/// `data` with `stamp` before each line that starts in it (the first one
+/// too when `at_line_start`).
+fn stamp_lines(data: &[u8], at_line_start: bool, stamp: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 2 * stamp.len());
+    let mut start = at_line_start;
+    for piece in data.split_inclusive(|&b| b == b'\n') {
+        if start {
+            out.extend_from_slice(stamp);
+        }
+        out.extend_from_slice(piece);
+        start = piece.ends_with(b"\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +439,14 @@ mod tests {
         Rc::new(RefCell::new(
             LogDir::open(path, crate::process::euid()).unwrap(),
         ))
+    }
+
+    #[test]
+    fn stamps_go_before_each_line_that_starts() {
+        assert_eq!(stamp_lines(b"a\nb\n", true, b"T "), b"T a\nT b\n");
+        assert_eq!(stamp_lines(b"rest\nnext", false, b"T "), b"rest\nT next");
+        assert_eq!(stamp_lines(b"\n", false, b"T "), b"\n");
+        assert_eq!(stamp_lines(b"", true, b"T "), b"");
     }
 
     #[test]
@@ -447,6 +485,7 @@ mod tests {
                 keep: 5,
                 daily: false,
                 compress: false,
+                timestamps: false,
             },
         );
         assert!(log.write(b"0123456789").is_none());
@@ -489,6 +528,7 @@ mod tests {
                 keep: 9,
                 daily: false,
                 compress: true,
+                timestamps: false,
             },
         );
         assert_eq!(
@@ -525,6 +565,7 @@ mod tests {
                 keep: 9,
                 daily: false,
                 compress: true,
+                timestamps: false,
             },
         );
         log.write(b"aaaa\n");
@@ -554,6 +595,7 @@ mod tests {
                 keep: 2,
                 daily: false,
                 compress: false,
+                timestamps: false,
             },
         );
         for i in 0..6 {

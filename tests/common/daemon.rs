@@ -49,7 +49,7 @@ pub struct Daemon {
     log: Arc<(Mutex<LogBuf>, Condvar)>,
     /// The uid the daemon runs as.
     pub uid: u32,
-    stdout: Arc<Mutex<Vec<u8>>>,
+    stdout: Arc<(Mutex<Vec<u8>>, Condvar)>,
     /// The canary job's main pid and the daemon's pid, when it has one.
     canary: Option<(i32, u32)>,
     /// The binary the daemon was started from.
@@ -253,7 +253,7 @@ impl Builder {
             }
         }
         let mut child = cmd.spawn().expect("spawn daemon");
-        let stdout_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let stdout_buf = Arc::new((Mutex::new(Vec::<u8>::new()), Condvar::new()));
         if let Some(mut out) = child.stdout.take() {
             let sink = stdout_buf.clone();
             std::thread::spawn(move || {
@@ -262,7 +262,8 @@ impl Builder {
                     if n == 0 {
                         break;
                     }
-                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                    sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+                    sink.1.notify_all();
                 }
             });
         }
@@ -696,7 +697,25 @@ impl Daemon {
 impl Daemon {
     /// What the daemon wrote to its stdout so far.
     pub fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.stdout.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until what the daemon wrote to its stdout passes `check`
+    /// (woken at each read; [`DEADLINE`] only guards against a hang); the
+    /// text.
+    pub fn wait_stdout(&self, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let (lock, cv) = &*self.stdout;
+        let mut buf = lock.lock().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if check(&text) {
+                return text;
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "stdout never passed the check: {text:?}");
+            buf = cv.wait_timeout(buf, deadline - now).unwrap().0;
+        }
     }
 }
 

@@ -120,6 +120,8 @@ pub(super) struct Launch {
     pub env: Vec<(String, String)>,
     /// `web` / `web (inst)`, for messages and `--log-to-stdout`.
     pub label: String,
+    /// The instance's name (the job's is the class's), for JSON log lines.
+    pub instance: String,
     /// Its log file's name in LOGDIR.
     pub log_name: String,
     /// What to run instead of the job file's command for `process` (a
@@ -194,6 +196,7 @@ impl JobTable {
             process,
             env: job::env::for_process(inst, Some(process), &self.env_base),
             label: inst.label(),
+            instance: inst.name.clone(),
             log_name: crate::log::file_name(&key.0, &key.1),
             command: None,
         })
