@@ -20,6 +20,7 @@ mod commands;
 mod costs;
 mod dispatch;
 mod events;
+mod forward;
 mod jobs;
 mod notify;
 mod output;
@@ -216,6 +217,8 @@ impl Daemon {
                     self.dlog.log("SIGUSR1: reopening log files");
                     self.output.reopen_logs(&self.dlog);
                 }
+                libc::SIGUSR2 | libc::SIGWINCH => self.forward(sig),
+                libc::SIGHUP if self.host.cfg.forward_hup => self.forward(sig),
                 libc::SIGHUP => {
                     self.dlog.log("SIGHUP: reloading configuration");
                     self.reload_configuration();

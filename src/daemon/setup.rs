@@ -43,6 +43,9 @@ pub struct Config {
     /// `--log-format`: job lines on stdout and the daemon's messages on
     /// stderr, plain or JSON.
     pub log_format: crate::log::format::Format,
+    /// `--forward-hup`: SIGHUP goes to the jobs (`forward.rs`) instead of
+    /// reloading the configuration.
+    pub forward_hup: bool,
 }
 
 /// What the daemon is and what it was started with: its configuration,
@@ -142,6 +145,8 @@ pub const HANDLED: &[Signal] = &[
     Signal::SIGHUP,
     Signal::SIGUSR1,
     Signal::SIGQUIT,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
 ];
 
 /// The lock held for the daemon's life: an exclusive `flock` on the
