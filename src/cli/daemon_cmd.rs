@@ -21,6 +21,7 @@ pub(super) const OPTIONS: &[Opt] = &[
         "PATH",
         "listen on PATH (default /run/upkeep/upkeep.sock for root, else $XDG_RUNTIME_DIR/upkeep.sock)",
     ),
+    valued("run-dir", None, "DIR", "keep the socket, lock and state in DIR and the logs in DIR/log, unless --socket or --log-dir say otherwise (default: $UPKEEP_RUN_DIR, else per mode: see upkeep(8), FILES)"),
     valued("runlevel", None, "N", "the runlevel the boot events announce (default 2)"),
     flag("init", None, "behave as a container's first process though not PID 1 (job output to stdout too; default: only as PID 1)"),
     flag("forward-hup", None, "pass SIGHUP on to the jobs' main processes, as SIGUSR2 and SIGWINCH always are, instead of reloading the configuration (default: SIGHUP reloads)"),
@@ -104,17 +105,21 @@ pub(super) fn run(call: &Call) -> i32 {
     };
     let init = init || std::process::id() == 1;
     let system = crate::process::euid() == 0;
+    let run_dir = match args.value("run-dir").map(PathBuf::from) {
+        Some(d) => Some(std::path::absolute(&d).unwrap_or(d)),
+        None => paths::run_dir_from_env(),
+    };
     let cfg = Config {
         conf_dirs: if conf_dirs.is_empty() {
-            paths::default_conf_dirs()
+            paths::daemon_conf_dirs(init)
         } else {
             conf_dirs
         },
-        log_dir: log_dir.unwrap_or_else(paths::default_log_dir),
+        log_dir: log_dir.unwrap_or_else(|| paths::daemon_log_dir(init, run_dir.as_deref())),
         // Absolute, because jobs that `chdir` are told it (UPKEEP_SOCKET).
         socket: socket
             .map(|s| std::path::absolute(&s).unwrap_or(s))
-            .unwrap_or_else(paths::default_socket),
+            .unwrap_or_else(|| paths::daemon_socket(init, run_dir.as_deref())),
         runlevel,
         verbose,
         log_policy,

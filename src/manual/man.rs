@@ -83,6 +83,13 @@ fn environment(out: &mut String) {
         ".SH ENVIRONMENT\n.TP\n.B UPKEEP_SOCKET\n{}\n",
         esc("the daemon's socket, when --socket is not given; every job's processes have it")
     ));
+    out.push_str(&format!(
+        ".TP
+.B UPKEEP_RUN_DIR
+{}
+",
+        esc("when neither --socket nor UPKEEP_SOCKET is given, the socket is DIR/upkeep.sock (and a daemon without --run-dir keeps its logs in DIR/log)")
+    ));
 }
 
 fn files(out: &mut String) {
@@ -92,6 +99,7 @@ fn files(out: &mut String) {
         ("~/.config/upkeep/init/NAME.conf", "job files of a user's daemon ($XDG_CONFIG_HOME/upkeep/init)"),
         ("/var/log/upkeep/", "a root daemon's logs, one file per job instance ($XDG_STATE_HOME/upkeep/log for a user)"),
         ("/run/upkeep/upkeep.sock", "a root daemon's control socket ($XDG_RUNTIME_DIR/upkeep.sock for a user); SOCKET.priv is root's and the daemon user's, SOCKET.state the state file, SOCKET.lock who holds the socket dir"),
+        ("/tmp/upkeep-UID/", "the socket (and, for a container init, the logs) of a user without $XDG_RUNTIME_DIR, or of a non-root container init that cannot write /run/upkeep and /var/log/upkeep; a 0700 dir the daemon must own"),
     ] {
         out.push_str(&format!(".TP\n.I {}\n{}\n", esc(path), esc(what)));
     }
