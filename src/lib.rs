@@ -9,6 +9,7 @@
 /// This release's version (the daemon's handover names its writer by it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod cgroup;
 pub mod cli;
 pub mod conf;
 pub mod confdir;
