@@ -1,10 +1,12 @@
-//! cgroups: the pure half (issue "Confinement", in progress). Where a job
-//! instance's group is (`OWN/jobs/NAME`, [`group_name`]), and how
-//! Upstart's cgroup v1 settings read on a v2 system ([`v2`]). Nothing here
+//! cgroups: the pure half (issue "Confinement", in progress). Which
+//! hierarchies a process sees and where its groups are ([`hierarchy`]),
+//! where a job instance's group is (`OWN/jobs/NAME`, [`group_name`]), and
+//! how Upstart's cgroup v1 settings read on a v2 system ([`v2`]). Nothing here
 //! touches the tree yet: the daemon still refuses every `cgroup` stanza
 //! (a job that has one fails to start, saying so), and these are the parts
 //! the group manager will be built on, tested without a cgroup tree.
 
+pub mod hierarchy;
 pub mod v2;
 
 /// The longest name a group may have (a file name).
