@@ -119,7 +119,9 @@ fn parse_rest(text: &str) -> Vec<SavedRest> {
 }
 
 /// Stops what a previous daemon on this socket left running. Runs once, at
-/// start-up, before the loop (it waits for them, at most a few seconds).
+/// start-up, before the loop: it waits for them on their pidfds (each
+/// becomes readable when its process ends), never on a clock, at most
+/// 5 s after SIGTERM and 2 s after SIGKILL.
 /// Returns why the instances at rest stopped, as it kept them (times since
 /// the epoch).
 pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) -> Vec<SavedRest> {
@@ -148,10 +150,12 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) -> Vec<SavedRest> {
         }
     };
     let wait_gone = |limit: Duration| {
-        let deadline = Instant::now() + limit;
-        while left.iter().any(still_there) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let fds: Vec<_> = left
+            .iter()
+            .filter(|e| still_there(e))
+            .filter_map(|e| process::pidfd_open(e.pid).ok())
+            .collect();
+        wait_all_ended(fds, Instant::now() + limit);
     };
     signal_all(libc::SIGTERM);
     wait_gone(Duration::from_secs(5));
@@ -161,6 +165,40 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) -> Vec<SavedRest> {
     }
     let _ = fs::remove_file(&path);
     rest
+}
+
+/// Waits until every pidfd is readable (its process ended), or `deadline`.
+fn wait_all_ended(mut fds: Vec<std::os::fd::OwnedFd>, deadline: Instant) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    while !fds.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+        let mut polled: Vec<PollFd> = fds
+            .iter()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(&mut polled, PollTimeout::from(ms)) {
+            Ok(0) => continue,
+            Ok(_) => {
+                let ended: Vec<bool> = polled
+                    .iter()
+                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                    .collect();
+                drop(polled);
+                let mut i = 0;
+                fds.retain(|_| {
+                    i += 1;
+                    !ended[i - 1]
+                });
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// The state file's writer: what failed and when to try again.
@@ -277,5 +315,27 @@ mod tests {
         let e = parse(&new);
         assert_eq!(e.len(), 1, "init and garbage never");
         assert_eq!(e[0].uid, Some(33));
+    }
+
+    #[test]
+    fn the_wait_ends_when_the_processes_do_or_at_the_deadline() {
+        let mut quick = std::process::Command::new("true").spawn().unwrap();
+        let mut slow = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        let fd = |c: &std::process::Child| process::pidfd_open(c.id() as i32).unwrap();
+        // Both watched, a short deadline: back with the slow one running.
+        wait_all_ended(
+            vec![fd(&quick), fd(&slow)],
+            Instant::now() + Duration::from_millis(50),
+        );
+        assert!(slow.try_wait().unwrap().is_none());
+        // The quick one alone, a deadline far away: back once it ended.
+        let quick_fd = fd(&quick);
+        wait_all_ended(vec![quick_fd], Instant::now() + Duration::from_secs(600));
+        assert!(quick.try_wait().unwrap().is_some());
+        slow.kill().unwrap();
+        slow.wait().unwrap();
     }
 }
