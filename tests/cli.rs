@@ -104,6 +104,21 @@ fn an_option_a_command_does_not_take_is_refused_with_a_pointer_to_its_help() {
     assert!(text(&o.stderr).contains("missing argument"), "{o:?}");
     let o = upkeep(&["version", "extra"]);
     assert_eq!(o.status.code(), Some(2));
+    // A daemon option's bad value names the option and the value.
+    for (args, says) in [
+        (
+            &["daemon", "--pass-env", "A-B"][..],
+            "--pass-env: not a variable name or PREFIX*: A-B",
+        ),
+        (
+            &["daemon", "--log-format", "xml"][..],
+            "--log-format: plain or json, not xml",
+        ),
+    ] {
+        let o = upkeep(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(text(&o.stderr).contains(says), "{o:?}");
+    }
 }
 
 #[test]

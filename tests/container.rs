@@ -10,35 +10,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use common::daemon::DEADLINE;
+use common::podman::{podman_ok, Container};
 use common::runner::{need_artifact, need_program, need_system_tests, Missing};
 use serde_json::Value;
-
-fn podman(args: &[&str]) -> Output {
-    Command::new("podman")
-        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
-        .args(args)
-        .output()
-        .expect("podman")
-}
-
-fn podman_ok(args: &[&str]) -> String {
-    let o = podman(args);
-    assert!(o.status.success(), "podman {args:?}: {o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-const RUN: &[&str] = &[
-    "run",
-    "--network=none",
-    "--ulimit",
-    "nofile=1024:1024",
-    "--ulimit",
-    "nproc=1024:1024",
-];
 
 /// A program and the libraries it loads, copied into `root` at their paths
 /// (a symlink's target is copied under the link's name).
@@ -60,8 +36,17 @@ fn stage_program(root: &Path, program: &str) {
     }
 }
 
-/// The example's image, built from `Containerfile.local`; its name.
-fn build_image(dir: &Path, bin: &Path) -> String {
+/// An image, removed when dropped (whatever the test's outcome).
+struct Image(String);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = common::podman::podman(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// The example's image, built from `Containerfile.local`.
+fn build_image(dir: &Path, bin: &Path) -> Image {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/container");
     let ctx = dir.join("context");
     fs::create_dir_all(ctx.join("init")).unwrap();
@@ -99,72 +84,18 @@ fn build_image(dir: &Path, bin: &Path) -> String {
         &image,
         ctx.to_str().unwrap(),
     ]);
-    image
+    Image(image)
 }
 
-/// A detached container of the image; removed when dropped.
-struct Container {
-    id: String,
-}
-
-impl Container {
-    fn run(opts: &[&str], image: &str, args: &[&str]) -> Container {
-        let mut a = RUN.to_vec();
-        a.push("-d");
-        a.extend_from_slice(opts);
-        a.push(image);
-        a.extend_from_slice(args);
-        Container {
-            id: podman_ok(&a).trim().to_string(),
-        }
+/// `podman exec` of upkeep in `c` (as `user`, when given).
+fn upkeep_in(c: &Container, user: Option<&str>, args: &[&str]) -> String {
+    let mut a = vec!["exec"];
+    if let Some(u) = user {
+        a.extend(["--user", u]);
     }
-
-    /// Everything it wrote, stdout and stderr.
-    fn logs(&self) -> String {
-        let o = podman(&["logs", &self.id]);
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
-    }
-
-    /// Waits until its logs pass `check` (podman has no way to wait for a
-    /// line: asked again every 100 ms; the deadline guards against a hang).
-    fn wait_logs(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let logs = self.logs();
-            if check(&logs) {
-                return logs;
-            }
-            assert!(Instant::now() < deadline, "never {what}: {logs}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `podman exec` of upkeep in it (as `user`, when given).
-    fn upkeep(&self, user: Option<&str>, args: &[&str]) -> String {
-        let mut a = vec!["exec"];
-        if let Some(u) = user {
-            a.extend(["--user", u]);
-        }
-        a.extend([self.id.as_str(), "/usr/local/bin/upkeep"]);
-        a.extend_from_slice(args);
-        podman_ok(&a)
-    }
-
-    /// Stops it as `docker stop` does; its exit status.
-    fn stop(&self) -> i32 {
-        podman_ok(&["stop", "-t", "20", &self.id]);
-        podman_ok(&["wait", &self.id]).trim().parse().unwrap()
-    }
-
-    fn wait(&self) -> i32 {
-        podman_ok(&["wait", &self.id]).trim().parse().unwrap()
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = podman(&["rm", "-f", &self.id]);
-    }
+    a.extend([c.id.as_str(), "/usr/local/bin/upkeep"]);
+    a.extend_from_slice(args);
+    podman_ok(&a)
 }
 
 /// Each line as JSON (every line of a `--log-format json` daemon is).
@@ -183,11 +114,14 @@ fn job_lines(logs: &str, job: &str) -> Vec<String> {
         .collect()
 }
 
-fn position(lines: &[Value], job: &str, line: &str) -> usize {
+/// Where the daemon's message starting with `start` is among `lines`.
+fn said(lines: &[Value], start: &str) -> usize {
     lines
         .iter()
-        .position(|v| v["job"] == job && v["line"] == line)
-        .unwrap_or_else(|| panic!("no {job}: {line}"))
+        .position(|v| {
+            v["source"] == "upkeep" && v["message"].as_str().is_some_and(|m| m.starts_with(start))
+        })
+        .unwrap_or_else(|| panic!("the daemon never said {start}"))
 }
 
 fn the_example_runs_under_podman_as_pid_1() -> Result<(), Missing> {
@@ -199,27 +133,30 @@ fn the_example_runs_under_podman_as_pid_1() -> Result<(), Missing> {
     let image = build_image(dir.path(), &bin);
 
     // The container's environment and the env file reach the app; the
-    // migration ran first; every line is JSON.
-    let c = Container::run(&["-e", "FOO=bar"], &image, &[]);
-    let logs = c.wait_logs("the worker up", |l| l.contains("worker up"));
+    // migration ran first; every line is JSON. (Job lines come from one pty
+    // each, so their order across jobs is the order the daemon read them:
+    // what happened first is told by the daemon's own events, one stream.)
+    let mut c = Container::run(&["-e", "FOO=bar"], &image.0, &["--verbose"]);
+    let logs = c.wait_logs("the app and the worker up", |l| {
+        l.contains("app up:") && l.contains("worker up") && l.contains("event started JOB=worker")
+    });
     let app = job_lines(&logs, "app");
     assert_eq!(
         app,
         ["app up: GREETING=hello from the env file FOO=bar"],
         "{logs}"
     );
+    assert_eq!(
+        job_lines(&logs, "migrate"),
+        ["migrating postgres://db/app to the latest schema"]
+    );
     let lines = json_lines(&logs);
     assert!(
-        position(
-            &lines,
-            "migrate",
-            "migrating postgres://db/app to the latest schema"
-        ) < position(&lines, "app", &app[0])
+        said(&lines, "event stopped JOB=migrate") < said(&lines, "event starting JOB=app"),
+        "{logs}"
     );
     assert!(lines.iter().any(|v| v["source"] == "upkeep"), "{logs}");
-    assert!(c
-        .upkeep(None, &["status", "app"])
-        .starts_with("app start/running"));
+    assert!(upkeep_in(&c, None, &["status", "app"]).starts_with("app start/running"));
     // The image's healthcheck asks upkeep whether the app runs.
     podman_ok(&["healthcheck", "run", &c.id]);
     // `podman stop`: the worker stops before the app, and upkeep exits 0.
@@ -227,9 +164,12 @@ fn the_example_runs_under_podman_as_pid_1() -> Result<(), Missing> {
     let logs = c.logs();
     let lines = json_lines(&logs);
     assert!(
-        position(&lines, "worker", "worker stopping") < position(&lines, "app", "app stopping"),
+        said(&lines, "event stopped JOB=worker") < said(&lines, "event stopped JOB=app"),
         "{logs}"
     );
+    for (job, line) in [("worker", "worker stopping"), ("app", "app stopping")] {
+        assert!(job_lines(&logs, job).iter().any(|l| l == line), "{logs}");
+    }
     assert_eq!(code, 0, "{logs}");
     drop(c);
 
@@ -237,7 +177,7 @@ fn the_example_runs_under_podman_as_pid_1() -> Result<(), Missing> {
     let failing = dir.path().join("failing.conf");
     fs::write(&failing, "start on started app\nexec sh -c 'exit 3'\n").unwrap();
     let mount = format!("{}:/etc/init/failing.conf:ro", failing.display());
-    let c = Container::run(&["-v", &mount], &image, &["--exit-with", "failing"]);
+    let c = Container::run(&["-v", &mount], &image.0, &["--exit-with", "failing"]);
     let code = c.wait();
     assert_eq!(code, 3, "{}", c.logs());
     drop(c);
@@ -254,17 +194,18 @@ fn the_example_runs_under_podman_as_pid_1() -> Result<(), Missing> {
         if let Some(e) = env {
             opts.extend(["-e", e]);
         }
-        let c = Container::run(&opts, &image, &[]);
-        let logs = c.wait_logs("the worker up", |l| l.contains("worker up"));
+        let mut c = Container::run(&opts, &image.0, &[]);
+        let logs = c.wait_logs("the worker up and the daemon listening", |l| {
+            l.contains("worker up") && l.contains("listening on")
+        });
         assert!(logs.contains(&format!("listening on {socket}")), "{logs}");
         assert!(
-            c.upkeep(Some("1000:1000"), &["status", "worker"])
+            upkeep_in(&c, Some("1000:1000"), &["status", "worker"])
                 .starts_with("worker start/running"),
             "{logs}"
         );
         assert_eq!(c.stop(), 0, "{}", c.logs());
     }
-    podman_ok(&["rmi", &image]);
     Ok(())
 }
 

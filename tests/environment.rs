@@ -124,19 +124,6 @@ fn a_per_user_daemon_passes_its_environment_but_never_what_is_upkeeps() {
     none_for_upkeep(&env, "a per-user daemon");
 }
 
-fn a_bad_pass_env_is_a_usage_error() {
-    let out = std::process::Command::new(common::upkeep_bin())
-        .args(["daemon", "--pass-env", "A-B"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--pass-env: not a variable name or PREFIX*: A-B"),
-        "{err}"
-    );
-}
-
 const APP_ENV: &str = "# the app's settings\n\
 export GREETING='hello \"world\"'\n\
 PRICE=$5\n\
@@ -340,7 +327,6 @@ fn a_root_daemon_refuses_env_files_others_can_change() -> Result<(), Missing> {
 
 tests![
     a_per_user_daemon_passes_its_environment_but_never_what_is_upkeeps,
-    a_bad_pass_env_is_a_usage_error,
     env_files_are_applied_and_bad_ones_refused_with_file_and_line,
     a_respawn_rereads_the_file_and_keeps_the_last_good_values,
     init_mode_passes_the_daemons_environment_and_clean_env_turns_it_off,

@@ -57,30 +57,6 @@ fn job_lines_and_daemon_messages_are_json_objects() {
     }
 }
 
-#[test]
-fn the_plain_format_stays_the_default() {
-    let d = Daemon::builder()
-        .job("greeter", "task\nexec echo hello\n")
-        .flag("--log-to-stdout")
-        .capture_stdout()
-        .start();
-    d.ok(&["start", "greeter"]);
-    assert_eq!(d.wait_stdout(|t| t.ends_with('\n')), "greeter: hello\n");
-    assert!(d
-        .wait_log("listening on")
-        .starts_with("upkeep: listening on"));
-}
-
-#[test]
-fn a_bad_log_format_is_a_usage_error() {
-    let out = std::process::Command::new(common::upkeep_bin())
-        .args(["daemon", "--log-format", "xml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--log-format: plain or json, not xml"));
-}
-
 /// Whether `line` is `TIME TEXT`, TIME in RFC 3339 UTC with milliseconds.
 fn stamped(line: &str, text: &str) -> bool {
     let Some((t, rest)) = line.split_once(' ') else {

@@ -302,6 +302,10 @@ fn log_to_stdout_prefixes_each_line_with_the_job() {
     d.ok(&["start", "say"]);
     let text = d.wait_stdout(|t| t.contains("say: two\n"));
     assert!(text.contains("say: one\nsay: two\n"));
+    // The plain format is the default for the daemon's own messages too.
+    assert!(d
+        .wait_log("listening on")
+        .starts_with("upkeep: listening on"));
 }
 
 #[test]

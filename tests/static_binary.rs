@@ -9,36 +9,12 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::daemon::DEADLINE;
+use common::podman::{podman, podman_ok, RUN};
 use common::runner::{need_artifact, need_program, need_system_tests, Missing};
-
-/// podman as it runs on CI's machine (a hybrid cgroup tree, no
-/// CAP_SYS_RESOURCE): Debian's runc, cgroupfs, limits that may be set.
-fn podman(args: &[&str]) -> Output {
-    Command::new("podman")
-        .args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"])
-        .args(args)
-        .output()
-        .expect("podman")
-}
-
-fn podman_ok(args: &[&str]) -> String {
-    let o = podman(args);
-    assert!(o.status.success(), "podman {args:?}: {o:?}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-const RUN: &[&str] = &[
-    "run",
-    "--network=none",
-    "--ulimit",
-    "nofile=1024:1024",
-    "--ulimit",
-    "nproc=1024:1024",
-];
 
 fn prerequisites() -> Result<std::path::PathBuf, Missing> {
     need_system_tests()?;

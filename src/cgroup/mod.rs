@@ -9,9 +9,6 @@
 pub mod hierarchy;
 pub mod v2;
 
-/// The longest name a group may have (a file name).
-const MAX_NAME: usize = 255;
-
 /// The name of a job instance's group below `OWN/jobs`: the log files'
 /// escaping (`log::name`: each byte outside `[A-Za-z0-9._+,:=-]` as `%XX`,
 /// one to one), with `.` escaped too, so that no group can take the name
@@ -25,21 +22,8 @@ pub fn group_name(job: &str, instance: &str) -> String {
     } else {
         format!("{}@{}", esc(job), esc(instance))
     };
-    if name.len() <= MAX_NAME {
-        return name;
-    }
-    // Cut at a character boundary of the escaped (ASCII) name, then a
-    // hash of the whole keeps it one to one in practice.
-    format!("{}%~{:016x}", &name[..200], fnv1a(name.as_bytes()))
-}
-
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    // As long as a file name may be.
+    crate::log::capped(&name, "")
 }
 
 #[cfg(test)]
@@ -75,7 +59,7 @@ mod tests {
     fn long_names_are_cut_with_a_hash() {
         let long = "x".repeat(300);
         let g = group_name(&long, "");
-        assert!(g.len() <= MAX_NAME);
+        assert!(g.len() <= 255);
         assert_ne!(g, group_name(&format!("{long}y"), ""));
     }
 }

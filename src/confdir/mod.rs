@@ -352,35 +352,51 @@ pub fn read_job_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
 }
 
 fn read_trusted_file(path: &Path, trust: &mut Trust) -> Result<Vec<u8>, Diagnostic> {
-    trust
-        .check_dirs(path)
-        .map_err(|why| Diagnostic::file(path, why))?;
+    read_checked(path, trust, MAX_FILE_BYTES).map_err(|u| match u {
+        Unread::Untrusted(why) | Unread::Other(why) => Diagnostic::file(path, why),
+        Unread::TooLarge(len) => too_large(path, len),
+    })
+}
+
+/// Why a file upkeep reads as it reads job files was not read.
+enum Unread {
+    /// [`Trust`] refused it (the message names the path).
+    Untrusted(String),
+    /// It could not be opened or read, or is no regular file.
+    Other(String),
+    /// More bytes than the caller takes.
+    TooLarge(u64),
+}
+
+/// Reads a file as job files are read: the directories above it (and
+/// above a symlink's target) checked by `trust`, opened without blocking
+/// on a FIFO or device that has taken its name, a regular file that
+/// `trust` accepts as opened, at most `max` bytes.
+fn read_checked(path: &Path, trust: &mut Trust, max: u64) -> Result<Vec<u8>, Unread> {
+    let io = |e: &io::Error| Unread::Other(crate::process::io_text(e));
+    trust.check_dirs(path).map_err(Unread::Untrusted)?;
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| Diagnostic::file(path, crate::process::io_text(&e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Diagnostic::file(path, crate::process::io_text(&e)))?;
+        .map_err(|e| io(&e))?;
+    let meta = file.metadata().map_err(|e| io(&e))?;
     if meta.is_dir() {
-        return Err(Diagnostic::file(path, "is a directory"));
+        return Err(Unread::Other("is a directory".into()));
     }
     if !meta.is_file() {
-        return Err(Diagnostic::file(path, "not a regular file"));
+        return Err(Unread::Other("not a regular file".into()));
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large(path, meta.len()));
+    if meta.len() > max {
+        return Err(Unread::TooLarge(meta.len()));
     }
-    trust
-        .check_file(path, &meta)
-        .map_err(|why| Diagnostic::file(path, why))?;
+    trust.check_file(path, &meta).map_err(Unread::Untrusted)?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(max + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| Diagnostic::file(path, crate::process::io_text(&e)))?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large(path, buf.len() as u64));
+        .map_err(|e| io(&e))?;
+    if buf.len() as u64 > max {
+        return Err(Unread::TooLarge(buf.len() as u64));
     }
     Ok(buf)
 }
@@ -388,51 +404,25 @@ fn read_trusted_file(path: &Path, trust: &mut Trust) -> Result<Vec<u8>, Diagnost
 /// The largest env file read.
 pub const MAX_ENV_FILE_BYTES: u64 = 64 << 10;
 
-/// Reads an `env-file` as a job file is read (a regular file, opened
-/// without blocking, checked by [`Trust::for_env_file`]), at most
-/// [`MAX_ENV_FILE_BYTES`]; `None` when there is no such file.
+/// Reads an `env-file` as a job file is read ([`read_checked`], with
+/// [`Trust::for_env_file`]), at most [`MAX_ENV_FILE_BYTES`]; `None` when
+/// there is no such file.
 pub fn read_env_file(path: &Path, trust: &mut Trust) -> Result<Option<Vec<u8>>, String> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "{}: {}",
-                path.display(),
-                crate::process::io_text(&e)
-            ))
+    if let Err(e) = fs::symlink_metadata(path) {
+        if e.kind() == io::ErrorKind::NotFound {
+            return Ok(None);
         }
-        Ok(_) => {}
     }
-    trust.check_dirs(path)?;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    let too_big = |len: u64| {
-        format!(
-            "{}: {len} bytes, more than an env file may have ({MAX_ENV_FILE_BYTES})",
-            path.display()
-        )
-    };
-    if meta.len() > MAX_ENV_FILE_BYTES {
-        return Err(too_big(meta.len()));
-    }
-    trust.check_file(path, &meta)?;
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_ENV_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
-    if buf.len() as u64 > MAX_ENV_FILE_BYTES {
-        return Err(too_big(buf.len() as u64));
-    }
-    Ok(Some(buf))
+    read_checked(path, trust, MAX_ENV_FILE_BYTES)
+        .map(Some)
+        .map_err(|u| match u {
+            Unread::Untrusted(why) => why,
+            Unread::Other(why) => format!("{}: {why}", path.display()),
+            Unread::TooLarge(len) => format!(
+                "{}: {len} bytes, more than an env file may have ({MAX_ENV_FILE_BYTES})",
+                path.display()
+            ),
+        })
 }
 
 fn too_large(path: &Path, len: u64) -> Diagnostic {

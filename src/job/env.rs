@@ -142,9 +142,8 @@ pub fn for_process(
     for (k, v) in inst.env_file.iter().flatten() {
         set(&mut env, k, v);
     }
-    // Only the events that started the instance say UPSTART_EVENTS, and
-    // only the spawn says NOTIFY_SOCKET.
-    env.retain(|(k, _)| k != "UPSTART_EVENTS" && k != "NOTIFY_SOCKET");
+    // Only the events that started the instance say UPSTART_EVENTS.
+    env.retain(|(k, _)| k != "UPSTART_EVENTS");
     // 6. Events and start variables.
     for e in &inst.env {
         if let Some((k, v)) = e.split_once('=') {
@@ -158,7 +157,7 @@ pub fn for_process(
             }
         }
     }
-    // 7. Who it is.
+    // 7. Who it is; only the spawn says NOTIFY_SOCKET (`expect notify`).
     env.retain(|(k, _)| k != "NOTIFY_SOCKET");
     set(&mut env, "UPSTART_JOB", &inst.job);
     set(&mut env, "UPSTART_INSTANCE", &inst.name);

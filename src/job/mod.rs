@@ -400,10 +400,8 @@ pub struct Instance {
     /// the `stop` command's variables), for pre-stop and post-stop only.
     pub stop_env: Vec<String>,
     /// The values of the job's `env-file`s as last read well (`None`:
-    /// never), and the generation that read them (they are read once a
-    /// start, before its first process).
+    /// never); they are read once a start, before its first process.
     pub env_file: Option<Vec<(String, String)>>,
-    pub env_file_gen: u64,
     /// When the main process was last spawned.
     pub main_started: Option<Duration>,
     pub last_exit: Option<Exit>,
@@ -485,7 +483,6 @@ impl Instance {
             env,
             stop_env: Vec::new(),
             env_file: None,
-            env_file_gen: 0,
             main_started: None,
             last_exit: None,
             respawns: 0,

@@ -30,7 +30,7 @@ use std::rc::Rc;
 
 use crate::conf::{LogPeriod, LogSettings};
 pub use dir::LogDir;
-pub use name::{escape, file_name};
+pub use name::{capped, escape, file_name};
 
 /// The log dir, shared by every log file in it.
 pub type SharedDir = Rc<RefCell<LogDir>>;

@@ -45,11 +45,17 @@ pub fn file_name(job: &str, instance: &str) -> String {
     } else {
         format!("{}%%{}", escape(job), escape(instance))
     };
-    let name = format!("{stem}.log");
-    if name.len() <= MAX_NAME {
-        return name;
+    capped(&stem, ".log")
+}
+
+/// `stem` then `suffix`, as a file name may hold it: when longer than
+/// 255 bytes, `stem` (escaped, so ASCII) is cut to 200 bytes and ended with
+/// `%~` and 16 hex digits of its FNV-1a hash (stable across releases).
+pub fn capped(stem: &str, suffix: &str) -> String {
+    if stem.len() + suffix.len() <= MAX_NAME {
+        return format!("{stem}{suffix}");
     }
-    format!("{}%~{:016x}.log", &stem[..200], fnv1a(stem.as_bytes()))
+    format!("{}%~{:016x}{suffix}", &stem[..200], fnv1a(stem.as_bytes()))
 }
 
 fn fnv1a(data: &[u8]) -> u64 {

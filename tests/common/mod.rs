@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod podman;
 pub mod runner;
 pub mod web;
 

@@ -202,12 +202,14 @@ impl JobTable {
         })
     }
 
-    /// Reads the instance's `env-file`s once a start, before its first
-    /// process. A failure fails the spawn when no values were ever read; a
-    /// respawn (or a restart) keeps the last good ones and says why.
+    /// Reads the instance's `env-file`s once a start, before `process`
+    /// when it is the start's first (pre-start, or main without one). A
+    /// failure fails the spawn when no values were ever read; a respawn
+    /// (or a restart) keeps the last good ones and says why.
     fn read_env_files(
         &mut self,
         key: &Key,
+        process: ProcessType,
         sys: &mut dyn Sys,
         effects: &mut Vec<Effect>,
     ) -> Result<(), String> {
@@ -215,10 +217,14 @@ impl JobTable {
         let Some(inst) = self.instances.get_mut(key) else {
             return Ok(());
         };
-        if inst.class.env_files.is_empty() || inst.env_file_gen == inst.generation {
+        let first = if inst.class.process(ProcessType::PreStart).is_some() {
+            ProcessType::PreStart
+        } else {
+            ProcessType::Main
+        };
+        if inst.class.env_files.is_empty() || process != first {
             return Ok(());
         }
-        inst.env_file_gen = inst.generation;
         let owner = job_owner(&inst.class, system).map(|(uid, _)| uid);
         match job::env_file::read_all(&inst.class.env_files, owner, sys) {
             Ok(vars) => {
@@ -318,7 +324,7 @@ impl JobTable {
             effects.extend(stepped.effects);
             next = stepped.spawn.map(|process| {
                 let launched = self
-                    .read_env_files(key, sys, &mut effects)
+                    .read_env_files(key, process, sys, &mut effects)
                     .and_then(|()| self.launch(key, process))
                     .and_then(&mut *spawn);
                 match launched {

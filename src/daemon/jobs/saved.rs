@@ -52,12 +52,10 @@ pub(in crate::daemon) struct SavedInstance {
     probe_passed: bool,
     #[serde(default)]
     unhealthy: Option<String>,
-    /// The env files' values as last read, and when (absent before
-    /// `env-file` existed).
+    /// The env files' values as last read (absent before `env-file`
+    /// existed).
     #[serde(default)]
     env_file: Option<Vec<(String, String)>>,
-    #[serde(default)]
-    env_file_gen: u64,
 }
 
 /// Why an instance stopped ([`job::Why`](crate::job::Why)).
@@ -354,7 +352,6 @@ pub(in crate::daemon) fn save(
                 env: i.env.clone(),
                 stop_env: i.stop_env.clone(),
                 env_file: i.env_file.clone(),
-                env_file_gen: i.env_file_gen,
                 main_started: i.main_started,
                 last_exit: i.last_exit.map(SavedExit::from),
                 respawns: i.respawns,
@@ -457,7 +454,6 @@ pub(in crate::daemon) fn rebuild(s: &Saved) -> Result<Rebuilt, String> {
         i.exited = s.exited.as_ref().map(SavedExited::restore).transpose()?;
         i.stop_env = s.stop_env.clone();
         i.env_file = s.env_file.clone();
-        i.env_file_gen = s.env_file_gen;
         i.main_started = s.main_started;
         i.last_exit = s.last_exit.map(Exit::from);
         i.respawns = s.respawns;
