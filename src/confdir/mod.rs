@@ -404,7 +404,7 @@ fn read_checked(path: &Path, trust: &mut Trust, max: u64) -> Result<Vec<u8>, Unr
 /// The largest env file read.
 pub const MAX_ENV_FILE_BYTES: u64 = 64 << 10;
 
-/// Reads an `env-file` as a job file is read ([`read_checked`], with
+/// Reads an `env-file` as a job file is read (`read_checked`, with
 /// [`Trust::for_env_file`]), at most [`MAX_ENV_FILE_BYTES`]; `None` when
 /// there is no such file.
 pub fn read_env_file(path: &Path, trust: &mut Trust) -> Result<Option<Vec<u8>>, String> {
