@@ -654,6 +654,55 @@ fn p_apparmor_and_cgroup() {
     );
 }
 
+/// upkeep's direct limits (an extension): each value checked, errors at
+/// the value's column, and printed back as read.
+#[test]
+fn cgroup_limit_stanzas() {
+    let j = parse(
+        "memory max 50M\nmemory high 1G\ncpu quota 150%\ncpu weight 200\ntasks max 64\nio weight 50\n",
+    );
+    let l = &j.cgroup_limits;
+    assert_eq!(l.memory_max, Some(50 << 20));
+    assert_eq!(l.memory_high, Some(1 << 30));
+    assert_eq!(l.cpu_quota_percent, Some(150));
+    assert_eq!(l.cpu_weight, Some(200));
+    assert_eq!(l.tasks_max, Some(64));
+    assert_eq!(l.io_weight, Some(50));
+    let printed = upkeep::conf::print::to_job_file(&j);
+    for line in ["memory max 52428800", "cpu quota 150%", "io weight 50"] {
+        assert!(printed.contains(line), "{printed}");
+    }
+    assert_eq!(parse(&printed).cgroup_limits, j.cgroup_limits);
+    // The error names the value's column, and what was expected.
+    let err = |text: &str, want: &str| {
+        let errors = parse_job("t", text.as_bytes()).expect_err(text);
+        let (line, col) = line_col(text.as_bytes(), errors[0].offset);
+        let got = format!("{line}:{col}: {}", errors[0].kind);
+        assert!(got.starts_with(want), "{text:?}: {got}");
+    };
+    err(
+        "memory max lots\n",
+        "1:12: Illegal limit: expected a size in bytes",
+    );
+    err("memory max 0\n", "1:12: Illegal limit");
+    err("memory low 5M\n", "1:8: Unknown stanza");
+    err(
+        "cpu quota 50\n",
+        "1:11: Illegal limit: expected a percentage",
+    );
+    err(
+        "cpu weight 0\n",
+        "1:12: Illegal limit: expected a weight from 1 to 10000",
+    );
+    err("io weight 10001\n", "1:11: Illegal limit");
+    err(
+        "tasks max -1\n",
+        "1:11: Illegal limit: expected a number of tasks",
+    );
+    err("tasks max 5 6\n", "1:13: Unexpected token");
+    err("memory\n", "1:7: Expected token");
+}
+
 // ---------------------------------------------------------- Q. overrides
 
 fn with_override(conf: &str, over: &str) -> Result<JobClass, String> {

@@ -7,6 +7,7 @@
 //! the group manager will be built on, tested without a cgroup tree.
 
 pub mod hierarchy;
+pub mod limits;
 pub mod v2;
 
 /// The name of a job instance's group below `OWN/jobs`: the log files'

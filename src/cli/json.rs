@@ -105,7 +105,7 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
         "chdir": job.chdir,
         "apparmor": { "load": job.apparmor_load, "switch": job.apparmor_switch },
         "cgroups": cgroups,
-                                "debug": job.debug,
+        "debug": job.debug,
         "log": {
             "capture": job.log.capture.map(|c| match c {
                 LogCapture::Pty => "pty",
@@ -123,6 +123,15 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
     // (Added apart: one json! with every field exceeds the macro's
     // recursion limit.)
     v["ready_timeout"] = json!(job.ready_timeout_secs);
+    let l = &job.cgroup_limits;
+    v["cgroup_limits"] = json!({
+        "memory_max": l.memory_max,
+        "memory_high": l.memory_high,
+        "cpu_quota_percent": l.cpu_quota_percent,
+        "cpu_weight": l.cpu_weight,
+        "tasks_max": l.tasks_max,
+        "io_weight": l.io_weight,
+    });
     v["env_files"] = json!(env_files);
     v["log"]["timestamps"] = json!(job.log.timestamps);
     let probe = |p: &Option<crate::conf::health::Probe>| {

@@ -57,6 +57,9 @@ pub enum ErrorKind {
     IllegalLogValue,
     /// A `health` stanza's value, with what was expected.
     IllegalHealth(&'static str),
+    /// A cgroup limit's value (`memory max`, `cpu quota`, …), with what
+    /// was expected.
+    IllegalCgroupLimit(&'static str),
     IllegalEnvFile,
 }
 
@@ -90,7 +93,8 @@ impl fmt::Display for ErrorKind {
             TooManyEvents { limit } => {
                 write!(f, "Expression too long (the limit is {limit} events)")
             }
-                        IllegalHealth(why) => write!(f, "Illegal health probe: {why}"),
+            IllegalHealth(why) => write!(f, "Illegal health probe: {why}"),
+            IllegalCgroupLimit(why) => write!(f, "Illegal limit: {why}"),
             TooManyErrors { limit } => write!(f, "Too many errors (stopped after {limit})"),
             IllegalEnvFile => f.write_str(
                 "Illegal env-file, expected an absolute path (or -PATH when the file may be missing)",

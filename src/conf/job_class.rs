@@ -189,6 +189,31 @@ pub struct Cgroup {
     pub settings: Vec<(String, String)>,
 }
 
+/// upkeep's direct limits (`memory max 50M`, `cpu quota 50%`, …), applied
+/// through the job's cgroup (`cgroup::limits`). Unset: no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// `memory max SIZE`: bytes; past it the kernel's OOM killer acts.
+    pub memory_max: Option<u64>,
+    /// `memory high SIZE`: bytes; past it the job is throttled and reclaimed.
+    pub memory_high: Option<u64>,
+    /// `cpu quota P%`: percent of one CPU (200% is two).
+    pub cpu_quota_percent: Option<u32>,
+    /// `cpu weight N`: 1–10000, cgroup v2's scale (100 is the default).
+    pub cpu_weight: Option<u32>,
+    /// `tasks max N`: processes and threads.
+    pub tasks_max: Option<u64>,
+    /// `io weight N`: 1–10000 (100 is the default).
+    pub io_weight: Option<u32>,
+}
+
+impl CgroupLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        *self != CgroupLimits::default()
+    }
+}
+
 /// The default cgroup name, expanded when the job starts.
 pub const DEFAULT_CGROUP_NAME: &str = "$UPSTART_CGROUP";
 
@@ -259,6 +284,8 @@ pub struct JobClass {
     pub apparmor_load: Option<String>,
     pub apparmor_switch: Option<String>,
     pub cgroups: Vec<Cgroup>,
+    /// upkeep's direct limits, applied through the job's cgroup.
+    pub cgroup_limits: CgroupLimits,
     pub debug: bool,
 
     /// upkeep's `log` extension stanzas (unset: the daemon's defaults).
@@ -348,6 +375,7 @@ impl JobClass {
             apparmor_load: None,
             apparmor_switch: None,
             cgroups: Vec::new(),
+            cgroup_limits: CgroupLimits::default(),
             debug: false,
             log: LogSettings::default(),
             ready_timeout_secs: None,

@@ -272,6 +272,7 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
                 job.apparmor_switch = Some(v);
             }
         }
+        "memory" | "cpu" | "tasks" | "io" => cgroup_limit(job, name.text.as_str(), lx)?,
         "cgroup" => {
             let args = lx.args()?;
             if args.len() > 4 {
@@ -573,6 +574,54 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     parse_unsigned(digits)?.checked_mul(mult)
+}
+
+/// upkeep's direct limits: `memory max|high SIZE`, `cpu quota P%`, `cpu
+/// weight N`, `tasks max N`, `io weight N`.
+fn cgroup_limit(job: &mut JobClass, word: &str, lx: &mut Lexer) -> Result<()> {
+    let which = lx.next_word()?;
+    let v = lx.next_arg()?;
+    let bad = |why| ParseError::new(v.start, ErrorKind::IllegalCgroupLimit(why));
+    let weight = |t: &str| parse_unsigned(t).filter(|n| (1..=10_000).contains(n));
+    let l = &mut job.cgroup_limits;
+    match (word, which.text.as_str()) {
+        ("memory", "max" | "high") => {
+            let bytes = parse_size(&v.text)
+                .filter(|&n| n > 0)
+                .ok_or(bad("expected a size in bytes, such as 512M or 2G"))?;
+            if which.text == "max" {
+                l.memory_max = Some(bytes);
+            } else {
+                l.memory_high = Some(bytes);
+            }
+        }
+        ("cpu", "quota") => {
+            let pct = v
+                .text
+                .strip_suffix('%')
+                .and_then(parse_unsigned)
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or(bad("expected a percentage of one CPU, such as 50% or 200%"))?;
+            l.cpu_quota_percent = Some(pct as u32);
+        }
+        ("cpu", "weight") => {
+            l.cpu_weight =
+                Some(weight(&v.text).ok_or(bad("expected a weight from 1 to 10000"))? as u32)
+        }
+        ("io", "weight") => {
+            l.io_weight =
+                Some(weight(&v.text).ok_or(bad("expected a weight from 1 to 10000"))? as u32)
+        }
+        ("tasks", "max") => {
+            l.tasks_max = Some(
+                parse_unsigned(&v.text)
+                    .filter(|&n| n > 0)
+                    .ok_or(bad("expected a number of tasks"))?,
+            )
+        }
+        _ => return Err(ParseError::new(which.start, ErrorKind::UnknownStanza)),
+    }
+    lx.end_of_stanza()
 }
 
 /// Upstart's cgroup merging: an identical line adds nothing, a new key is

@@ -103,6 +103,20 @@ pub fn to_job_file(job: &JobClass) -> String {
             let _ = writeln!(o, "{head} {} {}", quote_arg(k), quote_arg(v));
         }
     }
+    let c = &job.cgroup_limits;
+    let limits = [
+        ("memory max", c.memory_max.map(|b| b.to_string())),
+        ("memory high", c.memory_high.map(|b| b.to_string())),
+        ("cpu quota", c.cpu_quota_percent.map(|p| format!("{p}%"))),
+        ("cpu weight", c.cpu_weight.map(|w| w.to_string())),
+        ("tasks max", c.tasks_max.map(|n| n.to_string())),
+        ("io weight", c.io_weight.map(|w| w.to_string())),
+    ];
+    for (stanza, value) in limits {
+        if let Some(v) = value {
+            let _ = writeln!(o, "{stanza} {v}");
+        }
+    }
     if job.debug {
         o.push_str("debug\n");
     }

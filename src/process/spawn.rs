@@ -157,7 +157,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             crate::VERSION
         ));
     }
-    if !class.cgroups.is_empty() {
+    if crate::cgroup::limits::asks(class) {
         return Err(format!(
             "the cgroup stanza is not built yet in upkeep {}",
             crate::VERSION
