@@ -109,7 +109,7 @@ pub fn plan(class: &JobClass, env: &[String], tree: &Tree) -> Result<Plan, Strin
         Tree::Hybrid { v1 } => {
             p.groups.push(v2);
             for c in &class.cgroups {
-                if !v1.iter().any(|have| *have == c.controller) {
+                if !v1.contains(&c.controller) {
                     return Err(format!(
                         "cgroup {}: this system has no {} controller",
                         c.controller, c.controller
@@ -128,7 +128,7 @@ pub fn plan(class: &JobClass, env: &[String], tree: &Tree) -> Result<Plan, Strin
                 merge(&mut p.groups, &c.controller, path, writes)?;
             }
             for (ctrl, write) in direct_v1(&class.cgroup_limits)? {
-                if !v1.iter().any(|have| *have == ctrl) {
+                if !v1.contains(&ctrl) {
                     return Err(format!(
                         "{}: this system has no {ctrl} controller",
                         write.from
@@ -315,7 +315,7 @@ pub fn group_path(name: &str, env: &[String]) -> Result<String, String> {
 /// Bytes for people: `50 MiB`, `1 GiB`, `1000 bytes`.
 pub fn size_text(b: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if b >= 1 << shift && b % (1 << shift) == 0 {
+        if b >= 1 << shift && b.is_multiple_of(1 << shift) {
             return format!("{} {unit}", b >> shift);
         }
     }
