@@ -46,13 +46,25 @@ pub struct Group {
 pub struct Plan {
     /// The v2 group first, then the v1 groups, one a controller.
     pub groups: Vec<Group>,
-    /// The memory limit, in bytes, for the OOM report.
-    pub memory_max: Option<u64>,
 }
 
 /// Whether a job asks anything of cgroups beyond a group of its own.
 pub fn asks(class: &JobClass) -> bool {
     !class.cgroups.is_empty() || class.cgroup_limits.any()
+}
+
+/// The memory limit a job sets, in bytes (`memory max`, or Upstart's
+/// `memory.limit_in_bytes`), for the OOM report.
+pub fn memory_max(class: &JobClass) -> Option<u64> {
+    class.cgroup_limits.memory_max.or_else(|| {
+        class
+            .cgroups
+            .iter()
+            .filter(|c| c.controller == "memory")
+            .flat_map(|c| &c.settings)
+            .filter(|(k, _)| full_key("memory", k) == "memory.limit_in_bytes")
+            .find_map(|(_, v)| v.trim().parse().ok())
+    })
 }
 
 /// The plan for one instance of `class`, whose environment is `env`
@@ -103,7 +115,6 @@ pub fn plan(class: &JobClass, env: &[String], tree: &Tree) -> Result<Plan, Strin
                     ));
                 }
             }
-            p.memory_max = memory_max(&v2.writes, "memory.max");
             p.groups.push(v2);
         }
         Tree::Hybrid { v1 } => {
@@ -136,10 +147,6 @@ pub fn plan(class: &JobClass, env: &[String], tree: &Tree) -> Result<Plan, Strin
                 }
                 merge(&mut p.groups, &ctrl, String::new(), vec![write])?;
             }
-            p.memory_max = p
-                .groups
-                .iter()
-                .find_map(|g| memory_max(&g.writes, "memory.limit_in_bytes"));
         }
     }
     Ok(p)
@@ -180,14 +187,6 @@ fn full_key(controller: &str, key: &str) -> String {
     } else {
         format!("{controller}.{key}")
     }
-}
-
-fn memory_max(writes: &[Write], file: &str) -> Option<u64> {
-    writes
-        .iter()
-        .rev()
-        .find(|w| w.file == file)
-        .and_then(|w| w.value.trim().parse().ok())
 }
 
 /// The direct limits as v2 files.
@@ -352,11 +351,11 @@ mod tests {
         assert_eq!(p.groups[1].controller.as_deref(), Some("memory"));
         assert_eq!(p.groups[1].path, "");
         assert_eq!(p.groups[1].writes[0].file, "memory.limit_in_bytes");
-        assert_eq!(p.memory_max, Some(52_428_800));
+        assert_eq!(memory_max(&j), Some(52_428_800));
         let p = plan(&j, &[], &unified()).unwrap();
         assert_eq!(p.groups.len(), 1);
         assert_eq!(p.groups[0].writes[0].file, "memory.max");
-        assert_eq!(p.memory_max, Some(52_428_800));
+        assert_eq!(memory_max(&j), Some(52_428_800));
         // Upstart's short key names work too.
         let j = job("cgroup memory limit_in_bytes 1048576\n");
         let p = plan(&j, &[], &hybrid()).unwrap();
@@ -389,7 +388,7 @@ mod tests {
             .unwrap();
         let shares = cpu.writes.iter().find(|w| w.file == "cpu.shares").unwrap();
         assert_eq!(shares.value, "1024", "weight 100 is v1's default shares");
-        assert_eq!(p.memory_max, Some(50 << 20));
+        assert_eq!(memory_max(&j), Some(50 << 20));
         assert_eq!(p.groups[1].writes[0].from, "memory max 50 MiB");
     }
 

@@ -6,6 +6,7 @@
 //! (a job that has one fails to start, saying so), and these are the parts
 //! the group manager will be built on, tested without a cgroup tree.
 
+pub mod groups;
 pub mod hierarchy;
 pub mod limits;
 pub mod v2;

@@ -25,6 +25,7 @@ pub(super) const OPTIONS: &[Opt] = &[
     valued("runlevel", None, "N", "the runlevel the boot events announce (default 2)"),
     flag("init", None, "behave as a container's first process though not PID 1 (job output to stdout too; default: only as PID 1)"),
     flag("forward-hup", None, "pass SIGHUP on to the jobs' main processes, as SIGUSR2 and SIGWINCH always are, instead of reloading the configuration (default: SIGHUP reloads)"),
+    flag("no-cgroups", None, "run jobs in the daemon's own cgroup, as on a system without cgroups: no group a job, stops by process group, and any cgroup stanza or limit refused (default: as root, or with a delegated subtree, every job instance in a group of its own; docs/cgroups.md)"),
     valued("exit-with", None, "JOB", "when JOB fails, stop everything and exit with its status (default: none, the daemon runs on)"),
     flag("clean-env", None, "in init mode, pass jobs no variable of the daemon's own environment but what --pass-env names (default: init mode passes all but those meant for upkeep; a per-user daemon passes all, a root daemon outside init mode none)"),
     valued("pass-env", None, "NAME|PREFIX*", "also pass the daemon's variable NAME (or every one starting with PREFIX) to jobs; repeatable (default: none)"),
@@ -132,6 +133,7 @@ pub(super) fn run(call: &Call) -> i32 {
         pass_env,
         log_format,
         forward_hup: args.flag("forward-hup"),
+        no_cgroups: args.flag("no-cgroups"),
     };
     daemon::run(cfg)
 }

@@ -83,7 +83,7 @@ impl Daemon {
                 let (host, reactor, dlog) = (&self.host, &self.reactor, &self.dlog);
                 let spawned = self
                     .jobs
-                    .probe_launch(&key, &cmd)
+                    .probe_launch(&key, &cmd, &mut self.sys)
                     .and_then(|l| self.output.spawn(l, host, reactor, dlog));
                 match spawned {
                     Ok(pid) => self.probes.exec_started(key, role, pid),

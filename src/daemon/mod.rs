@@ -15,6 +15,7 @@
 //! `reexec.rs`. It never sleeps and never polls: with nothing to do it
 //! waits in `epoll_wait` with no timeout (or until the nearest timer).
 
+mod cgroups;
 mod clients;
 mod commands;
 mod costs;
@@ -37,7 +38,7 @@ mod watch;
 use mio::Events;
 
 use crate::job::{Input, Instance, Refusal};
-use crate::process::{self, sys::Real};
+use crate::process;
 use jobs::Effect;
 use reactor::{Reactor, Timer};
 
@@ -61,7 +62,7 @@ pub struct Daemon {
     state: state::StateFile,
     watcher: watch::Watcher,
     probes: probes::Probes,
-    sys: Real,
+    sys: process::sys::Real,
 }
 
 /// The instances a drive destroyed (as they were last), for its caller.
@@ -110,7 +111,7 @@ impl Daemon {
             state: Default::default(),
             watcher: watch::Watcher::start(&reactor, &dlog),
             probes: Default::default(),
-            sys: Real,
+            sys: cgroups::open(&host.cfg, &reactor),
             dlog,
             reactor,
             host,
@@ -120,6 +121,7 @@ impl Daemon {
     /// A fresh start: the jobs loaded and the boot events emitted.
     fn new(host: setup::Host, listeners: setup::Listeners) -> Result<Daemon, String> {
         let mut d = Daemon::bare(host, listeners)?;
+        d.groups_at_start();
         d.reload_configuration();
         d.dlog.log(&d.jobs.loaded(&d.host.cfg.conf_dirs));
         d.reactor.arm_daily();
@@ -174,6 +176,7 @@ impl Daemon {
                     reactor::LISTENER => self.clients.accept(false, &self.reactor, &self.dlog),
                     reactor::PRIV_LISTENER => self.clients.accept(true, &self.reactor, &self.dlog),
                     reactor::INOTIFY => self.watcher.on_change(&self.reactor),
+                    reactor::CGROUPS => self.on_groups(),
                     mio::Token(t) if self.output.is_reader(t) => {
                         self.output.on_output(t, &self.reactor, &self.dlog)
                     }

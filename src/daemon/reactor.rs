@@ -28,6 +28,8 @@ const FIRST_TOKEN: usize = 3;
 /// The private listener (`SOCKET.priv`); far from the client tokens, which
 /// an image of the first handover format numbered from 3.
 pub(super) const PRIV_LISTENER: Token = Token(usize::MAX - 1);
+/// The job groups' inotify descriptor (`cgroup.events` changed).
+pub(super) const CGROUPS: Token = Token(usize::MAX - 2);
 
 /// The reactor in the re-exec format.
 #[derive(Serialize, Deserialize)]

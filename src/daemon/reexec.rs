@@ -246,6 +246,7 @@ impl Daemon {
         // of the daemon reaches a job or a later image unasked.
         crate::process::spawn::close_inherited_fds();
         d.notify.rewatch_aliens(&d.jobs, &d.reactor);
+        d.groups_after_reexec();
         let insts = &d.jobs.instances;
         let probe_of = |k: &Key, role| insts.get(k)?.class.health.probe(role).cloned();
         d.probes.restore(h.probes, &probe_of, &d.reactor);

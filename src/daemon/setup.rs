@@ -46,6 +46,8 @@ pub struct Config {
     /// `--forward-hup`: SIGHUP goes to the jobs (`forward.rs`) instead of
     /// reloading the configuration.
     pub forward_hup: bool,
+    /// `--no-cgroups`: jobs run in the daemon's own group.
+    pub no_cgroups: bool,
 }
 
 /// What the daemon is and what it was started with: its configuration,

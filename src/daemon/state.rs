@@ -155,7 +155,7 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) -> Vec<SavedRest> {
             .filter(|e| still_there(e))
             .filter_map(|e| process::pidfd_open(e.pid).ok())
             .collect();
-        wait_all_ended(fds, Instant::now() + limit);
+        process::wait_all_ended(fds, Instant::now() + limit);
     };
     signal_all(libc::SIGTERM);
     wait_gone(Duration::from_secs(5));
@@ -165,40 +165,6 @@ pub(super) fn recover(socket: &Path, log: &dyn Fn(&str)) -> Vec<SavedRest> {
     }
     let _ = fs::remove_file(&path);
     rest
-}
-
-/// Waits until every pidfd is readable (its process ended), or `deadline`.
-fn wait_all_ended(mut fds: Vec<std::os::fd::OwnedFd>, deadline: Instant) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    while !fds.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
-        let mut polled: Vec<PollFd> = fds
-            .iter()
-            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
-            .collect();
-        match poll(&mut polled, PollTimeout::from(ms)) {
-            Ok(0) => continue,
-            Ok(_) => {
-                let ended: Vec<bool> = polled
-                    .iter()
-                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-                    .collect();
-                drop(polled);
-                let mut i = 0;
-                fds.retain(|_| {
-                    i += 1;
-                    !ended[i - 1]
-                });
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
-        }
-    }
 }
 
 /// The state file's writer: what failed and when to try again.
@@ -326,14 +292,14 @@ mod tests {
             .unwrap();
         let fd = |c: &std::process::Child| process::pidfd_open(c.id() as i32).unwrap();
         // Both watched, a short deadline: back with the slow one running.
-        wait_all_ended(
+        process::wait_all_ended(
             vec![fd(&quick), fd(&slow)],
             Instant::now() + Duration::from_millis(50),
         );
         assert!(slow.try_wait().unwrap().is_none());
         // The quick one alone, a deadline far away: back once it ended.
         let quick_fd = fd(&quick);
-        wait_all_ended(vec![quick_fd], Instant::now() + Duration::from_secs(600));
+        process::wait_all_ended(vec![quick_fd], Instant::now() + Duration::from_secs(600));
         assert!(quick.try_wait().unwrap().is_some());
         slow.kill().unwrap();
         slow.wait().unwrap();

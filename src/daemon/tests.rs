@@ -47,6 +47,13 @@ struct FakeSys {
     /// Env files by path: their text, or why they cannot be read (none:
     /// missing); shared with the test.
     env_files: Rc<RefCell<BTreeMap<String, Result<String, String>>>>,
+    /// Why cgroups are not managed (none: they are, with no group file).
+    no_groups: Option<String>,
+    /// The OOM kills each instance's group counts.
+    oom: BTreeMap<Key, u64>,
+    /// Signals sent to whole groups, and groups removed.
+    group_signals: Vec<(Key, i32)>,
+    released: Vec<Key>,
 }
 
 impl Sys for FakeSys {
@@ -107,6 +114,38 @@ impl Sys for FakeSys {
             Some(Ok(text)) => Ok(Some(text.clone().into_bytes())),
             Some(Err(e)) => Err(e.clone()),
         }
+    }
+
+    fn join_group(
+        &mut self,
+        _key: &Key,
+        class: &crate::conf::JobClass,
+        _env: &[String],
+    ) -> Result<Option<crate::cgroup::groups::Join>, String> {
+        match &self.no_groups {
+            Some(why) if crate::cgroup::limits::asks(class) => Err(format!(
+                "Job cannot be started as cgroup manager not available: {} ({why})",
+                class.name
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    fn group_populated(&mut self, _key: &Key) -> Option<bool> {
+        None
+    }
+
+    fn kill_members(&mut self, key: &Key, signal: i32) {
+        self.group_signals.push((key.clone(), signal));
+    }
+
+    fn release_group(&mut self, key: &Key) -> bool {
+        self.released.push(key.clone());
+        true
+    }
+
+    fn oom_kills(&mut self, key: &Key) -> u64 {
+        self.oom.get(key).copied().unwrap_or(0)
     }
 }
 
@@ -900,4 +939,61 @@ fn the_exit_with_job_failing_sets_the_exit_status() {
     let why = w.shutdown.exit_with_failed(&inst).unwrap();
     assert!(why.contains("(--exit-with), exit status 7"), "{why}");
     assert_eq!(w.shutdown.exit_code, 7);
+}
+
+/// An OOM kill in a job's group, told when its main process dies by
+/// SIGKILL: the `oom-killed` event, the respawn said with its cause; a
+/// second SIGKILL with no new kill is no OOM. At rest, the group goes.
+#[test]
+fn an_oom_kill_is_told_once_and_the_job_respawns() {
+    let mut w = World::new(&[("eat", "memory max 50M\nrespawn\nexec eat\n")]);
+    w.start("eat").unwrap();
+    let key = World::key("eat");
+    w.sys.oom.insert(key.clone(), 1);
+    w.exits("eat", ProcessType::Main, Exit::Signal(libc::SIGKILL));
+    assert!(
+        w.emitted
+            .iter()
+            .any(|e| e == "oom-killed JOB=eat INSTANCE="),
+        "{:?}",
+        w.emitted
+    );
+    assert!(
+        w.log.iter().any(|l| {
+            l
+            == "eat main process killed by the kernel's OOM killer (memory max 50 MiB), respawning"
+        }),
+        "{:?}",
+        w.log
+    );
+    assert_eq!(w.jobs.instances[&key].state, State::Running);
+    w.exits("eat", ProcessType::Main, Exit::Signal(libc::SIGKILL));
+    let told = w
+        .emitted
+        .iter()
+        .filter(|e| e.starts_with("oom-killed"))
+        .count();
+    assert_eq!(told, 1, "{:?}", w.emitted);
+    w.stop("eat").unwrap();
+    w.signals_end_the_processes("eat");
+    assert!(w.sys.group_signals.contains(&(key.clone(), libc::SIGTERM)));
+    assert_eq!(w.sys.released, vec![key]);
+}
+
+/// Without a cgroup manager, a job that asks for a group fails its start
+/// with Upstart's words and the reason; one that asks none starts.
+#[test]
+fn no_cgroup_manager_refuses_only_the_jobs_that_ask() {
+    let mut w = World::new(&[("cg", "cgroup memory\nexec x\n"), ("plain", "exec y\n")]);
+    w.sys.no_groups = Some("no permission".into());
+    w.start("cg").unwrap();
+    assert!(
+        w.log.iter().any(|l| l
+            .contains("Job cannot be started as cgroup manager not available: cg (no permission)")),
+        "{:?}",
+        w.log
+    );
+    assert!(!w.jobs.instances.contains_key(&World::key("cg")));
+    w.start("plain").unwrap();
+    assert_eq!(w.jobs.instances[&World::key("plain")].state, State::Running);
 }

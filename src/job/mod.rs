@@ -164,6 +164,9 @@ pub enum Reason {
     /// The `health alive` probe failed its threshold, and the main process
     /// was stopped for it.
     Unhealthy,
+    /// The kernel's OOM killer killed the main process (its cgroup's
+    /// memory limit).
+    Oom,
     /// The main process outlived the kill timeout and was sent KILL (not
     /// a failure: the stop's `RESULT` stays `ok`, as in Upstart).
     KillTimeout { secs: u32 },
@@ -179,6 +182,7 @@ impl Reason {
             Reason::Hook => "hook",
             Reason::ReadyTimeout => "ready-timeout",
             Reason::Unhealthy => "unhealthy",
+            Reason::Oom => "oom",
             Reason::KillTimeout { .. } => "kill-timeout",
         }
     }
@@ -258,6 +262,9 @@ pub enum Action {
     Probe(Role),
     /// Stop every probe of the instance.
     StopProbes,
+    /// Emit an event about the instance (`JOB`, `INSTANCE`) that nothing
+    /// waits for: `oom-killed`.
+    Announce { event: &'static str },
 }
 
 /// What happens to the machine.
@@ -301,6 +308,12 @@ pub enum Input {
     /// The `health alive` probe failed its threshold (the reason in words).
     Unhealthy {
         error: String,
+    },
+    /// The kernel's OOM killer acted in the instance's cgroup, and the main
+    /// process died by SIGKILL (fed before its `Exited`); in words,
+    /// `killed by the kernel's OOM killer (memory max 50 MiB)`.
+    OomKilled {
+        message: String,
     },
     /// `MAINPID=` arrived from one of the job's processes: this process
     /// (in group `pgid`) is the main one now.
@@ -420,6 +433,9 @@ pub struct Instance {
     /// Why the main process is being stopped as unhealthy (the alive
     /// probe's last error), until its exit is handled.
     unhealthy: Option<String>,
+    /// The OOM killer's words for the main process's exit, fed just before
+    /// it (never across a re-exec: both come from one reap).
+    oom: Option<String>,
 }
 
 /// The parts of an instance that only the machine reads, taken out and put
@@ -495,6 +511,7 @@ impl Instance {
             from_pre_stop: false,
             probe_passed: false,
             unhealthy: None,
+            oom: None,
         }
     }
 
@@ -714,6 +731,14 @@ impl Instance {
                     self.waiting = Waiting::Nothing;
                     self.probe_passed = true;
                     self.advance(latest, now, &mut out);
+                }
+            }
+            Input::OomKilled { message } => {
+                if self.pid(ProcessType::Main).is_some() {
+                    self.oom = Some(message);
+                    out.push(Action::Announce {
+                        event: "oom-killed",
+                    });
                 }
             }
             Input::Unhealthy { error } => {
@@ -981,6 +1006,7 @@ impl Instance {
             .unhealthy
             .take()
             .filter(|_| self.waiting == Waiting::Unhealthy);
+        let oom = self.oom.take().filter(|_| status == Exit::Signal(9));
         if matches!(
             self.waiting,
             Waiting::Fork(_) | Waiting::Stop | Waiting::Ready | Waiting::Probe | Waiting::Unhealthy
@@ -1002,10 +1028,15 @@ impl Instance {
                     self.label()
                 )));
                 self.fail(FailedProcess::Respawn, None, now);
+                if let (Some(oom), Some(why)) = (&oom, &mut self.why) {
+                    why.message = format!("{}; the last main process {oom}", why.message);
+                    self.failure_detail = Some(why.message.clone());
+                }
                 self.goal = Goal::Stop;
             } else {
+                let how = oom.as_deref().unwrap_or("ended");
                 out.push(Action::Log(format!(
-                    "{} main process ended, respawning",
+                    "{} main process {how}, respawning",
                     self.label()
                 )));
                 self.goal = Goal::Respawn;
@@ -1019,6 +1050,13 @@ impl Instance {
                 self.failure_detail = Some(message.clone());
                 self.why = Some(Why {
                     reason: Reason::Unhealthy,
+                    message,
+                    at: now,
+                });
+            } else if let Some(message) = oom {
+                self.failure_detail = Some(message.clone());
+                self.why = Some(Why {
+                    reason: Reason::Oom,
                     message,
                     at: now,
                 });

@@ -500,6 +500,8 @@ enum Col {
     ProbeReady,
     /// The `health alive` probe failed its threshold.
     Unhealthy,
+    /// The OOM killer acted in the instance's cgroup (it moves nothing).
+    OomKilled,
 }
 
 /// The column of an input: a match with no wildcard, so that an input
@@ -522,10 +524,11 @@ fn col_of(input: &Input) -> Col {
         Input::Timer { .. } => Col::Timer,
         Input::ProbeReady => Col::ProbeReady,
         Input::Unhealthy { .. } => Col::Unhealthy,
+        Input::OomKilled { .. } => Col::OomKilled,
     }
 }
 
-const COLS: [Col; 17] = [
+const COLS: [Col; 18] = [
     Col::Start,
     Col::Stop,
     Col::Restart,
@@ -543,6 +546,7 @@ const COLS: [Col; 17] = [
     Col::Forked,
     Col::ProbeReady,
     Col::Unhealthy,
+    Col::OomKilled,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -720,6 +724,9 @@ fn apply(s: &mut Sim, col: Col) -> Result<Vec<Action>, Refusal> {
         Col::Unhealthy => Input::Unhealthy {
             error: "3 failures: connection refused".into(),
         },
+        Col::OomKilled => Input::OomKilled {
+            message: "killed by the kernel's OOM killer".into(),
+        },
     };
     let back = col_of(&input);
     assert!(
@@ -739,18 +746,19 @@ fn every_state_and_input() {
     // Columns: Start, Stop, Restart, StraySpawned, StraySpawnFailed,
     //          ExitMain, ExitHook, GroupEmpty, EventDone, Timer,
     //          StoppedItself, Ready, MainPid, Regrouped, Forked, ProbeReady,
-    //          Unhealthy. A job with `expect none` and no `health` waits
+    //          Unhealthy, OomKilled. A job with `expect none` and no `health` waits
     //          for none of the last seven: they move nothing (the `expect`
     //          and `health` tests below give them their effect; Unhealthy
     //          in running sends the kill signal, and the state stays
     //          running until the main process exits).
-    let table: [(State, [Want; 17]); 10] = [
+    let table: [(State, [Want; 18]); 10] = [
         (
             Waiting,
             [
                 At(S, Starting),
                 stopped,
                 stopped,
+                At(X, Waiting),
                 At(X, Waiting),
                 At(X, Waiting),
                 At(X, Waiting),
@@ -787,6 +795,7 @@ fn every_state_and_input() {
                 At(S, Starting),
                 At(S, Starting),
                 At(S, Starting),
+                At(S, Starting),
             ],
         ),
         (
@@ -809,6 +818,7 @@ fn every_state_and_input() {
                 At(S, PreStart),
                 At(S, PreStart),
                 At(S, PreStart),
+                At(S, PreStart),
             ],
         ),
         (
@@ -817,6 +827,7 @@ fn every_state_and_input() {
                 running,
                 At(X, Spawned),
                 At(X, Spawned),
+                At(S, Spawned),
                 At(S, Spawned),
                 At(S, Spawned),
                 At(S, Spawned),
@@ -853,6 +864,7 @@ fn every_state_and_input() {
                 At(S, PostStart),
                 At(S, PostStart),
                 At(S, PostStart),
+                At(S, PostStart),
             ],
         ),
         (
@@ -864,6 +876,7 @@ fn every_state_and_input() {
                 At(S, Running),
                 At(S, Running),
                 At(X, Stopping),
+                At(S, Running),
                 At(S, Running),
                 At(S, Running),
                 At(S, Running),
@@ -897,6 +910,7 @@ fn every_state_and_input() {
                 At(X, PreStop),
                 At(X, PreStop),
                 At(X, PreStop),
+                At(X, PreStop),
             ],
         ),
         (
@@ -911,6 +925,7 @@ fn every_state_and_input() {
                 At(X, Stopping),
                 At(X, Stopping),
                 At(X, Killed),
+                At(X, Stopping),
                 At(X, Stopping),
                 At(X, Stopping),
                 At(X, Stopping),
@@ -941,6 +956,7 @@ fn every_state_and_input() {
                 At(X, Killed),
                 At(X, Killed),
                 At(X, Killed),
+                At(X, Killed),
             ],
         ),
         (
@@ -953,6 +969,7 @@ fn every_state_and_input() {
                 At(X, PostStop),
                 At(X, PostStop),
                 At(X, Waiting),
+                At(X, PostStop),
                 At(X, PostStop),
                 At(X, PostStop),
                 At(X, PostStop),

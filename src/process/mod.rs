@@ -296,3 +296,37 @@ pub fn peer_groups(sock: std::os::fd::BorrowedFd<'_>) -> Vec<u32> {
 pub fn group_is_empty(pgid: i32) -> bool {
     pgid > 1 && kill(Pid::from_raw(-pgid), None) == Err(Errno::ESRCH)
 }
+
+/// Waits until every pidfd is readable (its process ended), or `deadline`.
+pub fn wait_all_ended(mut fds: Vec<std::os::fd::OwnedFd>, deadline: std::time::Instant) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    while !fds.is_empty() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+        let mut polled: Vec<PollFd> = fds
+            .iter()
+            .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(&mut polled, PollTimeout::from(ms)) {
+            Ok(0) => continue,
+            Ok(_) => {
+                let ended: Vec<bool> = polled
+                    .iter()
+                    .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                    .collect();
+                drop(polled);
+                let mut i = 0;
+                fds.retain(|_| {
+                    i += 1;
+                    !ended[i - 1]
+                });
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command as StdCommand, Stdio};
 
@@ -72,6 +73,9 @@ pub struct SpawnSpec<'a> {
     pub default_dir: Option<&'a str>,
     /// The open-files limit the daemon started with, given back to jobs.
     pub original_nofile: Option<(u64, u64)>,
+    /// The `cgroup.procs` of each group the process joins, first thing in
+    /// the child (so it never runs outside them).
+    pub join: &'a [std::os::fd::OwnedFd],
 }
 
 /// Steps of the child's set-up, to name what failed.
@@ -87,6 +91,7 @@ enum Stage {
     Groups = 7,
     Setgid = 8,
     Setuid = 9,
+    Cgroup = 10,
 }
 
 /// `pre_exec` can only hand an errno back to the parent: the stage (and,
@@ -117,6 +122,7 @@ fn describe(err: &io::Error) -> String {
         7 => format!("unable to set supplementary groups: {why}"),
         8 => format!("unable to setgid: {why}"),
         9 => format!("unable to setuid: {why}"),
+        10 => format!("unable to join the job's cgroup: {why}"),
         _ => match err.raw_os_error() {
             // fork(2) itself failed: the user's process limit, or memory.
             Some(libc::EAGAIN | libc::ENOMEM) => format!("unable to fork: {why}"),
@@ -154,12 +160,6 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
     if class.apparmor_load.is_some() || class.apparmor_switch.is_some() {
         return Err(format!(
             "the apparmor stanza is not built yet in upkeep {}",
-            crate::VERSION
-        ));
-    }
-    if crate::cgroup::limits::asks(class) {
-        return Err(format!(
-            "the cgroup stanza is not built yet in upkeep {}",
             crate::VERSION
         ));
     }
@@ -241,6 +241,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
         && nice.is_none()
         && oom == 0
         && class.limits.is_empty()
+        && spec.join.is_empty()
     {
         let dir = class.chdir.as_deref().or(spec.default_dir);
         match super::fast_spawn::spawn(&argv, spec.env, output, dir, umask, spec.original_nofile) {
@@ -270,12 +271,20 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
         }
     }
     // The working directory is set in pre_exec (after chroot), not by std.
+    let join: Vec<i32> = spec.join.iter().map(|fd| fd.as_raw_fd()).collect();
 
     // SAFETY: the closure runs in the child between fork and exec. The
     // daemon is single-threaded, so no lock can be held by another thread;
     // the closure makes only system calls and touches data prepared above.
     unsafe {
         cmd.pre_exec(move || {
+            // Into the job's groups before anything else: "0" is the
+            // writer itself.
+            for &fd in &join {
+                if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    return Err(staged(Stage::Cgroup, Errno::last()));
+                }
+            }
             close_inherited_fds();
             reset_signals();
             unistd::setsid().map_err(|e| staged(Stage::Setsid, e))?;

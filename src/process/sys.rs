@@ -14,6 +14,9 @@ use std::path::Path;
 use nix::errno::Errno;
 
 use super::tree::{self, Orphan};
+use crate::cgroup::groups::{Groups, Join, Key};
+use crate::cgroup::limits;
+use crate::conf::JobClass;
 
 /// What the daemon asks of the system about processes.
 pub trait Sys {
@@ -46,11 +49,50 @@ pub trait Sys {
         path: &Path,
         job_uid: Option<u32>,
     ) -> Result<Option<Vec<u8>>, String>;
+    /// Makes an instance's cgroups as its job asks and opens what its
+    /// process writes to join them; `None` where cgroups are not managed
+    /// (and the job asks none of them); why not, naming the stanza.
+    fn join_group(
+        &mut self,
+        key: &Key,
+        class: &JobClass,
+        env: &[String],
+    ) -> Result<Option<Join>, String>;
+    /// Whether an instance's cgroup holds processes (`None`: no groups).
+    fn group_populated(&mut self, key: &Key) -> Option<bool>;
+    /// Signals every process in an instance's cgroup (SIGKILL through
+    /// `cgroup.kill`).
+    fn kill_members(&mut self, key: &Key, signal: i32);
+    /// Removes an instance's cgroups; false when processes were left (and
+    /// killed): the group goes when it has emptied.
+    fn release_group(&mut self, key: &Key) -> bool;
+    /// How many times the OOM killer acted in an instance's cgroup.
+    fn oom_kills(&mut self, key: &Key) -> u64;
 }
 
-/// The system itself.
-#[derive(Debug, Default)]
-pub struct Real;
+/// The system itself, with the daemon's cgroups where it manages them.
+#[derive(Default)]
+pub struct Real {
+    pub groups: Option<Groups>,
+    /// Why there are no groups (for refusals).
+    pub no_groups: String,
+}
+
+impl Real {
+    /// With the daemon's groups, or why there are none.
+    pub fn with_groups(groups: Result<Groups, String>) -> Real {
+        match groups {
+            Ok(g) => Real {
+                groups: Some(g),
+                no_groups: String::new(),
+            },
+            Err(why) => Real {
+                groups: None,
+                no_groups: why,
+            },
+        }
+    }
+}
 
 impl Sys for Real {
     fn kill_group(&mut self, pgid: i32, signal: i32) -> Result<(), Errno> {
@@ -71,10 +113,26 @@ impl Sys for Real {
         instance: &str,
         known: &dyn Fn(i32) -> bool,
     ) -> Vec<Orphan> {
-        tree::orphans_of_job(std::process::id() as i32, job, instance, known)
+        let me = std::process::id() as i32;
+        let Some(groups) = &self.groups else {
+            return tree::orphans_of_job(me, job, instance, known);
+        };
+        // The group says whose a process is, whatever its environment.
+        let key = (job.to_string(), instance.to_string());
+        let mut found: Vec<Orphan> = groups
+            .members(&key)
+            .into_iter()
+            .filter(|&p| !known(p))
+            .filter_map(|p| tree::orphan(p, me))
+            .collect();
+        found.sort_by_key(|o| (o.start, o.pid));
+        found
     }
 
     fn anonymous_orphans(&mut self, known: &dyn Fn(i32) -> bool) -> Vec<Orphan> {
+        if self.groups.is_some() {
+            return Vec::new(); // every job process is in its job's group
+        }
         tree::anonymous_orphans(std::process::id() as i32, known)
     }
 
@@ -93,5 +151,42 @@ impl Sys for Real {
     ) -> Result<Option<Vec<u8>>, String> {
         let mut trust = crate::confdir::Trust::for_env_file(super::euid(), job_uid);
         crate::confdir::read_env_file(path, &mut trust)
+    }
+
+    fn join_group(
+        &mut self,
+        key: &Key,
+        class: &JobClass,
+        env: &[String],
+    ) -> Result<Option<Join>, String> {
+        match &mut self.groups {
+            Some(groups) => {
+                let plan = limits::plan(class, env, groups.tree())?;
+                groups.join(key, &plan).map(Some)
+            }
+            None if limits::asks(class) => Err(format!(
+                "Job cannot be started as cgroup manager not available: {} ({})",
+                class.name, self.no_groups
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn group_populated(&mut self, key: &Key) -> Option<bool> {
+        self.groups.as_ref()?.is_populated(key)
+    }
+
+    fn kill_members(&mut self, key: &Key, signal: i32) {
+        if let Some(g) = &self.groups {
+            g.kill(key, signal);
+        }
+    }
+
+    fn release_group(&mut self, key: &Key) -> bool {
+        self.groups.as_mut().is_none_or(|g| g.release(key))
+    }
+
+    fn oom_kills(&mut self, key: &Key) -> u64 {
+        self.groups.as_ref().map_or(0, |g| g.oom_kills(key))
     }
 }

@@ -115,6 +115,17 @@ fn adopted(parent: i32, known: &dyn Fn(i32) -> bool, keep: impl Fn(&[u8]) -> boo
     out
 }
 
+/// `pid`, when it is a live child of `parent` (the daemon).
+pub fn orphan(pid: i32, parent: i32) -> Option<Orphan> {
+    let (ppid, pgid, sid, start) = stat(pid)?;
+    (ppid == parent).then_some(Orphan {
+        pid,
+        pgid,
+        sid,
+        start,
+    })
+}
+
 /// Live children of `parent` (the daemon) that carry the job's identity,
 /// except the pids in `known`; oldest first.
 pub fn orphans_of_job(

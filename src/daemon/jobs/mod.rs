@@ -97,6 +97,8 @@ pub(super) struct JobTable {
     pub verbose: bool,
     /// Someone subscribes: make [`Effect::News`] of every change.
     pub watched: bool,
+    /// The OOM kills of each instance's cgroup already told.
+    oom_told: HashMap<Key, u64>,
 }
 
 /// What the table keeps of an instance at rest.
@@ -127,6 +129,8 @@ pub(super) struct Launch {
     /// What to run instead of the job file's command for `process` (a
     /// health probe's command).
     pub command: Option<crate::conf::Command>,
+    /// The instance's cgroups, for the process to join before it execs.
+    pub join: Option<crate::cgroup::groups::Join>,
 }
 
 impl Launch {
@@ -199,7 +203,16 @@ impl JobTable {
             instance: inst.name.clone(),
             log_name: crate::log::file_name(&key.0, &key.1),
             command: None,
+            join: None,
         })
+    }
+
+    /// `launch` with the instance's cgroups made for the process to join
+    /// (or why they cannot be: the spawn fails).
+    fn joined(&self, key: &Key, mut launch: Launch, sys: &mut dyn Sys) -> Result<Launch, String> {
+        let env: Vec<String> = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        launch.join = sys.join_group(key, &launch.class, &env)?;
+        Ok(launch)
     }
 
     /// Reads the instance's `env-file`s once a start, before `process`
@@ -244,11 +257,16 @@ impl JobTable {
 
     /// What spawning a health probe's command takes: the main process's
     /// environment and set-up, its log, and the command.
-    pub fn probe_launch(&self, key: &Key, command: &str) -> Result<Launch, String> {
+    pub fn probe_launch(
+        &self,
+        key: &Key,
+        command: &str,
+        sys: &mut dyn Sys,
+    ) -> Result<Launch, String> {
         let mut l = self.launch(key, ProcessType::Main)?;
         l.label = format!("{} (health probe)", l.label);
         l.command = Some(crate::conf::Command::Exec(command.to_string()));
-        Ok(l)
+        self.joined(key, l, sys)
     }
 
     /// `loaded N jobs from DIRS`, as the daemon says at start.
@@ -326,6 +344,7 @@ impl JobTable {
                 let launched = self
                     .read_env_files(key, process, sys, &mut effects)
                     .and_then(|()| self.launch(key, process))
+                    .and_then(|l| self.joined(key, l, sys))
                     .and_then(&mut *spawn);
                 match launched {
                     Ok(pid) => {
@@ -449,7 +468,15 @@ impl JobTable {
                     }
                 }
                 self.signal_escaped(key, signal, sys);
+                // The job's cgroup: every process it holds, whatever its
+                // session or environment.
+                sys.kill_members(key, signal);
             }
+            Action::Announce { event } => out.effects.push(Effect::Emit {
+                name: event,
+                env: vec![format!("JOB={}", key.0), format!("INSTANCE={}", key.1)],
+                blocking: false,
+            }),
             Action::ArmTimer { gen, after } => out.effects.push(Effect::Timer { gen, after }),
             Action::Emit {
                 event,
@@ -480,6 +507,10 @@ impl JobTable {
                 self.pending_exit.remove(key);
                 self.cpu_reaped.remove(key);
                 self.env_started.remove(key);
+                self.oom_told.remove(key);
+                // An empty group goes now, one with processes left when it
+                // has emptied (they are killed).
+                sys.release_group(key);
                 if let Some(inst) = self.instances.remove(key) {
                     self.keep_rest(key, &inst);
                     self.dirty = true;
@@ -539,6 +570,10 @@ impl JobTable {
     /// is empty, and no process that escaped the group (re-parented to us,
     /// carrying the job's identity) lives.
     pub fn processes_gone(&self, key: &Key, pgid: i32, sys: &mut dyn Sys) -> bool {
+        // The job's cgroup, where there is one, holds every process of it.
+        if let Some(populated) = sys.group_populated(key) {
+            return !populated;
+        }
         if !sys.group_is_empty(pgid) {
             return false;
         }
@@ -591,14 +626,36 @@ impl JobTable {
         }
         let pgid = inst.and_then(|i| i.group).unwrap_or(pid);
         let group_empty = !is_main || self.processes_gone(&key, pgid, sys);
-        vec![(
+        let mut inputs = Vec::new();
+        if is_main && status == Exit::Signal(libc::SIGKILL) {
+            inputs.extend(self.oom_killed(&key, sys));
+        }
+        inputs.push((
             key,
             Input::Exited {
                 pid,
                 status,
                 group_empty,
             },
-        )]
+        ));
+        inputs
+    }
+
+    /// Whether the kernel's OOM killer acted in an instance's cgroup since
+    /// last told: the input that says so.
+    fn oom_killed(&mut self, key: &Key, sys: &mut dyn Sys) -> Option<(Key, Input)> {
+        let kills = sys.oom_kills(key);
+        let told = self.oom_told.entry(key.clone()).or_default();
+        if kills <= *told {
+            return None;
+        }
+        *told = kills;
+        let class = &self.instances.get(key)?.class;
+        let limit = crate::cgroup::limits::memory_max(class)
+            .map(|b| format!(" (memory max {})", crate::cgroup::limits::size_text(b)))
+            .unwrap_or_default();
+        let message = format!("killed by the kernel's OOM killer{limit}");
+        Some((key.clone(), Input::OomKilled { message }))
     }
 
     /// After a reap: daemonizing programs whose child was not there yet,
