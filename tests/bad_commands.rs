@@ -21,24 +21,6 @@ fn a_missing_binary_fails_the_job_not_the_daemon() {
 }
 
 #[test]
-fn a_stanza_not_built_yet_refuses_the_start_instead_of_being_ignored() {
-    let d = Daemon::with_jobs(&[
-        ("aa", "apparmor switch /usr/sbin/x\nexec sleep 1000\n"),
-        ("cg", "cgroup memory\nexec sleep 1000\n"),
-    ]);
-    let v = env!("CARGO_PKG_VERSION");
-    for (job, stanza) in [("aa", "apparmor"), ("cg", "cgroup")] {
-        assert_eq!(
-            d.fails(&["start", job]),
-            format!("upkeep: Job failed to start: main process failed to spawn: the {stanza} stanza is not built yet in upkeep {v}\n")
-        );
-        assert!(d
-            .ok(&["status", job])
-            .starts_with(&format!("{job} stop/waiting")));
-    }
-}
-
-#[test]
 fn upstart_error_texts() {
     let d = Daemon::with_jobs(&[
         ("j", "exec sleep 1000\n"),

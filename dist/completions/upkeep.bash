@@ -35,7 +35,7 @@ _upkeep() {
             return
             ;;
         daemon)
-            opts="--conf-dir --log-dir --socket --run-dir --runlevel --init --forward-hup --exit-with --clean-env --pass-env --log-to-stdout --log-format --log-size --log-keep --log-rotate --log-compress --log-timestamps --control-group --verbose -v --help" paths="--conf-dir --log-dir --socket --run-dir" values="--runlevel --exit-with --pass-env --log-format --log-size --log-keep --log-rotate --log-compress --log-timestamps --control-group" jobs=
+            opts="--conf-dir --log-dir --socket --run-dir --runlevel --init --forward-hup --no-cgroups --exit-with --clean-env --pass-env --log-to-stdout --log-format --log-size --log-keep --log-rotate --log-compress --log-timestamps --control-group --verbose -v --help" paths="--conf-dir --log-dir --socket --run-dir" values="--runlevel --exit-with --pass-env --log-format --log-size --log-keep --log-rotate --log-compress --log-timestamps --control-group" jobs=
             ;;
         start)
             opts="--no-wait -n --json --quiet -q --socket --help" paths="--socket" values="" jobs=1

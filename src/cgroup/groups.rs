@@ -371,6 +371,15 @@ impl Groups {
         })
     }
 
+    /// At the daemon's exit, every job stopped: the subtree goes (what is
+    /// not empty stays).
+    pub fn close(&mut self) {
+        remove_tree(&self.v2);
+        for (_, d) in &self.v1 {
+            remove_tree(d);
+        }
+    }
+
     /// Stops what groups in the subtree hold that no instance of this
     /// daemon owns (a predecessor that died), then removes them: SIGTERM,
     /// up to 5 s, then SIGKILL, up to 2 s, waiting on pidfds. Returns one

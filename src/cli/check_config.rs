@@ -84,8 +84,65 @@ pub(super) fn run(call: &Call) -> i32 {
             report.extend(lines);
         }
     }
+    // Notes and warnings about where a job will not start: on stderr, and
+    // never in the exit status.
+    let mut notes = String::new();
+    let apparmor = crate::process::apparmor::enabled();
+    for name in &sel.selected {
+        let loaded = &sel.universe[name];
+        if let Some(job) = &loaded.job {
+            notes.push_str(&confinement_notes(job, &loaded.files, apparmor));
+        }
+    }
+    eprint!("{notes}");
     out(&report);
     i32::from(!report.is_empty())
+}
+
+/// `PATH:LINE: note: …` for each stanza that asks for cgroups (the job
+/// does not start where the daemon cannot manage them), and `PATH:LINE:
+/// warning: …` for each `apparmor` stanza where AppArmor is not enabled.
+fn confinement_notes(job: &JobClass, files: &crate::confdir::JobFiles, apparmor: bool) -> String {
+    const CGROUP_WORDS: [&str; 5] = ["cgroup", "memory", "cpu", "tasks", "io"];
+    let mut notes = String::new();
+    let asks_apparmor = job.apparmor_load.is_some() || job.apparmor_switch.is_some();
+    if !crate::cgroup::limits::asks(job) && (apparmor || !asks_apparmor) {
+        return notes;
+    }
+    for path in std::iter::once(&files.conf).chain(files.override_file.as_ref()) {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let mut in_script = false;
+        for (n, line) in text.lines().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let Some(&first) = words.first() else {
+                continue;
+            };
+            if in_script {
+                in_script = !(first == "end" && words.get(1) == Some(&"script"));
+                continue;
+            }
+            if words.last() == Some(&"script") && !first.starts_with('#') {
+                in_script = true;
+                continue;
+            }
+            let stanza = words.iter().take(2).copied().collect::<Vec<_>>().join(" ");
+            let at = format!("{}:{}", path.display(), n + 1);
+            if CGROUP_WORDS.contains(&first) && words.len() > 1 {
+                notes.push_str(&format!(
+                    "{at}: note: `{stanza}`: job {} does not start where the daemon cannot manage cgroups (a per-user daemon without a delegated subtree, a read-only cgroup tree, --no-cgroups; see docs/cgroups.md)\n",
+                    job.name
+                ));
+            } else if first == "apparmor" && !apparmor {
+                notes.push_str(&format!(
+                    "{at}: warning: `{stanza}`: AppArmor is not enabled on this machine, so job {} does not start here\n",
+                    job.name
+                ));
+            }
+        }
+    }
+    notes
 }
 
 struct Known<'a> {

@@ -289,6 +289,9 @@ pub struct Costs {
     pub fds: Option<u64>,
     /// Seconds since the main process started; null when it is not running.
     pub uptime_seconds: Option<u64>,
+    /// What the instance's cgroup holds in memory (bytes); null where no
+    /// memory controller counts it.
+    pub memory_bytes: Option<u64>,
     /// Bytes written to the job's log since the daemon started.
     pub log_bytes: u64,
     /// Bytes of output the log could not take.

@@ -31,11 +31,21 @@ impl Daemon {
                     pids.iter()
                         .filter_map(|p| self.jobs.identity.get(p).map(|i| i.1)),
                 );
-                let members = scan.members(&pids, &groups, &key.0, &key.1);
+                // The instance's cgroup, where it has one, holds every
+                // process of it and counts what the dead ones used.
+                let cgroup = (self.sys.groups.as_ref()).filter(|g| g.is_populated(&key).is_some());
+                let members = match cgroup {
+                    Some(g) => g.members(&key),
+                    None => scan.members(&pids, &groups, &key.0, &key.1),
+                };
                 let used = usage::sample(&members);
                 let reaped = self.jobs.cpu_reaped.get(&key).copied().unwrap_or_default();
                 costs.processes = used.processes;
-                costs.cpu_seconds = (used.cpu + reaped).as_secs_f64();
+                costs.cpu_seconds = match cgroup.and_then(|g| g.cpu_usec(&key)) {
+                    Some(usec) => usec as f64 / 1e6,
+                    None => (used.cpu + reaped).as_secs_f64(),
+                };
+                costs.memory_bytes = cgroup.and_then(|g| g.memory_bytes(&key));
                 costs.rss_bytes = used.rss;
                 costs.pss_bytes = used.pss;
                 costs.fds = used.fds;

@@ -204,6 +204,9 @@ impl Daemon {
             self.clients.retry_accept(&self.reactor, &self.dlog);
         }
         self.dlog.log("all jobs stopped; exiting");
+        if let Some(g) = &mut self.sys.groups {
+            g.close();
+        }
         setup::clean_up(&self.host.cfg.socket);
         self.shutdown.exit_code
     }

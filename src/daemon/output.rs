@@ -224,6 +224,19 @@ impl Output {
             job: job.class.name.clone(),
             instance: job.instance,
         };
+        // A health probe's command is not the job's process: no profile.
+        let apparmor = if job.command.is_some() {
+            Default::default()
+        } else {
+            let env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let first = job.process == crate::conf::ProcessType::PreStart
+                || (job.process == crate::conf::ProcessType::Main
+                    && job
+                        .class
+                        .process(crate::conf::ProcessType::PreStart)
+                        .is_none());
+            process::apparmor::for_process(&job.class, job.process, &env, first)?
+        };
         let capture = self.capture_for(&job.class, job.log_name, whose, dlog)?;
         let pid = process::spawn::spawn(process::spawn::SpawnSpec {
             class: &job.class,
@@ -234,6 +247,7 @@ impl Output {
             default_dir: host.system.then_some("/"),
             original_nofile: host.original_nofile,
             join: job.join.as_ref().map_or(&[], |j| &j.procs[..]),
+            apparmor,
         })?;
         if let Some((fd, log, whose)) = capture.reader {
             self.add_reader(reactor, fd, log, whose, dlog);

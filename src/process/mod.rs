@@ -19,6 +19,7 @@
 //!   helper ([`spawn_gzip`]);
 //! * [`errno_text`]: an errno in glibc's words, for every message.
 
+pub mod apparmor;
 pub mod capture;
 mod fast_spawn;
 pub mod handover;

@@ -76,6 +76,8 @@ pub struct SpawnSpec<'a> {
     /// The `cgroup.procs` of each group the process joins, first thing in
     /// the child (so it never runs outside them).
     pub join: &'a [std::os::fd::OwnedFd],
+    /// What the process asks of AppArmor (`super::apparmor`).
+    pub apparmor: super::apparmor::Confinement,
 }
 
 /// Steps of the child's set-up, to name what failed.
@@ -92,6 +94,7 @@ enum Stage {
     Setgid = 8,
     Setuid = 9,
     Cgroup = 10,
+    AppArmor = 11,
 }
 
 /// `pre_exec` can only hand an errno back to the parent: the stage (and,
@@ -123,6 +126,7 @@ fn describe(err: &io::Error) -> String {
         8 => format!("unable to setgid: {why}"),
         9 => format!("unable to setuid: {why}"),
         10 => format!("unable to join the job's cgroup: {why}"),
+        11 => format!("unable to switch to the AppArmor profile: {why}"),
         _ => match err.raw_os_error() {
             // fork(2) itself failed: the user's process limit, or memory.
             Some(libc::EAGAIN | libc::ENOMEM) => format!("unable to fork: {why}"),
@@ -155,15 +159,16 @@ fn rlimit_of(r: Resource) -> Rlimit {
 /// went wrong. Never waits for the child (the daemon's reaper does).
 pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
     let class = spec.class;
-    // Accepted in a job file (Upstart's files have them), but a job that
-    // asks for them is not run without them.
-    if class.apparmor_load.is_some() || class.apparmor_switch.is_some() {
-        return Err(format!(
-            "the apparmor stanza is not built yet in upkeep {}",
-            crate::VERSION
-        ));
+    let mut argv = argv(spec.command)?;
+    // `apparmor load`: the parser runs first, in the process itself, and
+    // the switch (if any) is asked for after it.
+    let mut switch = spec.apparmor.switch;
+    if let Some(profile) = &spec.apparmor.load {
+        let name = switch
+            .take()
+            .map(|r| r.to_string_lossy().trim_start_matches("exec ").to_string());
+        argv = super::apparmor::load_then(profile, name.as_deref(), argv);
     }
-    let argv = argv(spec.command)?;
 
     // Look users and groups up here, in the parent: after fork only
     // system calls are made.
@@ -242,6 +247,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
         && oom == 0
         && class.limits.is_empty()
         && spec.join.is_empty()
+        && switch.is_none()
     {
         let dir = class.chdir.as_deref().or(spec.default_dir);
         match super::fast_spawn::spawn(&argv, spec.env, output, dir, umask, spec.original_nofile) {
@@ -288,6 +294,11 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             close_inherited_fds();
             reset_signals();
             unistd::setsid().map_err(|e| staged(Stage::Setsid, e))?;
+            // As Upstart: the profile is asked for first, applied at exec.
+            if let Some(request) = &switch {
+                super::apparmor::request_exec_profile(request)
+                    .map_err(|e| staged(Stage::AppArmor, e))?;
+            }
             for &(res, soft, hard) in &limits {
                 if let Err(e) = setrlimit(rlimit_of(res), soft, hard) {
                     let idx = Resource::ALL.iter().position(|&r| r == res).unwrap_or(0);

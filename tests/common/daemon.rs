@@ -607,6 +607,18 @@ pub fn wait_gone(pid: i32) {
     }
 }
 
+/// Waits until `check` gives a value.
+pub fn wait_for<T>(check: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until the file at `path` exists and `check` holds on its text.
 pub fn wait_file(path: &Path, check: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + DEADLINE;

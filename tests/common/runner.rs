@@ -55,6 +55,13 @@ pub enum Kernel {
     PidNamespace,
     /// A bind mount (`mount --bind`).
     BindMount,
+    /// cgroup v2's `memory.high` (a v2 memory controller).
+    MemoryHigh,
+    /// An IO weight: cgroup v2's `io.weight`, or v1's `blkio.weight`
+    /// (which needs the BFQ scheduler).
+    IoWeight,
+    /// AppArmor enabled in the kernel.
+    AppArmor,
 }
 
 impl Kernel {
@@ -63,6 +70,9 @@ impl Kernel {
         match self {
             Kernel::PidNamespace => "a new PID namespace (unshare --pid)",
             Kernel::BindMount => "a bind mount (mount --bind)",
+            Kernel::MemoryHigh => "cgroup v2's memory controller (memory.high)",
+            Kernel::IoWeight => "an IO weight (cgroup v2's io.weight or v1's blkio.weight)",
+            Kernel::AppArmor => "AppArmor enabled in the kernel",
         }
     }
 }
@@ -70,7 +80,7 @@ impl Kernel {
 /// The kernel features CI's machine lacks: the only reasons for which a
 /// test may be ignored under CI. Each is listed in the README's
 /// "Developing" section (`tests/readme.rs` checks it).
-pub const CI_LACKS: &[Kernel] = &[];
+pub const CI_LACKS: &[Kernel] = &[Kernel::MemoryHigh, Kernel::IoWeight, Kernel::AppArmor];
 
 /// Whether this run is CI's, where nothing may be skipped unseen.
 pub fn under_ci() -> bool {
