@@ -99,6 +99,34 @@ fn escaped_processes_are_stopped_and_the_group_removed() -> Result<(), Missing> 
     Ok(())
 }
 
+fn expect_daemon_follows_a_member_of_the_group_with_no_identity() -> Result<(), Missing> {
+    need_cgroups()?;
+    // A classic daemon that also wipes its environment: without groups it
+    // could only be guessed at (the one job waiting for a fork); with them
+    // it is the job's because it is in the job's group. Two such jobs
+    // start on one event and wait for their forks at once, where a guess
+    // would not be made.
+    let daemonize = |m: &str| {
+        format!(
+            "start on go\nexpect daemon\nexec /bin/sh -c 'env -i setsid /bin/sh -c \"sleep {m} & exit 0\" & exit 0'\n"
+        )
+    };
+    let (d, root) = root_daemon(&[
+        ("one", &daemonize("4242.81")),
+        ("two", &daemonize("4242.82")),
+    ]);
+    d.ok(&["emit", "go"]);
+    for (job, m) in [("one", "sleep 4242.81"), ("two", "sleep 4242.82")] {
+        let pid = d.main_pid(job).unwrap();
+        assert_eq!(marked(m), vec![pid], "{job} follows its own daemon");
+        assert_eq!(procs(&root.join(job)), vec![pid]);
+    }
+    d.ok(&["stop", "one"]);
+    assert!(marked("sleep 4242.81").is_empty());
+    d.ok(&["stop", "two"]);
+    Ok(())
+}
+
 fn a_process_is_in_its_group_before_it_execs() -> Result<(), Missing> {
     need_cgroups()?;
     // `cat` reads where it is as the first thing it does after exec.
@@ -542,6 +570,7 @@ fn apparmor_switch_confines_the_main_process() -> Result<(), Missing> {
 tests![
     escaped_processes_are_stopped_and_the_group_removed,
     a_process_is_in_its_group_before_it_execs,
+    expect_daemon_follows_a_member_of_the_group_with_no_identity,
     a_stop_ends_when_the_group_empties,
     a_memory_limit_is_applied_and_an_oom_kill_reported_and_respawned,
     an_oom_kill_without_respawn_fails_the_job_as_oom,
