@@ -1393,8 +1393,10 @@ fn s26_running_short_of_descriptors_is_said_once() -> Result<(), Missing> {
             clients.push(c);
         }
     }
-    // Close them one by one: each frees a descriptor, and a waiting one
-    // takes it.
+    // The daemon has met the limit (on a loaded machine it may accept
+    // only after the connects): then close them one by one: each frees a
+    // descriptor, and a waiting one takes it.
+    d.wait_log("descriptors are short");
     for c in clients.drain(..).take(150) {
         drop(c);
     }
