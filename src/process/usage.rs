@@ -9,8 +9,9 @@
 //! plus the processes the daemon adopted that are in the instance's
 //! groups or carry its `UPSTART_JOB`/`UPSTART_INSTANCE`, and their
 //! descendants. A process that cleared its environment, left the group and
-//! lost its parent is out of sight until the cgroups issue gives each job a
-//! group of its own.
+//! lost its parent is out of sight here; where the daemon manages cgroups
+//! (`crate::cgroup::groups`), the instance's group is read instead, and
+//! holds it.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
