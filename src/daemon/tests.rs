@@ -135,8 +135,9 @@ impl Sys for FakeSys {
         None
     }
 
-    fn kill_members(&mut self, key: &Key, signal: i32) {
+    fn kill_members(&mut self, key: &Key, signal: i32) -> bool {
         self.group_signals.push((key.clone(), signal));
+        false
     }
 
     fn release_group(&mut self, key: &Key) -> bool {

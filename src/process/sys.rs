@@ -61,8 +61,9 @@ pub trait Sys {
     /// Whether an instance's cgroup holds processes (`None`: no groups).
     fn group_populated(&mut self, key: &Key) -> Option<bool>;
     /// Signals every process in an instance's cgroup (SIGKILL through
-    /// `cgroup.kill`).
-    fn kill_members(&mut self, key: &Key, signal: i32);
+    /// `cgroup.kill`); false where there are no groups (the caller then
+    /// looks for escaped processes by their identity).
+    fn kill_members(&mut self, key: &Key, signal: i32) -> bool;
     /// Removes an instance's cgroups; false when processes were left (and
     /// killed): the group goes when it has emptied.
     fn release_group(&mut self, key: &Key) -> bool;
@@ -176,9 +177,13 @@ impl Sys for Real {
         self.groups.as_ref()?.is_populated(key)
     }
 
-    fn kill_members(&mut self, key: &Key, signal: i32) {
-        if let Some(g) = &self.groups {
-            g.kill(key, signal);
+    fn kill_members(&mut self, key: &Key, signal: i32) -> bool {
+        match &self.groups {
+            Some(g) => {
+                g.kill(key, signal);
+                true
+            }
+            None => false,
         }
     }
 

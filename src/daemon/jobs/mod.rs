@@ -467,10 +467,12 @@ impl JobTable {
                         queue.push_back(Input::Regrouped { pgid: g });
                     }
                 }
-                self.signal_escaped(key, signal, sys);
-                // The job's cgroup: every process it holds, whatever its
-                // session or environment.
-                sys.kill_members(key, signal);
+                // The job's cgroup holds every process of it, whatever its
+                // session or environment; without one, those that left
+                // the group are found by their identity.
+                if !sys.kill_members(key, signal) {
+                    self.signal_escaped(key, signal, sys);
+                }
             }
             Action::Announce { event } => out.effects.push(Effect::Emit {
                 name: event,
@@ -691,8 +693,12 @@ impl JobTable {
                     // Processes that left the group (a new session) and
                     // were re-parented to us when their parent died go the
                     // same way.
+                    // (With a cgroup, the kill signal reached every member
+                    // already; nothing to look for.)
                     let sig = inst.class.kill_signal;
-                    self.signal_escaped(&key, sig, sys);
+                    if sys.group_populated(&key).is_none() {
+                        self.signal_escaped(&key, sig, sys);
+                    }
                 }
             }
         }
