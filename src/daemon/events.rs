@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::jobs::{class_vars, Change, JobTable};
 use super::Key;
 use crate::conf::JobClass;
+use crate::event::index::Matchers;
 use crate::event::matcher::{EventRef, Matcher};
 use crate::job::{Goal, Instance, State};
 
@@ -100,8 +101,8 @@ pub(super) struct EventBus {
     queue: VecDeque<u64>,
     /// Instances whose blocking job event finished (EventDone to deliver).
     done: VecDeque<Key>,
-    start_matchers: BTreeMap<String, Matcher>,
-    stop_matchers: BTreeMap<Key, Matcher>,
+    start_matchers: Matchers<String>,
+    stop_matchers: Matchers<Key>,
     /// Events an instance holds until it gets where they sent it.
     blocking: HashMap<Key, Vec<(u64, Hold)>>,
     /// The event being handled, if any.
@@ -299,12 +300,7 @@ impl EventBus {
             name: &name,
             env: &env,
         };
-        let keys: Vec<Key> = self
-            .stop_matchers
-            .iter()
-            .filter(|(_, m)| m.wants(&name))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys = self.stop_matchers.wanting(&name);
         for key in keys {
             let Some(inst) = jobs.instances.get(&key) else {
                 continue;
@@ -344,12 +340,7 @@ impl EventBus {
             name: &name,
             env: &env,
         };
-        let names: Vec<String> = self
-            .start_matchers
-            .iter()
-            .filter(|(_, m)| m.wants(&name))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let names = self.start_matchers.wanting(&name);
         for job in names {
             let Some(class) = jobs.classes.get(&job).cloned() else {
                 continue;

@@ -50,6 +50,21 @@ impl Matcher {
         self.nodes[self.root].value
     }
 
+    /// The event names its leaves match, each once.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::Match(m) => Some(m.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Whether a leaf that holds nothing yet waits for an event of this
     /// name: a cheap test before [`Matcher::offer`], which is then the
     /// only one that looks at variables.

@@ -2,7 +2,8 @@
 //!
 //! This room owns the expression tree and its printing ([`EventExpr`]),
 //! matching an emitted event against an expression with Upstart's operator
-//! state and holds ([`matcher`]), `$VAR` expansion in expressions
+//! state and holds ([`matcher`]), many matchers found by the event names they
+//! mention ([`index`]), `$VAR` expansion in expressions
 //! ([`expand`]) and the glob patterns event values match with ([`glob`]).
 //! It is pure: no I/O, no clock, no processes. The job-file syntax of an
 //! expression is read by `conf::on` (it needs the job-file lexer); the
@@ -11,6 +12,7 @@
 
 pub mod expand;
 pub mod glob;
+pub mod index;
 pub mod matcher;
 
 use std::fmt;
