@@ -50,8 +50,14 @@ pub struct Groups {
     dying: Vec<Key>,
 }
 
-/// What a process needs to join its groups: one `cgroup.procs` a group.
+/// What a process needs to join its groups.
 pub struct Join {
+    /// The v2 group's directory, to clone the process straight into
+    /// (`CLONE_INTO_CGROUP`: no migration after the fact).
+    pub dir: Option<OwnedFd>,
+    /// One `cgroup.procs` a group, written by the child itself first thing
+    /// after fork; when `dir` is set, the first is the v2 group's, written
+    /// only where the process could not be cloned into it.
     pub procs: Vec<OwnedFd>,
 }
 
@@ -173,6 +179,7 @@ impl Groups {
         let name = super::group_name(&key.0, &key.1);
         self.dying.retain(|k| k != key);
         let mut procs = Vec::new();
+        let mut dir = None;
         for g in &plan.groups {
             let base = match &g.controller {
                 None => self.v2.join(&name),
@@ -229,10 +236,20 @@ impl Groups {
                 .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
                 .open(&procs_file)
                 .map_err(io(&procs_file))?;
-            procs.push(OwnedFd::from(fd));
+            if g.controller.is_none() && dir.is_none() {
+                let d = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                    .open(&leaf)
+                    .map_err(io(&leaf))?;
+                dir = Some(OwnedFd::from(d));
+                procs.insert(0, OwnedFd::from(fd));
+            } else {
+                procs.push(OwnedFd::from(fd));
+            }
         }
         self.watch(key);
-        Ok(Join { procs })
+        Ok(Join { dir, procs })
     }
 
     /// Watches an instance's `cgroup.events`.

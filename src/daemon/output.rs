@@ -246,7 +246,7 @@ impl Output {
             // A system daemon's jobs start in `/` unless they say.
             default_dir: host.system.then_some("/"),
             original_nofile: host.original_nofile,
-            join: job.join.as_ref().map_or(&[], |j| &j.procs[..]),
+            join: job.join.as_ref(),
             apparmor,
         })?;
         if let Some((fd, log, whose)) = capture.reader {

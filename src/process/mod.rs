@@ -21,6 +21,7 @@
 
 pub mod apparmor;
 pub mod capture;
+mod clone3;
 mod fast_spawn;
 pub mod handover;
 pub mod spawn;

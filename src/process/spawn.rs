@@ -75,7 +75,7 @@ pub struct SpawnSpec<'a> {
     pub original_nofile: Option<(u64, u64)>,
     /// The `cgroup.procs` of each group the process joins, first thing in
     /// the child (so it never runs outside them).
-    pub join: &'a [std::os::fd::OwnedFd],
+    pub join: Option<&'a crate::cgroup::groups::Join>,
     /// What the process asks of AppArmor (`super::apparmor`).
     pub apparmor: super::apparmor::Confinement,
 }
@@ -110,7 +110,7 @@ fn staged_with(stage: Stage, extra: u8, e: Errno) -> io::Error {
     )
 }
 
-fn describe(err: &io::Error) -> String {
+pub(super) fn describe(err: &io::Error) -> String {
     let code = err.raw_os_error().unwrap_or(0);
     let (stage, extra, errno) = (code >> 16, (code >> 8) & 0xff, Errno::from_raw(code & 0xff));
     let resource = Resource::ALL.get(extra as usize).map_or("?", |r| r.name());
@@ -246,7 +246,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
         && nice.is_none()
         && oom == 0
         && class.limits.is_empty()
-        && spec.join.is_empty()
+        && spec.join.is_none()
         && switch.is_none()
     {
         let dir = class.chdir.as_deref().or(spec.default_dir);
@@ -255,6 +255,33 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             Err(Refused::Error(e)) => return Err(e),
             Err(Refused::TrySlowPath(back)) => output = back,
         }
+    }
+
+    let v2_dir = spec
+        .join
+        .and_then(|j| j.dir.as_ref())
+        .map(|d| d.as_raw_fd());
+    let setup = Setup {
+        join: spec
+            .join
+            .map(|j| j.procs.iter().map(|fd| fd.as_raw_fd()).collect())
+            .unwrap_or_default(),
+        v2_first: v2_dir.is_some(),
+        switch,
+        limits,
+        umask,
+        nice,
+        oom,
+        chroot,
+        chdir,
+        groups,
+        gid,
+        uid,
+    };
+    match super::clone3::spawn(&argv, spec.env, &output, v2_dir, &setup) {
+        super::clone3::Spawned::Pid(pid) => return Ok(pid),
+        super::clone3::Spawned::Failed(code) => return Err(describe(&code)),
+        super::clone3::Spawned::Unavailable => {}
     }
 
     let mut cmd = StdCommand::new(&argv[0]);
@@ -276,77 +303,106 @@ pub fn spawn(spec: SpawnSpec) -> Result<i32, String> {
             cmd.stdout(Stdio::from(fd)).stderr(Stdio::from(dup));
         }
     }
-    // The working directory is set in pre_exec (after chroot), not by std.
-    let join: Vec<i32> = spec.join.iter().map(|fd| fd.as_raw_fd()).collect();
-
     // SAFETY: the closure runs in the child between fork and exec. The
     // daemon is single-threaded, so no lock can be held by another thread;
-    // the closure makes only system calls and touches data prepared above.
+    // `apply` makes only system calls and reads data prepared above.
     unsafe {
-        cmd.pre_exec(move || {
-            // Into the job's groups before anything else: "0" is the
-            // writer itself.
-            for &fd in &join {
-                if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
-                    return Err(staged(Stage::Cgroup, Errno::last()));
-                }
-            }
-            close_inherited_fds();
-            reset_signals();
-            unistd::setsid().map_err(|e| staged(Stage::Setsid, e))?;
-            // As Upstart: the profile is asked for first, applied at exec.
-            if let Some(request) = &switch {
-                super::apparmor::request_exec_profile(request)
-                    .map_err(|e| staged(Stage::AppArmor, e))?;
-            }
-            for &(res, soft, hard) in &limits {
-                if let Err(e) = setrlimit(rlimit_of(res), soft, hard) {
-                    let idx = Resource::ALL.iter().position(|&r| r == res).unwrap_or(0);
-                    return Err(staged_with(Stage::Rlimit, idx as u8, e));
-                }
-            }
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-                umask as libc::mode_t,
-            ));
-            if let Some(n) = nice {
-                if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
-                    return Err(staged(Stage::Nice, Errno::last()));
-                }
-            }
-            if oom != 0 {
-                match write_oom_score(oom) {
-                    // Lowering the score takes CAP_SYS_RESOURCE, which a
-                    // container's root often lacks: the job runs with the
-                    // score it has, as systemd's OOMScoreAdjust= does,
-                    // rather than not at all (Upstart refused to spawn).
-                    Err(Errno::EACCES | Errno::EPERM) => {}
-                    r => r.map_err(|e| staged(Stage::Oom, e))?,
-                }
-            }
-            if let Some(root) = &chroot {
-                unistd::chroot(root.as_c_str()).map_err(|e| staged(Stage::Chroot, e))?;
-                if chdir.is_none() {
-                    unistd::chdir("/").map_err(|e| staged(Stage::Chroot, e))?;
-                }
-            }
-            if let Some(dir) = &chdir {
-                unistd::chdir(dir.as_c_str()).map_err(|e| staged(Stage::Chdir, e))?;
-            }
-            if let Some(groups) = &groups {
-                unistd::setgroups(groups).map_err(|e| staged(Stage::Groups, e))?;
-            }
-            if let Some(g) = gid {
-                unistd::setgid(g).map_err(|e| staged(Stage::Setgid, e))?;
-            }
-            if let Some(u) = uid {
-                unistd::setuid(u).map_err(|e| staged(Stage::Setuid, e))?;
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || setup.apply(false));
     }
     match cmd.spawn() {
         Ok(child) => Ok(child.id() as i32),
         Err(e) => Err(describe(&e)),
+    }
+}
+
+/// What the child does between fork and exec, prepared in the parent:
+/// after the fork only system calls are made (no allocation, no lock), so
+/// the same steps serve a forked child and one that shares the daemon's
+/// memory (`clone3.rs`).
+pub(super) struct Setup {
+    /// The `cgroup.procs` of each group the process joins.
+    join: Vec<i32>,
+    /// The first of `join` is the v2 group's, skipped when the process was
+    /// cloned into that group.
+    v2_first: bool,
+    switch: Option<CString>,
+    limits: Vec<(Resource, u64, u64)>,
+    umask: u32,
+    nice: Option<i32>,
+    oom: i32,
+    chroot: Option<CString>,
+    chdir: Option<CString>,
+    groups: Option<Vec<Gid>>,
+    gid: Option<Gid>,
+    uid: Option<Uid>,
+}
+
+impl Setup {
+    /// The child's steps, in order; `cloned_into_v2`: the process was
+    /// created in its v2 group already. The error names the stage.
+    pub(super) fn apply(&self, cloned_into_v2: bool) -> io::Result<()> {
+        // Into the job's groups before anything else: "0" is the writer
+        // itself.
+        let skip = usize::from(cloned_into_v2 && self.v2_first);
+        for &fd in &self.join[skip..] {
+            // SAFETY: write(2) of a one-byte literal to a descriptor the
+            // parent opened and keeps open until the spawn returns.
+            if unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) } != 1 {
+                return Err(staged(Stage::Cgroup, Errno::last()));
+            }
+        }
+        close_inherited_fds();
+        reset_signals();
+        unistd::setsid().map_err(|e| staged(Stage::Setsid, e))?;
+        // As Upstart: the profile is asked for first, applied at exec.
+        if let Some(request) = &self.switch {
+            super::apparmor::request_exec_profile(request)
+                .map_err(|e| staged(Stage::AppArmor, e))?;
+        }
+        for &(res, soft, hard) in &self.limits {
+            if let Err(e) = setrlimit(rlimit_of(res), soft, hard) {
+                let idx = Resource::ALL.iter().position(|&r| r == res).unwrap_or(0);
+                return Err(staged_with(Stage::Rlimit, idx as u8, e));
+            }
+        }
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+            self.umask as libc::mode_t,
+        ));
+        if let Some(n) = self.nice {
+            // SAFETY: setpriority(2) on this process only.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+                return Err(staged(Stage::Nice, Errno::last()));
+            }
+        }
+        if self.oom != 0 {
+            match write_oom_score(self.oom) {
+                // Lowering the score takes CAP_SYS_RESOURCE, which a
+                // container's root often lacks: the job runs with the
+                // score it has, as systemd's OOMScoreAdjust= does,
+                // rather than not at all (Upstart refused to spawn).
+                Err(Errno::EACCES | Errno::EPERM) => {}
+                r => r.map_err(|e| staged(Stage::Oom, e))?,
+            }
+        }
+        if let Some(root) = &self.chroot {
+            unistd::chroot(root.as_c_str()).map_err(|e| staged(Stage::Chroot, e))?;
+            if self.chdir.is_none() {
+                unistd::chdir(c"/").map_err(|e| staged(Stage::Chroot, e))?;
+            }
+        }
+        if let Some(dir) = &self.chdir {
+            unistd::chdir(dir.as_c_str()).map_err(|e| staged(Stage::Chdir, e))?;
+        }
+        if let Some(groups) = &self.groups {
+            unistd::setgroups(groups).map_err(|e| staged(Stage::Groups, e))?;
+        }
+        if let Some(g) = self.gid {
+            unistd::setgid(g).map_err(|e| staged(Stage::Setgid, e))?;
+        }
+        if let Some(u) = self.uid {
+            unistd::setuid(u).map_err(|e| staged(Stage::Setuid, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -393,7 +449,7 @@ pub fn close_inherited_fds() {
 /// daemon blocks the signals it reads from its signalfd, and whoever
 /// started the daemon may have ignored some (a shell's `&` ignores SIGINT
 /// and SIGQUIT); neither must leak into jobs.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     // SAFETY: called in the child between fork and exec; sigemptyset,
     // sigprocmask and rt_sigaction(2) (with a struct laid out as the
     // kernel's, no handler) only change this process's own signal state.
@@ -479,5 +535,114 @@ mod tests {
         );
         let s = argv(&Command::Script("echo a\necho b\n".into())).unwrap();
         assert_eq!(s, ["/bin/sh", "-e", "-c", "echo a\necho b\n", "/bin/sh"]);
+    }
+
+    /// Spawns `exec` of a job with `stanzas` (a `nice`, so never the
+    /// posix_spawn path) and returns its exit status and output.
+    fn run(
+        stanzas: &str,
+        exec: &str,
+        env: &[(&str, &str)],
+        fork: bool,
+    ) -> Result<(i32, String), String> {
+        if fork {
+            super::super::clone3::tests::force_fork();
+        }
+        let text = format!("nice 5\n{stanzas}exec {exec}\n");
+        let class = crate::conf::parse_job("t", text.as_bytes()).expect("job");
+        let command = Command::Exec(exec.into());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        let pid = spawn(SpawnSpec {
+            class: &class,
+            command: &command,
+            env: &env,
+            output: Output::File(write),
+            default_dir: Some("/"),
+            original_nofile: None,
+            join: None,
+            apparmor: Default::default(),
+        })?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(read), &mut out).expect("read");
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).expect("wait");
+        match status {
+            nix::sys::wait::WaitStatus::Exited(_, code) => Ok((code, out)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn both(check: impl Fn(bool) + Sync) {
+        for fork in [false, true] {
+            std::thread::scope(|s| {
+                s.spawn(|| check(fork)).join().expect("check");
+            });
+        }
+    }
+
+    #[test]
+    fn the_child_gets_its_settings_environment_and_output() {
+        both(|fork| {
+            let (code, out) = run(
+                "umask 077\nchdir /tmp\n",
+                "/bin/sh -c 'echo $FOO $(umask) $(pwd) $(nice); exit 3'",
+                &[("FOO", "bar"), ("PATH", "/usr/bin:/bin")],
+                fork,
+            )
+            .expect("spawn");
+            assert_eq!(
+                (code, out.as_str()),
+                (3, "bar 0077 /tmp 5\n"),
+                "fork path: {fork}"
+            );
+        });
+    }
+
+    #[test]
+    fn the_program_is_found_on_the_jobs_path_and_a_script_without_hash_bang_runs_with_sh() {
+        both(|fork| {
+            let dir = tempfile::tempdir().expect("dir");
+            let script = dir.path().join("plain");
+            // Written by another process: a descriptor open for writing in
+            // this one could leak into another test's fork (ETXTBSY).
+            let made = std::process::Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    "printf 'echo from-sh \"$@\"\\n' > \"$1\"; chmod 755 \"$1\"",
+                    "sh",
+                ])
+                .arg(&script)
+                .status()
+                .expect("sh");
+            assert!(made.success());
+            let path = format!("/nonexistent:{}", dir.path().display());
+            let (code, out) = run("", "plain a b", &[("PATH", &path)], fork).expect("spawn");
+            assert_eq!(
+                (code, out.as_str()),
+                (0, "from-sh a b\n"),
+                "fork path: {fork}"
+            );
+        });
+    }
+
+    #[test]
+    fn failures_are_told_in_upstarts_words() {
+        both(|fork| {
+            let missing = run("", "no-such-program-here", &[("PATH", "/bin")], fork);
+            assert_eq!(
+                missing.unwrap_err(),
+                "unable to execute: No such file or directory",
+                "fork path: {fork}"
+            );
+            let dir = run("chdir /no/such/dir\n", "/bin/true", &[], fork);
+            assert_eq!(
+                dir.unwrap_err(),
+                "unable to change working directory: No such file or directory",
+                "fork path: {fork}"
+            );
+        });
     }
 }
