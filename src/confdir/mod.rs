@@ -14,7 +14,7 @@
 //! * when two dirs define a job, the first dir wins; an override is looked
 //!   for in the dirs in order, up to and including the dir of the `.conf`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
@@ -91,6 +91,51 @@ pub struct Scan {
     /// Conf dirs that do not exist (yet), each with the nearest ancestor
     /// that does: watching it tells when the dir appears.
     pub missing: Vec<Missing>,
+    /// What the walk saw of each job file (through a symlink, its target).
+    pub stamps: HashMap<PathBuf, Stamp>,
+}
+
+/// What a file's metadata says of its contents and of who may change it:
+/// a file with the same stamp as when it was last read has the same bytes
+/// and the same trust, unless it was changed within the timestamps'
+/// granularity of the read ([`Stamp::settled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// The name is a symlink (the rest is its target's).
+    pub link: bool,
+}
+
+impl Stamp {
+    pub fn of(m: &fs::Metadata, link: bool) -> Stamp {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            link,
+        }
+    }
+
+    /// Whether the file last changed (contents, owner or mode) at least 2 s
+    /// before `now` (seconds since the epoch): a later change then moves
+    /// its ctime even on a filesystem with one-second timestamps. A file
+    /// changed more recently is read again each time (git's "racily
+    /// clean" rule).
+    pub fn settled(&self, now: i64) -> bool {
+        self.ctime.0.max(self.mtime.0) + 2 <= now
+    }
 }
 
 /// A conf dir that does not exist, and where it will appear.
@@ -203,6 +248,7 @@ pub fn scan(dirs: &[PathBuf]) -> Scan {
 /// exist (not even as a dangling link) to `scan.missing`.
 fn walk(root: &Path, scan: &mut Scan) -> DirFiles {
     let (problems, watch) = (&mut scan.problems, &mut scan.watch);
+    let stamps = &mut scan.stamps;
     let mut files = DirFiles::new();
     let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     match fs::metadata(root) {
@@ -232,11 +278,16 @@ fn walk(root: &Path, scan: &mut Scan) -> DirFiles {
                 continue;
             }
         };
-        let mut names: Vec<(String, PathBuf)> = Vec::new();
+        // (name, path, a symlink?): the entry's type comes with it from
+        // readdir (d_type) on every common filesystem, saving an lstat.
+        let mut names: Vec<(String, PathBuf, bool)> = Vec::new();
         for entry in entries {
             match entry {
                 Ok(entry) => match entry.file_name().into_string() {
-                    Ok(n) => names.push((n, entry.path())),
+                    Ok(n) => {
+                        let link = entry.file_type().map_or(true, |t| t.is_symlink());
+                        names.push((n, entry.path(), link));
+                    }
                     Err(raw) => problems.push(Diagnostic::file(
                         &dir.join(raw),
                         "file name is not UTF-8; skipped",
@@ -246,7 +297,7 @@ fn walk(root: &Path, scan: &mut Scan) -> DirFiles {
             }
         }
         names.sort();
-        for (name, path) in names {
+        for (name, path, link) in names {
             // Emacs lock files (`.#web.conf`) are never jobs; other hidden
             // files can be (`.foo.conf` is job `.foo`), hidden dirs are not.
             if name.starts_with(".#") {
@@ -256,7 +307,7 @@ fn walk(root: &Path, scan: &mut Scan) -> DirFiles {
             if kind.is_none() && is_ignored(&name) {
                 continue;
             }
-            if kind.is_some() {
+            if kind.is_some() && link {
                 watch_link_target(&path, watch);
             }
             let meta = match fs::metadata(&path) {
@@ -294,6 +345,7 @@ fn walk(root: &Path, scan: &mut Scan) -> DirFiles {
                 problems.push(Diagnostic::file(&path, "not a regular file; skipped"));
                 continue;
             }
+            stamps.insert(path.clone(), Stamp::of(&meta, link));
             let slot = files.entry(format!("{prefix}{stem}")).or_default();
             match kind {
                 Kind::Conf => slot.0 = Some(path),

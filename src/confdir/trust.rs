@@ -143,6 +143,12 @@ impl Trust {
     /// those above the path as written, and, when it is a symlink, those
     /// above its target.
     pub fn check_dirs(&mut self, path: &Path) -> Result<(), String> {
+        self.check_dirs_of(path, None)
+    }
+
+    /// [`Trust::check_dirs`], told whether `path` is a symlink when that
+    /// is known (a scan saw it), which saves an lstat.
+    pub fn check_dirs_of(&mut self, path: &Path, link: Option<bool>) -> Result<(), String> {
         let absolute = if path.is_absolute() {
             path.to_path_buf()
         } else {
@@ -153,7 +159,10 @@ impl Trust {
         if let Some(dir) = absolute.parent() {
             self.chain(dir)?;
         }
-        if fs::symlink_metadata(&absolute).is_ok_and(|m| m.file_type().is_symlink()) {
+        let link = link.unwrap_or_else(|| {
+            fs::symlink_metadata(&absolute).is_ok_and(|m| m.file_type().is_symlink())
+        });
+        if link {
             let target = fs::canonicalize(&absolute)
                 .map_err(|e| format!("{}: {}", path.display(), crate::process::io_text(&e)))?;
             if let Some(dir) = target.parent() {

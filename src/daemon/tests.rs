@@ -998,3 +998,56 @@ fn no_cgroup_manager_refuses_only_the_jobs_that_ask() {
     w.start("plain").unwrap();
     assert_eq!(w.jobs.instances[&World::key("plain")].state, State::Running);
 }
+
+/// A rescan skips the files whose stamps it has seen settle, and reads
+/// again every one that changed since: an edit of the same size, an
+/// override added, edited and removed, a file made broken.
+#[test]
+fn a_rescan_reads_again_every_file_that_changed_since_it_was_cached() {
+    let dir = tempfile::tempdir().expect("dir");
+    let dirs = vec![dir.path().to_path_buf()];
+    let conf = dir.path().join("web.conf");
+    let later = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64
+            + 10
+    };
+    let mut jobs = JobTable::new(job::env::Base::default(), true);
+    let exec = |jobs: &JobTable| match jobs.classes["web"].process(ProcessType::Main) {
+        Some(crate::conf::Command::Exec(e)) => e.clone(),
+        other => panic!("{other:?}"),
+    };
+    std::fs::write(&conf, "exec /bin/aaa\n").expect("write");
+    assert_eq!(jobs.reload_at(&dirs, later()).changed.len(), 1);
+    // Cached (settled, as `later` says): nothing changed, nothing new.
+    assert!(jobs.reload_at(&dirs, later()).changed.is_empty());
+    assert_eq!(exec(&jobs), "/bin/aaa");
+    // The same size, another text: its ctime moved, so it is read again.
+    std::fs::write(&conf, "exec /bin/bbb\n").expect("write");
+    assert_eq!(jobs.reload_at(&dirs, later()).changed.len(), 1);
+    assert_eq!(exec(&jobs), "/bin/bbb");
+    let over = dir.path().join("web.override");
+    std::fs::write(&over, "exec /bin/ccc\n").expect("write");
+    jobs.reload_at(&dirs, later());
+    assert_eq!(exec(&jobs), "/bin/ccc");
+    std::fs::write(&over, "exec /bin/ddd\n").expect("write");
+    jobs.reload_at(&dirs, later());
+    assert_eq!(exec(&jobs), "/bin/ddd");
+    std::fs::remove_file(&over).expect("rm");
+    jobs.reload_at(&dirs, later());
+    assert_eq!(exec(&jobs), "/bin/bbb");
+    // Broken: said on every rescan, the last good definition kept.
+    std::fs::write(&conf, "exec\n").expect("write");
+    for _ in 0..2 {
+        let r = jobs.reload_at(&dirs, later());
+        assert!(
+            r.logs.iter().any(|l| l.contains("keeping the last good")),
+            "{:?}",
+            r.logs
+        );
+    }
+    std::fs::remove_file(&conf).expect("rm");
+    assert_eq!(jobs.reload_at(&dirs, later()).gone, vec!["web".to_string()]);
+}

@@ -56,6 +56,9 @@ pub(super) struct Stepped {
     pub spawn: Option<ProcessType>,
 }
 
+/// A job's `.conf` and `.override` as a scan saw them.
+type Stamps = (Option<confdir::Stamp>, Option<Option<confdir::Stamp>>);
+
 /// The jobs and their instances.
 #[derive(Default)]
 pub(super) struct JobTable {
@@ -80,6 +83,10 @@ pub(super) struct JobTable {
     /// Missing conf dirs already said (each is said again only when
     /// where it is awaited changes).
     missing_said: Vec<confdir::Missing>,
+    /// The stamps of each job's files when they were last read and parsed
+    /// without a problem: a rescan that finds the same (and settled) reads
+    /// and parses them again only if they changed.
+    stamps: HashMap<String, Stamps>,
     /// CPU time of each instance's processes the daemon reaped (with what
     /// they reaped), for its costs; gone with the instance.
     pub cpu_reaped: HashMap<Key, Duration>,
@@ -813,6 +820,15 @@ impl JobTable {
     /// (their running instances keep theirs). Returns the lines to log, the
     /// definitions that changed (for their `start on`), and the jobs gone.
     pub fn reload(&mut self, conf_dirs: &[std::path::PathBuf]) -> Reloaded {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.reload_at(conf_dirs, now)
+    }
+
+    /// [`JobTable::reload`] at `now` (seconds since the epoch), which
+    /// decides which files have settled.
+    pub fn reload_at(&mut self, conf_dirs: &[std::path::PathBuf], now: i64) -> Reloaded {
         let scan = confdir::scan(conf_dirs);
         let mut r = Reloaded {
             logs: scan
@@ -835,7 +851,35 @@ impl JobTable {
         self.conf_errors.clear();
         let mut trust = confdir::Trust::for_this_user();
         for (name, files) in &scan.jobs {
+            let stamps: Stamps = (
+                scan.stamps.get(&files.conf).copied(),
+                files
+                    .override_file
+                    .as_ref()
+                    .map(|o| scan.stamps.get(o).copied()),
+            );
+            let unchanged = self.stamps.get(name) == Some(&stamps)
+                && self.files.get(name) == Some(files)
+                && self.classes.contains_key(name)
+                // The dirs above are checked on every scan.
+                && trust.check_dirs_of(&files.conf, stamps.0.map(|s| s.link)).is_ok()
+                && files.override_file.as_ref().is_none_or(|o| {
+                    let link = stamps.1.flatten().map(|s| s.link);
+                    trust.check_dirs_of(o, link).is_ok()
+                });
+            if unchanged {
+                continue;
+            }
+            self.stamps.remove(name);
             let loaded = confdir::load_with(files, &mut trust);
+            let settled = |s: &Option<confdir::Stamp>| s.is_some_and(|s| s.settled(now));
+            if loaded.diagnostics.is_empty()
+                && loaded.job.is_some()
+                && settled(&stamps.0)
+                && stamps.1.as_ref().is_none_or(settled)
+            {
+                self.stamps.insert(name.clone(), stamps);
+            }
             r.logs
                 .extend(loaded.diagnostics.iter().map(|d| d.to_string()));
             if !loaded.diagnostics.is_empty() {
@@ -867,6 +911,7 @@ impl JobTable {
         for name in &r.gone {
             self.classes.remove(name);
             self.files.remove(name);
+            self.stamps.remove(name);
         }
         let classes = &self.classes;
         self.at_rest.retain(|k, _| classes.contains_key(&k.0));
