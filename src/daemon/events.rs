@@ -426,7 +426,11 @@ impl EventBus {
         if release.is_empty() {
             return out;
         }
-        self.blocking.insert(key.clone(), keep);
+        if keep.is_empty() {
+            self.blocking.remove(key);
+        } else {
+            self.blocking.insert(key.clone(), keep);
+        }
         for (id, failed) in release {
             out.extend(self.release(id, failed));
         }
