@@ -148,11 +148,13 @@ fn a_stop_ends_when_the_group_empties() -> Result<(), Missing> {
     // The escaped process shrugs off TERM and leaves when the test says
     // (a line on a FIFO). With a kill timeout of ten minutes, the stop
     // ends only because the group emptied.
-    let job = "kill timeout 600\nscript\n  (setsid /bin/sh -c 'trap \"\" TERM; read x < @DIR@/go; exec sleep 0' &)\n  exec sleep 1000\nend script\n";
+    // It says `escaped` once its trap is set: the stop comes after that.
+    let job = "kill timeout 600\nscript\n  (setsid /bin/sh -c 'trap \"\" TERM; echo escaped; read x < @DIR@/go; exec sleep 0' &)\n  exec sleep 1000\nend script\n";
     let (d, _root) = root_daemon(&[("slow", job)]);
     let fifo = d.dir.path().join("go");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     d.ok(&["start", "slow"]);
+    d.wait_log_file("slow.log", "escaped");
     d.ok(&["stop", "--no-wait", "slow"]);
     d.wait_log("slow main process");
     let s = d.status(&["slow"]);
