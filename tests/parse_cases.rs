@@ -868,23 +868,25 @@ fn health_extension_stanzas() {
         s.parse().unwrap()
     }
     ok("health alive tcp 127.0.0.1:6379\n", |j| {
-        j.health.alive = Some(Probe::new(Check::Tcp(addr("127.0.0.1:6379"))))
+        j.health.alive = Some(Box::new(Probe::new(Check::Tcp(addr("127.0.0.1:6379")))))
     });
     ok("health ready tcp localhost:80\n", |j| {
-        j.health.ready = Some(Probe::new(Check::Tcp(addr("127.0.0.1:80"))))
+        j.health.ready = Some(Box::new(Probe::new(Check::Tcp(addr("127.0.0.1:80")))))
     });
     ok("health alive exec redis-cli -p 6379 ping\n", |j| {
-        j.health.alive = Some(Probe::new(Check::Exec("redis-cli -p 6379 ping".into())))
+        j.health.alive = Some(Box::new(Probe::new(Check::Exec(
+            "redis-cli -p 6379 ping".into(),
+        ))))
     });
     ok(
         "health ready http://[::1]:8000/healthz host app.local status 200-204\n",
         |j| {
-            j.health.ready = Some(Probe::new(Check::Http {
+            j.health.ready = Some(Box::new(Probe::new(Check::Http {
                 addr: addr("[::1]:8000"),
                 path: "/healthz".into(),
                 host: Some("app.local".into()),
                 status: (200, 204),
-            }))
+            })))
         },
     );
     // Settings follow their probe; a new probe line starts from the
@@ -903,12 +905,12 @@ fn health_extension_stanzas() {
             p.failure_threshold = 5;
             p.success_threshold = 2;
             p.initial_delay_ms = 1250;
-            j.health.alive = Some(p);
+            j.health.alive = Some(Box::new(p));
         },
     );
     ok(
         "health alive tcp 127.0.0.1:1\nhealth alive period 3\nhealth alive tcp 127.0.0.1:2\n",
-        |j| j.health.alive = Some(Probe::new(Check::Tcp(addr("127.0.0.1:2")))),
+        |j| j.health.alive = Some(Box::new(Probe::new(Check::Tcp(addr("127.0.0.1:2"))))),
     );
     let illegal = |why: &str| format!("1: Illegal health probe: {why}");
     err(

@@ -134,7 +134,7 @@ pub fn job(job: &JobClass, files: &JobFiles) -> Value {
     });
     v["env_files"] = json!(env_files);
     v["log"]["timestamps"] = json!(job.log.timestamps);
-    let probe = |p: &Option<crate::conf::health::Probe>| {
+    let probe = |p: &Option<Box<crate::conf::health::Probe>>| {
         p.as_ref().map(|p| {
             let secs = |ms: u64| ms as f64 / 1000.0;
             let mut o = json!({

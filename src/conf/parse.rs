@@ -497,13 +497,13 @@ fn health_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
     let what = lx.next_arg()?;
     match what.text.as_str() {
         "exec" => {
-            *slot = Some(Probe::new(Check::Exec(lx.command()?.text)));
+            *slot = Some(Box::new(Probe::new(Check::Exec(lx.command()?.text))));
             return Ok(());
         }
         "tcp" => {
             let a = lx.next_arg()?;
             let addr = health::parse_addr(&a.text).map_err(|why| bad(&a, why))?;
-            *slot = Some(Probe::new(Check::Tcp(addr)));
+            *slot = Some(Box::new(Probe::new(Check::Tcp(addr))));
         }
         url if url.contains("://") => {
             let (addr, path) = health::parse_url(url).map_err(|why| bad(&what, why))?;
@@ -522,12 +522,12 @@ fn health_stanza(job: &mut JobClass, lx: &mut Lexer) -> Result<()> {
                     _ => return Err(bad(&key, "expected host NAME or status LOW-HIGH")),
                 }
             }
-            *slot = Some(Probe::new(Check::Http {
+            *slot = Some(Box::new(Probe::new(Check::Http {
                 addr,
                 path,
                 host,
                 status,
-            }));
+            })));
         }
         _ => {
             let Some(probe) = slot.as_mut() else {

@@ -556,7 +556,7 @@ impl EventBus {
         &mut self,
         s: Saved,
         classes: &BTreeMap<String, Rc<JobClass>>,
-        instances: &BTreeMap<Key, Instance>,
+        instances: &BTreeMap<Key, Box<Instance>>,
         stop_held: &dyn Fn(&Key) -> Option<Vec<Option<u64>>>,
     ) -> Result<(), String> {
         let held: HashMap<&str, &Vec<Option<u64>>> = s

@@ -14,7 +14,7 @@ use crate::job::Instance;
 /// Whose main process a forwarded signal reaches: (label, pid), in the
 /// table's order.
 pub(super) fn targets(
-    instances: &BTreeMap<Key, Instance>,
+    instances: &BTreeMap<Key, Box<Instance>>,
     exit_with: Option<&str>,
 ) -> Vec<(String, i32)> {
     instances
@@ -57,7 +57,7 @@ mod tests {
     use super::*;
     use std::rc::Rc;
 
-    fn table() -> BTreeMap<Key, Instance> {
+    fn table() -> BTreeMap<Key, Box<Instance>> {
         let mut t = BTreeMap::new();
         for (job, name, pid) in [
             ("db", "", Some(10)),
@@ -68,7 +68,7 @@ mod tests {
             let class = Rc::new(crate::conf::parse_job(job, b"exec /x\n").unwrap());
             let mut i = Instance::new(job, name, class, Vec::new());
             i.pids[ProcessType::Main.index()] = pid;
-            t.insert((job.to_string(), name.to_string()), i);
+            t.insert((job.to_string(), name.to_string()), Box::new(i));
         }
         t
     }

@@ -349,7 +349,9 @@ impl Daemon {
         for effect in effects {
             self.apply(key, effect, &mut gone);
         }
-        let fin = self.bus.check_blocked(key, self.jobs.instances.get(key));
+        let fin = self
+            .bus
+            .check_blocked(key, self.jobs.instances.get(key).map(|i| &**i));
         self.finish(fin);
         if let Some(inst) = self.jobs.instances.get(key) {
             let (jobs, now) = (&self.jobs, self.reactor.now());

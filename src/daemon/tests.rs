@@ -245,7 +245,9 @@ impl World {
                 }
             }
         }
-        let fin = self.bus.check_blocked(key, self.jobs.instances.get(key));
+        let fin = self
+            .bus
+            .check_blocked(key, self.jobs.instances.get(key).map(|i| &**i));
         self.finish(fin);
         if let Some(inst) = self.jobs.instances.get(key) {
             let jobs = &self.jobs;

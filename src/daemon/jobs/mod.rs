@@ -65,7 +65,7 @@ pub(super) struct JobTable {
     pub classes: BTreeMap<String, Rc<JobClass>>,
     /// Where each job's definition came from.
     pub files: BTreeMap<String, JobFiles>,
-    pub instances: BTreeMap<Key, Instance>,
+    pub instances: BTreeMap<Key, Box<Instance>>,
     pub pids: HashMap<i32, Key>,
     /// (start time, process group) of the pids in the map, for the state
     /// file.
@@ -523,7 +523,7 @@ impl JobTable {
                 if let Some(inst) = self.instances.remove(key) {
                     self.keep_rest(key, &inst);
                     self.dirty = true;
-                    out.effects.push(Effect::Destroyed(Box::new(inst)));
+                    out.effects.push(Effect::Destroyed(inst));
                 }
             }
         }
@@ -538,7 +538,7 @@ impl JobTable {
     /// Registers a new instance: what was kept of the last one goes.
     pub fn add_instance(&mut self, key: Key, inst: Instance) {
         self.dirty |= self.at_rest.remove(&key).is_some();
-        self.instances.insert(key, inst);
+        self.instances.insert(key, Box::new(inst));
     }
 
     /// The at-rest records of a job's named instances, by a range of the

@@ -406,7 +406,7 @@ pub(in crate::daemon) fn save(
 }
 
 /// Definitions in force by job name, and instances by key.
-type Rebuilt = (BTreeMap<String, Rc<JobClass>>, BTreeMap<Key, Instance>);
+type Rebuilt = (BTreeMap<String, Rc<JobClass>>, BTreeMap<Key, Box<Instance>>);
 
 /// The definitions and instances of a saved table, rebuilt (pure, so that
 /// every format this release reads is checked in a test).
@@ -468,7 +468,7 @@ pub(in crate::daemon) fn rebuild(s: &Saved) -> Result<Rebuilt, String> {
             probe_passed: s.probe_passed,
             unhealthy: s.unhealthy.clone(),
         });
-        instances.insert(key, i);
+        instances.insert(key, Box::new(i));
     }
     Ok((in_force, instances))
 }
