@@ -227,7 +227,7 @@ fn re_exec_runs_the_binary_as_it_is_on_disk_now_and_survives_its_absence() {
     // An upgrade as package managers do it: the new file renamed over.
     let bin = d.bin.clone();
     let staged = bin.with_file_name("upkeep.new");
-    std::fs::copy(common::upkeep_bin(), &staged).unwrap();
+    common::daemon::copy_executable(&common::upkeep_bin(), &staged);
     std::fs::rename(&staged, &bin).unwrap();
     let installed = std::fs::metadata(&bin).unwrap();
     assert_ne!(before.ino(), installed.ino());

@@ -188,7 +188,7 @@ impl Builder {
         let bin = if self.own_binary {
             let b = dir.path().join("bin/upkeep");
             fs::create_dir_all(b.parent().unwrap()).unwrap();
-            fs::copy(upkeep_bin(), &b).unwrap();
+            copy_executable(&upkeep_bin(), &b);
             b
         } else {
             upkeep_bin()
@@ -798,4 +798,17 @@ fn read_daemon_log(
         drop(b);
         cv.notify_all();
     });
+}
+
+/// Copies an executable by another process: a descriptor open for writing
+/// in this one (a test binary runs tests on many threads) would be
+/// inherited by another test's fork until it execs, and the exec of the
+/// copy would fail with ETXTBSY meanwhile.
+pub fn copy_executable(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(ok.success(), "cp {} {}", from.display(), to.display());
 }
