@@ -805,10 +805,6 @@ fn read_daemon_log(
 /// inherited by another test's fork until it execs, and the exec of the
 /// copy would fail with ETXTBSY meanwhile.
 pub fn copy_executable(from: &Path, to: &Path) {
-    let ok = Command::new("cp")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
+    let ok = Command::new("cp").arg(from).arg(to).status().expect("cp");
     assert!(ok.success(), "cp {} {}", from.display(), to.display());
 }
