@@ -18,7 +18,9 @@
 //! parent prepared; it reports failure by writing the staged error into
 //! memory the parent reads once it resumes. All signals are blocked across
 //! the clone, so no handler of the daemon's can run on the child's stack
-//! before the child resets them. Where clone3 is refused (a kernel before
+//! before the child resets them, and the child changes its ids by raw
+//! system calls (glibc's wrappers would signal the daemon's threads, in a
+//! process that has any). Where clone3 is refused (a kernel before
 //! 5.7, a seccomp filter) or on another architecture, the caller's fork
 //! path runs instead, and it is not tried again.
 
