@@ -26,8 +26,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use super::hierarchy::Hierarchy;
 use super::limits::{Plan, Tree};
 
-/// A job instance: job name and instance name.
-pub type Key = (String, String);
+pub use crate::job::Key;
 
 /// The controllers upkeep's limits use.
 const CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "io"];

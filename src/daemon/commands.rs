@@ -149,7 +149,7 @@ impl Daemon {
             Command::List { costs } => {
                 let mut instances = self.list();
                 for st in &mut instances {
-                    st.health = self.health_of(&(st.job.clone(), st.instance.clone()));
+                    st.health = self.health_of(&crate::job::key(&st.job, &st.instance));
                 }
                 if costs {
                     self.add_costs(&mut instances);
@@ -169,7 +169,7 @@ impl Daemon {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
-                let key = (job.clone(), name.clone());
+                let key = std::rc::Rc::new((job.clone(), name.clone()));
                 let mut st = match self.jobs.instances.get(&key) {
                     Some(inst) => self.jobs.status_of(inst, self.reactor.now()),
                     None if class.instance.is_empty() || name.is_empty() => self.at_rest(&job),
@@ -195,7 +195,7 @@ impl Daemon {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
-                let key = (job.clone(), name.clone());
+                let key = std::rc::Rc::new((job.clone(), name.clone()));
                 self.add_instance(&key, &class);
                 match self.drive(&key, Input::Start(env)) {
                     Err(_) => err(format!("Job is already running: {}", label(&job, &name))),
@@ -212,7 +212,7 @@ impl Daemon {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
-                let key = (job.clone(), name.clone());
+                let key = std::rc::Rc::new((job.clone(), name.clone()));
                 if !self.jobs.instances.contains_key(&key) {
                     return err(format!("Unknown instance: {name}"));
                 }
@@ -235,7 +235,7 @@ impl Daemon {
                     Ok(x) => x,
                     Err(e) => return err(e),
                 };
-                let key = (job.clone(), name.clone());
+                let key = std::rc::Rc::new((job.clone(), name.clone()));
                 let Some(inst) = self.jobs.instances.get(&key) else {
                     return err(format!("Unknown instance: {name}"));
                 };
@@ -290,13 +290,15 @@ impl Daemon {
                 self.reload_configuration();
                 ok()
             }
-            Command::Env { op, instance } => match self.jobs.env_command(op, instance) {
-                Ok(env) => Some(Response::Env {
-                    env,
-                    priority: None,
-                }),
-                Err(e) => err(e),
-            },
+            Command::Env { op, instance } => {
+                match self.jobs.env_command(op, instance.map(std::rc::Rc::new)) {
+                    Ok(env) => Some(Response::Env {
+                        env,
+                        priority: None,
+                    }),
+                    Err(e) => err(e),
+                }
+            }
             Command::LogPriority { priority } => {
                 if let Some(p) = priority {
                     let verbose = match p.as_str() {
@@ -398,7 +400,7 @@ impl Daemon {
     /// A job with no instance: `JOB stop/waiting`, what its `start on`
     /// waits for, and its files' problems.
     fn at_rest(&self, job: &str) -> InstanceStatus {
-        let key = (job.to_string(), String::new());
+        let key = std::rc::Rc::new((job.to_string(), String::new()));
         let mut st = self.jobs.rest_status(&key, self.reactor.now());
         st.waiting_for = self.bus.waiting_for(job);
         st

@@ -16,7 +16,7 @@ impl Daemon {
         let known = |p: i32| self.jobs.pids.contains_key(&p) || self.output.is_compressor(p);
         let mut scan = Scan::new(&known);
         for st in statuses {
-            let key = (st.job.clone(), st.instance.clone());
+            let key = std::rc::Rc::new((st.job.clone(), st.instance.clone()));
             let log = crate::log::file_name(&key.0, &key.1);
             let (log_bytes, log_dropped) = self.output.totals(&log);
             let mut costs = Costs {

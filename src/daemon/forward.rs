@@ -68,7 +68,7 @@ mod tests {
             let class = Rc::new(crate::conf::parse_job(job, b"exec /x\n").unwrap());
             let mut i = Instance::new(job, name, class, Vec::new());
             i.pids[ProcessType::Main.index()] = pid;
-            t.insert((job.to_string(), name.to_string()), Box::new(i));
+            t.insert(crate::job::key(job, name), Box::new(i));
         }
         t
     }

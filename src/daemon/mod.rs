@@ -46,8 +46,7 @@ pub use output::DAEMON_LOG;
 pub use reexec::{FORMAT as HANDOVER_WRITES, READS as HANDOVER_READS};
 pub use setup::Config;
 
-/// An instance's key: job name and instance name.
-pub type Key = (String, String);
+pub use crate::job::Key;
 
 pub struct Daemon {
     host: setup::Host,

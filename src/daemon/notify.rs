@@ -329,7 +329,7 @@ impl Notify {
             reactor
                 .register_fd(sock.as_raw_fd(), n.token, Interest::READABLE)
                 .map_err(|e| format!("notify socket: {e}"))?;
-            let key = (n.job, n.instance);
+            let key = std::rc::Rc::new((n.job, n.instance));
             self.by_key.insert(key.clone(), n.token);
             self.sockets.insert(
                 n.token,

@@ -203,7 +203,7 @@ impl World {
     }
 
     fn key(job: &str) -> Key {
-        (job.to_string(), String::new())
+        crate::job::key(job, "")
     }
 
     fn drive(&mut self, key: &Key, input: Input) -> Result<(), job::Refusal> {
@@ -299,7 +299,7 @@ impl World {
                     let _ = self.drive(&key, Input::Stop(env));
                 }
                 Next::Start(s) => {
-                    let key = (s.class.name.clone(), String::new());
+                    let key = std::rc::Rc::new((s.class.name.clone(), String::new()));
                     let wanted = self
                         .jobs
                         .instances
@@ -451,7 +451,7 @@ fn news_is_made_only_while_someone_watches_and_in_order() {
     );
     w.news.clear();
     w.exits("web", ProcessType::Main, Exit::Code(3));
-    let key = ("web".to_string(), String::new());
+    let key = std::rc::Rc::new(("web".to_string(), String::new()));
     assert!(matches!(
         &w.news[0],
         News::Exit { key: k, process: "main", exit: Exit::Code(3), .. } if *k == key

@@ -35,6 +35,17 @@ use crate::conf::{signal, Expect, JobClass, NormalExit, ProcessType};
 
 pub type Pid = i32;
 
+/// An instance's key: job name and instance name. Shared, not copied: the
+/// daemon's parts each keep a map by instance (the pid map, the event
+/// bus's matchers and holds, the cgroup watches, timers), and with 10,000
+/// instances a copy of both names in each was a third of the memory.
+pub type Key = std::rc::Rc<(String, String)>;
+
+/// The key of `instance` of `job`.
+pub fn key(job: &str, instance: &str) -> Key {
+    std::rc::Rc::new((job.to_string(), instance.to_string()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Goal {
     Stop,

@@ -119,7 +119,7 @@ impl Sys for Real {
             return tree::orphans_of_job(me, job, instance, known);
         };
         // The group says whose a process is, whatever its environment.
-        let key = (job.to_string(), instance.to_string());
+        let key = std::rc::Rc::new((job.to_string(), instance.to_string()));
         let mut found: Vec<Orphan> = groups
             .members(&key)
             .into_iter()

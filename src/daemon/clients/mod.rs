@@ -535,7 +535,7 @@ impl Clients {
         inst: &Instance,
         status: &dyn Fn(&Instance) -> InstanceStatus,
     ) -> Vec<(usize, Response)> {
-        let key = (inst.job.clone(), inst.name.clone());
+        let key = std::rc::Rc::new((inst.job.clone(), inst.name.clone()));
         let mut answers = Vec::new();
         self.waiters.retain(|w| {
             if w.key != key {
@@ -554,7 +554,7 @@ impl Clients {
 
     /// Answers for everyone waiting on an instance that is gone.
     pub fn answers_for_gone(&mut self, inst: &Instance) -> Vec<(usize, Response)> {
-        let key = (inst.job.clone(), inst.name.clone());
+        let key = std::rc::Rc::new((inst.job.clone(), inst.name.clone()));
         let mut answers = Vec::new();
         self.waiters.retain(|w| {
             if w.key != key {

@@ -773,7 +773,7 @@ impl JobTable {
             expand::expand(&class.instance, &scope)
                 .map_err(|e| format!("Failed to obtain {} instance: {e}", class.name))?
         };
-        let key = (class.name.clone(), name);
+        let key = std::rc::Rc::new((class.name.clone(), name));
         match self.instances.get(&key) {
             Some(inst) if inst.goal != job::Goal::Stop => Ok(None),
             _ => Ok(Some(key)),

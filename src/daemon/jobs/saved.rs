@@ -208,7 +208,7 @@ enum SavedWaiting {
 impl SavedInstance {
     /// The instance's key.
     pub fn key(&self) -> Key {
-        (self.job.clone(), self.name.clone())
+        crate::job::key(&self.job, &self.name)
     }
 }
 
@@ -431,7 +431,7 @@ pub(in crate::daemon) fn rebuild(s: &Saved) -> Result<Rebuilt, String> {
     }
     let mut instances = BTreeMap::new();
     for s in &s.instances {
-        let key = (s.job.clone(), s.name.clone());
+        let key = std::rc::Rc::new((s.job.clone(), s.name.clone()));
         let mut i = Instance::new(&s.job, &s.name, class(s.class)?, s.env.clone());
         i.goal = goal(&s.goal)?;
         i.state = state(&s.state)?;
