@@ -101,7 +101,8 @@ pub(super) struct EventBus {
     queue: VecDeque<u64>,
     /// Instances whose blocking job event finished (EventDone to deliver).
     done: VecDeque<Key>,
-    start_matchers: Matchers<String>,
+    /// By job name (shared by the index: one copy of each name).
+    start_matchers: Matchers<Rc<str>>,
     stop_matchers: Matchers<Key>,
     /// Events an instance holds until it gets where they sent it.
     blocking: HashMap<Key, Vec<(u64, Hold)>>,
@@ -342,11 +343,11 @@ impl EventBus {
         };
         let names = self.start_matchers.wanting(&name);
         for job in names {
-            let Some(class) = jobs.classes.get(&job).cloned() else {
+            let Some(class) = jobs.classes.get(&*job).cloned() else {
                 continue;
             };
             let vars = class_vars(&class);
-            let Some(m) = self.start_matchers.get_mut(&job) else {
+            let Some(m) = self.start_matchers.get_mut(&*job) else {
                 continue;
             };
             let (holds, fired) = m.offer_and_fire(&ev, &vars);
@@ -461,11 +462,11 @@ impl EventBus {
     /// old one held.
     pub fn set_start_matcher(&mut self, old: Option<&JobClass>, class: &JobClass) -> Vec<Finished> {
         let mut out = Vec::new();
-        let prev = self.start_matchers.remove(&class.name);
+        let prev = self.start_matchers.remove(class.name.as_str());
         let same = prev.is_some() && old.is_some_and(|c| c.start_on == class.start_on);
         if same {
             if let Some(m) = prev {
-                self.start_matchers.insert(class.name.clone(), m);
+                self.start_matchers.insert(class.name.as_str().into(), m);
             }
             return out;
         }
@@ -474,7 +475,7 @@ impl EventBus {
         }
         if let Some(expr) = &class.start_on {
             self.start_matchers
-                .insert(class.name.clone(), Matcher::new(expr));
+                .insert(class.name.as_str().into(), Matcher::new(expr));
         }
         out
     }
@@ -517,7 +518,7 @@ impl EventBus {
             start_matchers: self
                 .start_matchers
                 .iter()
-                .map(|(n, m)| (n.clone(), m.held()))
+                .map(|(n, m)| (n.to_string(), m.held()))
                 .collect(),
             events: self
                 .events
@@ -574,7 +575,7 @@ impl EventBus {
                     return Err(format!("job {name}: its start on state does not fit"));
                 }
             }
-            self.start_matchers.insert(name.clone(), m);
+            self.start_matchers.insert(name.as_str().into(), m);
         }
         for (key, i) in instances {
             let Some(expr) = &i.class.stop_on else {
