@@ -98,17 +98,16 @@ pub struct Scan {
 /// What a file's metadata says of its contents and of who may change it:
 /// a file with the same stamp as when it was last read has the same bytes
 /// and the same trust, unless it was changed within the timestamps'
-/// granularity of the read ([`Stamp::settled`]).
+/// granularity of the read ([`Stamp::settled`]). Every change of contents,
+/// owner or mode moves the ctime (which no one can set back), and a file
+/// replaced by another has another inode: the device, inode and ctime
+/// tell every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     dev: u64,
     ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    mode: u32,
-    uid: u32,
-    gid: u32,
+    /// Nanoseconds since the epoch.
+    ctime: i64,
     /// The name is a symlink (the rest is its target's).
     pub link: bool,
 }
@@ -118,12 +117,10 @@ impl Stamp {
         Stamp {
             dev: m.dev(),
             ino: m.ino(),
-            len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            mode: m.mode(),
-            uid: m.uid(),
-            gid: m.gid(),
+            ctime: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
             link,
         }
     }
@@ -134,7 +131,7 @@ impl Stamp {
     /// changed more recently is read again each time (git's "racily
     /// clean" rule).
     pub fn settled(&self, now: i64) -> bool {
-        self.ctime.0.max(self.mtime.0) + 2 <= now
+        self.ctime.div_euclid(1_000_000_000) + 2 <= now
     }
 }
 

@@ -59,12 +59,21 @@ pub(super) struct Stepped {
 /// A job's `.conf` and `.override` as a scan saw them.
 type Stamps = (Option<confdir::Stamp>, Option<Option<confdir::Stamp>>);
 
+/// Where a job's definition came from, and the stamps of its files when
+/// they were last read and parsed without a problem (a rescan that finds
+/// the same, settled, reads and parses them no more).
+pub(super) struct Source {
+    pub files: JobFiles,
+    stamps: Option<Stamps>,
+}
+
 /// The jobs and their instances.
 #[derive(Default)]
 pub(super) struct JobTable {
     pub classes: BTreeMap<String, Rc<JobClass>>,
-    /// Where each job's definition came from.
-    pub files: BTreeMap<String, JobFiles>,
+    /// Where each job's definition came from (boxed: one table slot a
+    /// job, 10,000 of them).
+    pub files: HashMap<String, Box<Source>>,
     pub instances: BTreeMap<Key, Box<Instance>>,
     pub pids: HashMap<i32, Key>,
     /// (start time, process group) of the pids in the map, for the state
@@ -83,10 +92,6 @@ pub(super) struct JobTable {
     /// Missing conf dirs already said (each is said again only when
     /// where it is awaited changes).
     missing_said: Vec<confdir::Missing>,
-    /// The stamps of each job's files when they were last read and parsed
-    /// without a problem: a rescan that finds the same (and settled) reads
-    /// and parses them again only if they changed.
-    stamps: HashMap<String, Stamps>,
     /// CPU time of each instance's processes the daemon reaped (with what
     /// they reaped), for its costs; gone with the instance.
     pub cpu_reaped: HashMap<Key, Duration>,
@@ -858,8 +863,10 @@ impl JobTable {
                     .as_ref()
                     .map(|o| scan.stamps.get(o).copied()),
             );
-            let unchanged = self.stamps.get(name) == Some(&stamps)
-                && self.files.get(name) == Some(files)
+            let unchanged = self
+                .files
+                .get(name)
+                .is_some_and(|s| s.stamps == Some(stamps) && s.files == *files)
                 && self.classes.contains_key(name)
                 // The dirs above are checked on every scan.
                 && trust.check_dirs_of(&files.conf, stamps.0.map(|s| s.link)).is_ok()
@@ -870,16 +877,12 @@ impl JobTable {
             if unchanged {
                 continue;
             }
-            self.stamps.remove(name);
             let loaded = confdir::load_with(files, &mut trust);
             let settled = |s: &Option<confdir::Stamp>| s.is_some_and(|s| s.settled(now));
-            if loaded.diagnostics.is_empty()
+            let clean = loaded.diagnostics.is_empty()
                 && loaded.job.is_some()
                 && settled(&stamps.0)
-                && stamps.1.as_ref().is_none_or(settled)
-            {
-                self.stamps.insert(name.clone(), stamps);
-            }
+                && stamps.1.as_ref().is_none_or(settled);
             r.logs
                 .extend(loaded.diagnostics.iter().map(|d| d.to_string()));
             if !loaded.diagnostics.is_empty() {
@@ -900,7 +903,11 @@ impl JobTable {
                 }
                 None => {}
             }
-            self.files.insert(name.clone(), files.clone());
+            let source = Source {
+                files: files.clone(),
+                stamps: clean.then_some(stamps),
+            };
+            self.files.insert(name.clone(), Box::new(source));
         }
         r.gone = self
             .classes
@@ -911,7 +918,6 @@ impl JobTable {
         for name in &r.gone {
             self.classes.remove(name);
             self.files.remove(name);
-            self.stamps.remove(name);
         }
         let classes = &self.classes;
         self.at_rest.retain(|k, _| classes.contains_key(&k.0));
@@ -953,10 +959,10 @@ impl JobTable {
     /// errors keeps the last good definition in force. Returns the lines to
     /// log and the change of definition, if any.
     pub fn reload_job(&mut self, name: &str) -> (Vec<String>, Option<Change>) {
-        let Some(files) = self.files.get(name) else {
+        let Some(source) = self.files.get(name) else {
             return (Vec::new(), None);
         };
-        let loaded = confdir::load(files);
+        let loaded = confdir::load(&source.files);
         let mut logs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
         if loaded.diagnostics.is_empty() {
             self.conf_errors.remove(name);
