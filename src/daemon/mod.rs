@@ -71,6 +71,7 @@ type Gone = Vec<Instance>;
 /// exit code.
 pub fn run(cfg: Config) -> i32 {
     crate::log::format::set_daemon_format(cfg.log_format);
+    process::hold_large_blocks_apart();
     if let Some(mut d) = Daemon::resumed(&cfg) {
         return d.run();
     }

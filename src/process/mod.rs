@@ -44,6 +44,19 @@ pub enum Output {
     File(std::os::fd::OwnedFd),
 }
 
+/// Large blocks (a `list` answer for 10,000 jobs, a map's table while it
+/// grows) are mapped on their own and given back when freed, rather than
+/// taken from the heap once glibc's adaptive threshold has risen past them:
+/// the daemon lives for months, and each such burst would otherwise leave
+/// the heap at its high-water mark, in pieces too small to give back.
+pub fn hold_large_blocks_apart() {
+    // SAFETY: mallopt(3) changes only the allocator's tuning, called
+    // before the loop starts (the daemon has one thread).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 /// The effective user id.
 pub fn euid() -> u32 {
     nix::unistd::geteuid().as_raw()
