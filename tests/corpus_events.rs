@@ -250,7 +250,10 @@ fn the_daemon_starts_them_at_boot() -> Result<(), Missing> {
         safe.env = job.env.clone();
         safe.instance = job.instance.clone();
         safe.task = job.task;
-        safe.processes[0] = Some(upkeep::conf::Command::Exec("/bin/sleep 1000".into()));
+        safe.set_process(
+            upkeep::conf::ProcessType::Main,
+            Some(upkeep::conf::Command::Exec("/bin/sleep 1000".into())),
+        );
         let name = format!("c{n}");
         b = b.job(&name, &upkeep::conf::print::to_job_file(&Rc::new(safe)));
         names.push(name);

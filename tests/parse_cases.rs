@@ -60,7 +60,7 @@ fn script(body: &str) -> Option<Command> {
     Some(Command::Script(body.to_string()))
 }
 fn main_of(text: &str) -> Option<Command> {
-    parse(text).processes[ProcessType::Main.index()].clone()
+    parse(text).process(ProcessType::Main).cloned()
 }
 fn start_on(text: &str) -> Option<EventExpr> {
     parse(text).start_on
@@ -73,7 +73,7 @@ fn a_lexical_rules() {
     ok("", |_| {}); // A1
     ok(
         "# leading comment\n\n    # indented comment\nexec /bin/true   # trailing comment\n",
-        |j| j.processes[0] = exec("/bin/true"),
+        |j| j.set_process(ProcessType::Main, exec("/bin/true")),
     ); // A2
     err("description \"svc\"\nexce /bin/true\n", "2: Unknown stanza"); // A3
     err("Exec /bin/true\n", "1: Unknown stanza"); // A4
@@ -172,15 +172,15 @@ fn b_main_process() {
 #[test]
 fn c_hooks() {
     ok("pre-start exec /bin/mkdir -p /run/svc\n", |j| {
-        j.processes[ProcessType::PreStart.index()] = exec("/bin/mkdir -p /run/svc")
+        j.set_process(ProcessType::PreStart, exec("/bin/mkdir -p /run/svc"))
     }); // C1
     ok(
         "post-stop script\n    rm -f /run/svc/pid\nend script\n",
-        |j| j.processes[ProcessType::PostStop.index()] = script("rm -f /run/svc/pid\n"),
+        |j| j.set_process(ProcessType::PostStop, script("rm -f /run/svc/pid\n")),
     ); // C2
     ok(
         "pre-stop script\n    echo first\nend script\npre-stop exec /bin/second\n",
-        |j| j.processes[ProcessType::PreStop.index()] = exec("/bin/second"),
+        |j| j.set_process(ProcessType::PreStop, exec("/bin/second")),
     ); // C3
     err("pre-start\n", "1: Expected token"); // C4
     err("pre-stop exec\n", "1: Expected token");
@@ -190,8 +190,8 @@ fn c_hooks() {
     ok(
         "pre-start exec /sbin/ifup -a\npost-stop exec /sbin/ifdown -a\n",
         |j| {
-            j.processes[ProcessType::PreStart.index()] = exec("/sbin/ifup -a");
-            j.processes[ProcessType::PostStop.index()] = exec("/sbin/ifdown -a");
+            j.set_process(ProcessType::PreStart, exec("/sbin/ifup -a"));
+            j.set_process(ProcessType::PostStop, exec("/sbin/ifdown -a"));
         },
     ); // C5
 }
@@ -717,7 +717,7 @@ fn with_override(conf: &str, over: &str) -> Result<JobClass, String> {
 fn q_overrides() {
     let j = with_override("start on runlevel [2345]\nexec /bin/d\n", "manual\n").unwrap(); // Q1
     assert_eq!(j.start_on, None);
-    assert_eq!(j.processes[0], exec("/bin/d"));
+    assert_eq!(j.process(ProcessType::Main).cloned(), exec("/bin/d"));
     let j = with_override("env A=1\nnormal exit 1\n", "env A=2\nnormal exit 2\n").unwrap(); // Q2
     assert_eq!(j.env, vec!["A=1".to_string(), "A=2".to_string()]);
     assert_eq!(
@@ -729,7 +729,7 @@ fn q_overrides() {
         "script\n  /bin/b\nend script\nconsole none\n",
     )
     .unwrap(); // Q3
-    assert_eq!(j.processes[0], script("/bin/b\n"));
+    assert_eq!(j.process(ProcessType::Main).cloned(), script("/bin/b\n"));
     assert_eq!(j.console, Console::None);
     let j = with_override("respawn\n", "respawn limit 2 10\n").unwrap();
     assert!(j.respawn);

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use upkeep::conf::{
     parse_job, print::to_job_file, Cgroup, Command, Console, Expect, JobClass, Limit, LogCapture,
-    LogPeriod, NormalExit, Resource, RespawnLimit,
+    LogPeriod, NormalExit, ProcessType, Resource, RespawnLimit,
 };
 use upkeep::event::{EventExpr, EventMatch};
 
@@ -100,7 +100,9 @@ prop_compose! {
         j.start_on = start_on;
         j.stop_on = stop_on;
         j.emits = emits;
-        j.processes = processes;
+        for (t, cmd) in ProcessType::ALL.into_iter().zip(processes) {
+            j.set_process(t, cmd);
+        }
         (j.task, j.respawn, j.debug) = flags;
         j.respawn_limit = RespawnLimit { count: limit.0, interval_secs: limit.1 };
         j.normal_exit = normal_exit;

@@ -246,8 +246,9 @@ pub struct JobClass {
     pub start_on: Option<EventExpr>,
     pub stop_on: Option<EventExpr>,
 
-    /// Indexed by [`ProcessType::index`].
-    pub processes: [Option<Command>; 5],
+    /// The main process (`exec` or `script`); the hooks are in [`Rare`].
+    /// Read with [`JobClass::process`], set with [`JobClass::set_process`].
+    main: Option<Command>,
 
     pub task: bool,
     pub respawn: bool,
@@ -285,6 +286,9 @@ pub struct JobClass {
 /// The rarely set part of a [`JobClass`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rare {
+    /// `pre-start`, `post-start`, `pre-stop`, `post-stop`, by
+    /// [`ProcessType::index`] less one.
+    pub hooks: [Option<Command>; 4],
     pub description: Option<String>,
     pub author: Option<String>,
     pub version: Option<String>,
@@ -357,7 +361,7 @@ impl JobClass {
             instance: String::new(),
             start_on: None,
             stop_on: None,
-            processes: Default::default(),
+            main: None,
             task: false,
             respawn: false,
             respawn_limit: DEFAULT_RESPAWN_LIMIT,
@@ -379,7 +383,17 @@ impl JobClass {
     }
 
     pub fn process(&self, t: ProcessType) -> Option<&Command> {
-        self.processes[t.index()].as_ref()
+        match t {
+            ProcessType::Main => self.main.as_ref(),
+            hook => self.rare.hooks[hook.index() - 1].as_ref(),
+        }
+    }
+
+    pub fn set_process(&mut self, t: ProcessType, cmd: Option<Command>) {
+        match t {
+            ProcessType::Main => self.main = cmd,
+            hook => self.hooks[hook.index() - 1] = cmd,
+        }
     }
 }
 

@@ -152,8 +152,8 @@ fn stanza_body(job: &mut JobClass, lx: &mut Lexer, name: &Token) -> Result<()> {
             job.ready_timeout_secs = Some(interval(lx)?);
             lx.end_of_stanza()?;
         }
-        "exec" => job.processes[ProcessType::Main.index()] = Some(exec(lx)?),
-        "script" => job.processes[ProcessType::Main.index()] = Some(script(lx)?),
+        "exec" => job.set_process(ProcessType::Main, Some(exec(lx)?)),
+        "script" => job.set_process(ProcessType::Main, Some(script(lx)?)),
         "pre-start" => process(job, lx, ProcessType::PreStart)?,
         "post-start" => process(job, lx, ProcessType::PostStart)?,
         "pre-stop" => process(job, lx, ProcessType::PreStop)?,
@@ -327,7 +327,7 @@ fn process(job: &mut JobClass, lx: &mut Lexer, which: ProcessType) -> Result<()>
         "script" => script(lx)?,
         _ => return Err(ParseError::new(form.start, ErrorKind::UnknownStanza)),
     };
-    job.processes[which.index()] = Some(cmd);
+    job.set_process(which, Some(cmd));
     Ok(())
 }
 
