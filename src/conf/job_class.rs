@@ -258,7 +258,6 @@ pub struct JobClass {
     /// `KEY=VALUE`, or `KEY` (taken from the daemon's environment), in order.
     pub env: Vec<String>,
     pub umask: u32,
-    pub nice: Option<i32>,
     /// `oom_score_adj` to set; 0 leaves it alone.
     pub oom_score: i32,
     pub console: Console,
@@ -267,14 +266,6 @@ pub struct JobClass {
     pub kill_timeout_secs: u32,
     pub reload_signal: i32,
     pub debug: bool,
-
-    /// upkeep's `log` extension stanzas (unset: the daemon's defaults).
-    pub log: LogSettings,
-    /// upkeep's `ready timeout SECS`: how long `expect notify` waits for
-    /// `READY=1` before the start fails (unset: [`DEFAULT_READY_TIMEOUT_SECS`]).
-    pub ready_timeout_secs: Option<u32>,
-    /// upkeep's `health` probes (none: the process's life is its health).
-    pub health: super::health::Health,
     /// The stanzas most jobs leave unset, shared by every job that sets
     /// none of them (one allocation for all: 10,000 job definitions each
     /// carrying them inline cost 6 MiB). Read and written as if they were
@@ -286,6 +277,15 @@ pub struct JobClass {
 /// The rarely set part of a [`JobClass`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rare {
+    pub nice: Option<i32>,
+
+    /// upkeep's `log` extension stanzas (unset: the daemon's defaults).
+    pub log: LogSettings,
+    /// upkeep's `ready timeout SECS`: how long `expect notify` waits for
+    /// `READY=1` before the start fails (unset: [`DEFAULT_READY_TIMEOUT_SECS`]).
+    pub ready_timeout_secs: Option<u32>,
+    /// upkeep's `health` probes (none: the process's life is its health).
+    pub health: super::health::Health,
     /// `pre-start`, `post-start`, `pre-stop`, `post-stop`, by
     /// [`ProcessType::index`] less one.
     pub hooks: [Option<Command>; 4],
@@ -368,16 +368,12 @@ impl JobClass {
             expect: Expect::None,
             env: Vec::new(),
             umask: DEFAULT_UMASK,
-            nice: None,
             oom_score: 0,
             console: Console::Log,
             kill_signal: libc_signal::SIGTERM,
             kill_timeout_secs: DEFAULT_KILL_TIMEOUT_SECS,
             reload_signal: libc_signal::SIGHUP,
             debug: false,
-            log: LogSettings::default(),
-            ready_timeout_secs: None,
-            health: Default::default(),
             rare: RARE.with(Rc::clone),
         }
     }
