@@ -240,9 +240,6 @@ impl EnvFile {
 pub struct JobClass {
     /// The job's name (`web`, `net/apache`); set by whoever loaded the file.
     pub name: String,
-
-    /// The instance-name template; empty for a single-instance job.
-    pub instance: String,
     pub start_on: Option<EventExpr>,
     pub stop_on: Option<EventExpr>,
 
@@ -257,14 +254,7 @@ pub struct JobClass {
 
     /// `KEY=VALUE`, or `KEY` (taken from the daemon's environment), in order.
     pub env: Vec<String>,
-    pub umask: u32,
-    /// `oom_score_adj` to set; 0 leaves it alone.
-    pub oom_score: i32,
     pub console: Console,
-
-    pub kill_signal: i32,
-    pub kill_timeout_secs: u32,
-    pub reload_signal: i32,
     pub debug: bool,
     /// The stanzas most jobs leave unset, shared by every job that sets
     /// none of them (one allocation for all: 10,000 job definitions each
@@ -274,9 +264,18 @@ pub struct JobClass {
     pub rare: Rc<Rare>,
 }
 
-/// The rarely set part of a [`JobClass`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The rarely set part of a [`JobClass`] (its default: Upstart's).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rare {
+    /// The instance-name template; empty for a single-instance job.
+    pub instance: String,
+    pub umask: u32,
+    /// `oom_score_adj` to set; 0 leaves it alone.
+    pub oom_score: i32,
+
+    pub kill_signal: i32,
+    pub kill_timeout_secs: u32,
+    pub reload_signal: i32,
     pub nice: Option<i32>,
 
     /// upkeep's `log` extension stanzas (unset: the daemon's defaults).
@@ -310,6 +309,41 @@ pub struct Rare {
     pub cgroups: Vec<Cgroup>,
     /// upkeep's direct limits, applied through the job's cgroup.
     pub cgroup_limits: CgroupLimits,
+}
+
+impl Default for Rare {
+    fn default() -> Rare {
+        Rare {
+            instance: String::new(),
+            umask: DEFAULT_UMASK,
+            oom_score: 0,
+            kill_signal: libc_signal::SIGTERM,
+            kill_timeout_secs: DEFAULT_KILL_TIMEOUT_SECS,
+            reload_signal: libc_signal::SIGHUP,
+            nice: Default::default(),
+            log: Default::default(),
+            ready_timeout_secs: Default::default(),
+            health: Default::default(),
+            hooks: Default::default(),
+            description: Default::default(),
+            author: Default::default(),
+            version: Default::default(),
+            usage: Default::default(),
+            emits: Default::default(),
+            normal_exit: Default::default(),
+            env_files: Default::default(),
+            export: Default::default(),
+            setuid: Default::default(),
+            setgid: Default::default(),
+            chroot: Default::default(),
+            chdir: Default::default(),
+            limits: Default::default(),
+            apparmor_load: Default::default(),
+            apparmor_switch: Default::default(),
+            cgroups: Default::default(),
+            cgroup_limits: Default::default(),
+        }
+    }
 }
 
 /// How long `expect notify` waits for `READY=1` unless the job says.
@@ -358,7 +392,6 @@ impl JobClass {
     pub fn new(name: &str) -> JobClass {
         JobClass {
             name: name.to_string(),
-            instance: String::new(),
             start_on: None,
             stop_on: None,
             main: None,
@@ -367,12 +400,7 @@ impl JobClass {
             respawn_limit: DEFAULT_RESPAWN_LIMIT,
             expect: Expect::None,
             env: Vec::new(),
-            umask: DEFAULT_UMASK,
-            oom_score: 0,
             console: Console::Log,
-            kill_signal: libc_signal::SIGTERM,
-            kill_timeout_secs: DEFAULT_KILL_TIMEOUT_SECS,
-            reload_signal: libc_signal::SIGHUP,
             debug: false,
             rare: RARE.with(Rc::clone),
         }

@@ -62,9 +62,25 @@ type Stamps = (Option<confdir::Stamp>, Option<Option<confdir::Stamp>>);
 /// Where a job's definition came from, and the stamps of its files when
 /// they were last read and parsed without a problem (a rescan that finds
 /// the same, settled, reads and parses them no more).
+/// (The job's name is the map's key, not kept twice.)
 pub(super) struct Source {
-    pub files: JobFiles,
+    conf: std::path::PathBuf,
+    override_file: Option<std::path::PathBuf>,
     stamps: Option<Stamps>,
+}
+
+impl Source {
+    fn is(&self, files: &JobFiles) -> bool {
+        self.conf == files.conf && self.override_file == files.override_file
+    }
+
+    fn files(&self, name: &str) -> JobFiles {
+        JobFiles {
+            name: name.to_string(),
+            conf: self.conf.clone(),
+            override_file: self.override_file.clone(),
+        }
+    }
 }
 
 /// The jobs and their instances.
@@ -866,7 +882,7 @@ impl JobTable {
             let unchanged = self
                 .files
                 .get(name)
-                .is_some_and(|s| s.stamps == Some(stamps) && s.files == *files)
+                .is_some_and(|s| s.stamps == Some(stamps) && s.is(files))
                 && self.classes.contains_key(name)
                 // The dirs above are checked on every scan.
                 && trust.check_dirs_of(&files.conf, stamps.0.map(|s| s.link)).is_ok()
@@ -904,7 +920,8 @@ impl JobTable {
                 None => {}
             }
             let source = Source {
-                files: files.clone(),
+                conf: files.conf.clone(),
+                override_file: files.override_file.clone(),
                 stamps: clean.then_some(stamps),
             };
             self.files.insert(name.clone(), Box::new(source));
@@ -962,7 +979,7 @@ impl JobTable {
         let Some(source) = self.files.get(name) else {
             return (Vec::new(), None);
         };
-        let loaded = confdir::load(&source.files);
+        let loaded = confdir::load(&source.files(name));
         let mut logs: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
         if loaded.diagnostics.is_empty() {
             self.conf_errors.remove(name);
