@@ -113,6 +113,10 @@ pub(super) struct Output {
     /// The log dir, held open: every log file is reached through it.
     pub dir: SharedDir,
     readers: HashMap<usize, Reader>,
+    /// The buffer every read of job output goes through, made once: a
+    /// fresh 64 KiB one for each wake-up (one a line, for a program that
+    /// writes line by line) cost more than the bytes it carried.
+    read_buf: Vec<u8>,
     /// Compression helpers running, by pid: which log they work for.
     compressors: HashMap<i32, String>,
     policy: Policy,
@@ -129,6 +133,7 @@ impl Output {
             dir,
             readers: HashMap::new(),
             compressors: HashMap::new(),
+            read_buf: vec![0u8; 64 * 1024],
             policy,
             to_stdout,
             more: Vec::new(),
@@ -301,13 +306,18 @@ impl Output {
     }
 
     pub fn on_output(&mut self, token: usize, reactor: &Reactor, dlog: &DaemonLog) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = std::mem::take(&mut self.read_buf);
+        self.read_into(token, reactor, dlog, &mut buf);
+        self.read_buf = buf;
+    }
+
+    fn read_into(&mut self, token: usize, reactor: &Reactor, dlog: &DaemonLog, buf: &mut [u8]) {
         let mut total = 0;
         loop {
             let Some(r) = self.readers.get_mut(&token) else {
                 return;
             };
-            match r.file.read(&mut buf) {
+            match r.file.read(buf) {
                 Ok(0) => break self.close_reader(token, reactor, dlog),
                 Ok(n) => {
                     total += n;
