@@ -114,15 +114,8 @@ fn candidates(program: &str, env: &[(String, String)]) -> Option<Vec<CString>> {
     if program.contains('/') {
         return Some(vec![CString::new(program).ok()?]);
     }
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
-    path.split(':')
-        .map(|dir| {
-            let dir = if dir.is_empty() { "." } else { dir };
-            CString::new(format!("{dir}/{program}")).ok()
-        })
+    super::fast_spawn::search_dirs(env)
+        .map(|dir| CString::new(format!("{dir}/{program}")).ok())
         .collect()
 }
 
@@ -215,7 +208,10 @@ pub(super) fn spawn(
             libc::EAGAIN | libc::ENOMEM => Spawned::Failed(io::Error::from_raw_os_error(errno)),
             // The group refused the process (a group with controllers
             // enabled below it, or no permission): as the write would.
-            _ => Spawned::Failed(io::Error::from_raw_os_error((10 << 16) | (errno & 0xff))),
+            _ => Spawned::Failed(super::spawn::staged(
+                super::spawn::Stage::Cgroup,
+                nix::errno::Errno::from_raw(errno),
+            )),
         };
     }
     let pid = ret as i32;

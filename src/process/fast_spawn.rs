@@ -28,6 +28,16 @@ pub enum Refused {
     TrySlowPath(Output),
 }
 
+/// The directories execvp(3) looks in, in order, with the job's `PATH`
+/// (an empty entry is the working directory).
+pub(super) fn search_dirs(env: &[(String, String)]) -> impl Iterator<Item = &str> {
+    env.iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str())
+        .split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+}
+
 /// `argv[0]` as execvp(3) finds it, with the job's `PATH`.
 fn resolve(program: &str, env: &[(String, String)]) -> Result<CString, String> {
     let not_found = || {
@@ -39,13 +49,8 @@ fn resolve(program: &str, env: &[(String, String)]) -> Result<CString, String> {
     if program.contains('/') {
         return CString::new(program).map_err(|_| not_found());
     }
-    let path = env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map_or("/usr/local/bin:/usr/bin:/bin", |(_, v)| v.as_str());
     let mut denied = false;
-    for dir in path.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
+    for dir in search_dirs(env) {
         let candidate = format!("{dir}/{program}");
         let Ok(c) = CString::new(candidate.as_str()) else {
             continue;

@@ -83,7 +83,7 @@ pub struct SpawnSpec<'a> {
 /// Steps of the child's set-up, to name what failed.
 #[derive(Clone, Copy)]
 #[repr(i32)]
-enum Stage {
+pub(super) enum Stage {
     Setsid = 1,
     Rlimit = 2,
     Nice = 3,
@@ -100,7 +100,7 @@ enum Stage {
 /// `pre_exec` can only hand an errno back to the parent: the stage (and,
 /// for limits, which resource) ride in the high bits; Linux errno values
 /// are below 256.
-fn staged(stage: Stage, e: Errno) -> io::Error {
+pub(super) fn staged(stage: Stage, e: Errno) -> io::Error {
     staged_with(stage, 0, e)
 }
 
