@@ -18,14 +18,24 @@ const WRITER: &str = "exec sh -c 'i=0; while :; do i=$((i+1)); echo \"line $i\";
 
 /// Every line of a numbered log is the next number: nothing lost, nothing
 /// doubled, nothing split. Returns how many there were.
+///
+/// The last line may be cut short: a writer killed while blocked in a write
+/// to a full pty has written part of its line, and the daemon ends a line
+/// its process left unfinished.
 fn assert_numbered(text: &str) -> usize {
     let mut n = 0;
-    for line in text.split_inclusive('\n') {
+    let mut lines = text.split_inclusive('\n').peekable();
+    while let Some(line) = lines.next() {
         if !line.ends_with('\n') {
             break; // the line being written when it was read
         }
         n += 1;
-        assert_eq!(line, format!("line {n}\n"), "line {n} of the writer's log");
+        let whole = format!("line {n}\n");
+        let last = lines.peek().is_none();
+        if last && line != whole && whole.starts_with(line.trim_end_matches('\n')) {
+            break;
+        }
+        assert_eq!(line, whole, "line {n} of the writer's log");
     }
     n
 }
