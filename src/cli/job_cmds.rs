@@ -3,7 +3,7 @@
 //! process 1234`); `--json` prints the daemon's answer as JSON instead.
 
 use super::{out, Call};
-use crate::control::{client, valid_assignment, Command, InstanceStatus, Response};
+use crate::control::{client, valid_assignment, Command, Response, Versioned};
 
 pub(super) fn run(call: &Call) -> i32 {
     let (prog, command, args) = (call.prog, call.name, &call.args);
@@ -105,16 +105,15 @@ pub(super) fn run(call: &Call) -> i32 {
         }
         Ok(Response::Ok { instances, broken }) => {
             if json {
-                let v: Vec<serde_json::Value> = instances.iter().map(status_json).collect();
-                let doc = if command == "list" {
-                    serde_json::Value::Array(v)
+                let mut all = instances.iter().map(Versioned::new);
+                let mut text = if command == "list" {
+                    serde_json::to_string_pretty(&all.collect::<Vec<_>>())
                 } else {
-                    v.into_iter().next().unwrap_or(serde_json::Value::Null)
-                };
-                out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&doc).unwrap_or_default()
-                ));
+                    serde_json::to_string_pretty(&all.next())
+                }
+                .unwrap_or_default();
+                text.push('\n');
+                out(&text);
             } else if !quiet
                 && !matches!(
                     command,
@@ -150,14 +149,4 @@ pub(super) fn calling_instance() -> Option<(String, String)> {
         .filter(|j| !j.is_empty())?;
     let instance = std::env::var("UPSTART_INSTANCE").ok()?;
     Some((job, instance))
-}
-
-/// An instance's status as `--json` prints it: the daemon's answer with the
-/// JSON format's version (`docs/json.md`) as `v`.
-fn status_json(s: &InstanceStatus) -> serde_json::Value {
-    let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("v".into(), crate::control::JSON_VERSION.into());
-    }
-    v
 }

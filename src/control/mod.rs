@@ -356,6 +356,24 @@ pub struct InstanceStatus {
     pub file_errors: Vec<String>,
 }
 
+/// An instance as `--json` prints it (`docs/json.md`): its status and the
+/// format's version `v`, written straight out (no `Value` tree between).
+#[derive(Serialize)]
+pub struct Versioned<'a> {
+    v: u32,
+    #[serde(flatten)]
+    status: &'a InstanceStatus,
+}
+
+impl<'a> Versioned<'a> {
+    pub fn new(status: &'a InstanceStatus) -> Versioned<'a> {
+        Versioned {
+            v: JSON_VERSION,
+            status,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {

@@ -309,6 +309,11 @@ impl Probes {
         (verdict != Verdict::Same).then_some((id.0, id.1, verdict))
     }
 
+    /// Whether any instance has a probe running.
+    pub fn any(&self) -> bool {
+        !self.runs.is_empty()
+    }
+
     /// What `status` shows: the alive probe's state, else the ready one's,
     /// with how long its last try took.
     pub fn status(&self, key: &Key) -> Option<(&Tracker, Option<Duration>)> {

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use super::http::{self, ReadError, Request, Response};
 use super::hub::Item;
 use super::{auth, metrics, page, Conn, Shared};
-use crate::control::{client, Command, InstanceStatus, Response as Answer, JSON_VERSION};
+use crate::control::{
+    client, Command, InstanceStatus, Response as Answer, Versioned, JSON_VERSION,
+};
 
 /// Serves one connection: one request, one response (or one stream).
 pub fn handle(shared: &Arc<Shared>, mut conn: Conn, peer: &str) {
@@ -162,11 +164,7 @@ pub(super) fn daemon_error(message: &str) -> Response {
 
 /// An instance as `--json` prints it (`docs/json.md`).
 pub fn instance_json(s: &InstanceStatus) -> Value {
-    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("v".into(), JSON_VERSION.into());
-    }
-    v
+    serde_json::to_value(Versioned::new(s)).unwrap_or(Value::Null)
 }
 
 /// Every job (`list --json`), one job's instances, or one instance.
