@@ -292,3 +292,46 @@ fn top_on_a_terminal_draws_again_until_interrupted() {
     d.ok(&["stop", "busy"]);
     d.assert_canary();
 }
+
+/// `list --json --costs` of 10,000 jobs is about 4 MiB, the cap on one
+/// client's unread answers: an answer larger than the cap is still given
+/// whole to a client that has none unread (an earlier build dropped the
+/// client once its first write left more than the cap unread). Jobs at
+/// rest with long names (a deep directory) make a 6 MB answer cheaply.
+#[test]
+fn a_list_larger_than_a_clients_cap_on_unread_answers_is_given_whole() {
+    use std::io::{BufRead, Write};
+    let deep: Vec<String> = (0..15)
+        .map(|i| format!("{i:02}{}", "d".repeat(240)))
+        .collect();
+    let deep = deep.join("/");
+    let mut b = Daemon::builder();
+    for i in 0..1600 {
+        b = b.job(&format!("{deep}/j{i:04}"), "exec sleep 1000\n");
+    }
+    let d = b.start();
+    // A client that reads nothing until the daemon has written what the
+    // socket takes and gone back to its loop, with the rest unread.
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.write_all(b"{\"v\":1,\"cmd\":\"list\"}\n").unwrap();
+    // (Blocks until the first bytes are there, reading none.)
+    let peek = nix::sys::socket::MsgFlags::MSG_PEEK;
+    nix::sys::socket::recv(std::os::fd::AsRawFd::as_raw_fd(&s), &mut [0u8], peek).unwrap();
+    // Only to show that nothing happens: the daemon does not drop it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut answer = String::new();
+    std::io::BufReader::new(s).read_line(&mut answer).unwrap();
+    assert!(
+        answer.ends_with('\n'),
+        "cut short after {} bytes",
+        answer.len()
+    );
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let all = v["instances"].as_array().unwrap();
+    assert_eq!(all.len(), 1600);
+    assert!(answer.len() > 5 << 20, "{} bytes", answer.len());
+    assert!(all[1599]["job"].as_str().unwrap().ends_with("/j1599"));
+    // And the command prints it all.
+    let out: serde_json::Value = serde_json::from_str(&d.ok(&["list", "--json"])).unwrap();
+    assert_eq!(out.as_array().unwrap().len(), 1600);
+}

@@ -15,8 +15,9 @@
 //!   descriptors stay free, so that a respawn, a state-file write and a
 //!   request on the private socket always have theirs;
 //! * a client's requests are not read while its answers are unread, one
-//!   client's unread answers are capped at [`MAX_OUTPUT`], and one user's
-//!   at [`MAX_OUTPUT_PER_UID`]: a client over either is dropped.
+//!   client's unread answers are capped at [`MAX_OUTPUT`] (beyond a first
+//!   one larger than that), and one user's at [`MAX_OUTPUT_PER_UID`]: a
+//!   client over either is dropped.
 //!
 //! The requests themselves are served by the conductor (`commands.rs`),
 //! which takes them one at a time with [`Clients::next_request`].
@@ -47,7 +48,8 @@ pub const MAX_CLIENTS: usize = 4096;
 /// At most this many connections of one user other than root and the
 /// daemon's own.
 pub const MAX_PER_UID: usize = 128;
-/// A client whose unread answers pile up past this is dropped.
+/// A client whose unread answers pile up past this is dropped (one answer
+/// alone may be larger: it is bounded by [`MAX_OUTPUT_PER_UID`]).
 const MAX_OUTPUT: usize = 4 << 20;
 /// All the unread answers of one user's clients together.
 pub(super) const MAX_OUTPUT_PER_UID: usize = 16 << 20;
@@ -63,7 +65,9 @@ struct Client {
     /// user may.
     control: bool,
     inbuf: Vec<u8>,
+    /// Answers; the first `out_at` bytes are written already.
     outbuf: Vec<u8>,
+    out_at: usize,
     /// A request of this client is waiting for a job; later lines wait.
     busy: bool,
     read_closed: bool,
@@ -76,6 +80,39 @@ struct Client {
     idle_since: Instant,
     /// A subscriber (`monitor`): what it watches.
     sub: Option<monitor::Sub>,
+}
+
+impl Client {
+    /// The answers not yet written to the peer.
+    fn unsent(&self) -> &[u8] {
+        &self.outbuf[self.out_at..]
+    }
+
+    /// Appends an answer.
+    fn queue(&mut self, bytes: &[u8]) {
+        self.outbuf.extend_from_slice(bytes);
+    }
+
+    /// `n` more bytes written. The written part is dropped once it is most
+    /// of the buffer, so every byte is moved at most once however many
+    /// writes a large answer takes; a buffer emptied of a large answer is
+    /// given back.
+    fn sent(&mut self, n: usize) {
+        self.out_at += n;
+        if self.out_at == self.outbuf.len() {
+            if self.outbuf.capacity() > 64 << 10 {
+                self.outbuf = Vec::new();
+            }
+            self.outbuf.clear();
+            self.out_at = 0;
+        } else if self.out_at > self.outbuf.len() / 2 {
+            self.outbuf.drain(..self.out_at);
+            self.out_at = 0;
+        }
+        for (at, _) in self.fds.iter_mut() {
+            *at -= n;
+        }
+    }
 }
 
 /// Someone waiting for an instance to get somewhere.
@@ -313,7 +350,7 @@ impl Clients {
         if c.sub.is_some() {
             return; // a subscriber owes no request
         }
-        if c.busy || !c.outbuf.is_empty() {
+        if c.busy || !c.unsent().is_empty() {
             // Waiting for a job, or for the client to read: not idle.
             reactor.arm(REQUEST_TIMEOUT, Timer::ClientIdle(token));
             return;
@@ -333,7 +370,7 @@ impl Clients {
         let Some(c) = self.map.get_mut(&token) else {
             return;
         };
-        if !c.outbuf.is_empty() {
+        if !c.unsent().is_empty() {
             return;
         }
         let mut buf = [0u8; 16 * 1024];
@@ -372,7 +409,7 @@ impl Clients {
     ) -> Option<(u32, Result<Request, String>)> {
         loop {
             let c = self.map.get_mut(&token)?;
-            if c.busy || c.close_after_flush || !c.outbuf.is_empty() {
+            if c.busy || c.close_after_flush || !c.unsent().is_empty() {
                 return None;
             }
             let Some(nl) = c.inbuf.iter().position(|&b| b == b'\n') else {
@@ -431,15 +468,21 @@ impl Clients {
             return;
         };
         // The user's unread answers, this one included, within budget
-        // (root's too: no one makes the daemon hold without bound).
+        // (root's too: no one makes the daemon hold without bound). One
+        // client's are capped too, but an answer to a client with none
+        // unread is always given, whatever its size (a `list` of 10,000
+        // jobs with their costs is 4 MiB).
         let uid = c.uid;
+        let unread = c.unsent().len();
         let held: usize = self
             .map
             .values()
             .filter(|o| o.uid == uid)
-            .map(|o| o.outbuf.len())
+            .map(|o| o.unsent().len())
             .sum();
-        if held + encoded.len() > MAX_OUTPUT_PER_UID {
+        if held + encoded.len() > MAX_OUTPUT_PER_UID
+            || unread > 0 && unread + encoded.len() > MAX_OUTPUT
+        {
             self.close(token, reactor);
             return;
         }
@@ -447,9 +490,13 @@ impl Clients {
             return;
         };
         if let Some(fd) = fd {
-            c.fds.push_back((c.outbuf.len(), fd));
+            c.fds.push_back((c.unsent().len(), fd));
         }
-        c.outbuf.extend_from_slice(&encoded);
+        if c.outbuf.is_empty() {
+            c.outbuf = encoded;
+        } else {
+            c.queue(&encoded);
+        }
         self.flush(token, reactor);
     }
 
@@ -458,27 +505,24 @@ impl Clients {
         let Some(c) = self.map.get_mut(&token) else {
             return;
         };
-        let had_output = !c.outbuf.is_empty();
-        while !c.outbuf.is_empty() {
+        let had_output = !c.unsent().is_empty();
+        while !c.unsent().is_empty() {
             // Bytes up to the next descriptor's go plainly; that byte goes
             // with its descriptor.
+            let out = &c.outbuf[c.out_at..];
             let sent = match c.fds.front() {
-                Some((0, fd)) => {
-                    crate::process::send_with_fd(c.stream.as_fd(), &c.outbuf, fd.as_fd())
-                }
-                Some(&(at, _)) => c.stream.write(&c.outbuf[..at]),
-                None => c.stream.write(&c.outbuf),
+                Some((0, fd)) => crate::process::send_with_fd(c.stream.as_fd(), out, fd.as_fd()),
+                Some(&(at, _)) => c.stream.write(&out[..at]),
+                None => c.stream.write(out),
             };
             match sent {
                 Ok(0) => break,
                 Ok(n) => {
-                    c.outbuf.drain(..n);
+                    // The descriptor went with the first byte.
                     if c.fds.front().is_some_and(|&(at, _)| at == 0) {
                         c.fds.pop_front();
                     }
-                    for (at, _) in c.fds.iter_mut() {
-                        *at -= n;
-                    }
+                    c.sent(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -490,13 +534,13 @@ impl Clients {
         }
         let gone_subscriber = c.sub.is_some() && c.read_closed;
         let done = gone_subscriber
-            || c.outbuf.is_empty()
+            || c.unsent().is_empty()
                 && (c.close_after_flush || (c.read_closed && !c.busy && !c.inbuf.contains(&b'\n')));
-        if done || c.outbuf.len() > MAX_OUTPUT {
+        if done {
             self.close(token, reactor);
             return;
         }
-        let want_write = !c.outbuf.is_empty();
+        let want_write = !c.unsent().is_empty();
         if want_write != c.want_write {
             c.want_write = want_write;
             let interest = if want_write {
@@ -580,7 +624,7 @@ impl Clients {
                     inbuf: Vec::new(),
                     outbuf: Vec::new(),
                     inbuf_at: blob.put(&c.inbuf),
-                    outbuf_at: blob.put(&c.outbuf),
+                    outbuf_at: blob.put(c.unsent()),
                     busy: c.busy,
                     read_closed: c.read_closed,
                     close_after_flush: c.close_after_flush,
@@ -666,6 +710,7 @@ fn new_client(stream: mio::net::UnixStream, uid: u32) -> Client {
         control: false,
         inbuf: Vec::new(),
         outbuf: Vec::new(),
+        out_at: 0,
         busy: false,
         read_closed: false,
         close_after_flush: false,

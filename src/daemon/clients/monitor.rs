@@ -247,14 +247,14 @@ impl Clients {
                 .map
                 .values()
                 .filter(|o| o.uid == uid)
-                .map(|o| o.outbuf.len())
+                .map(|o| o.unsent().len())
                 .sum();
             let Some(c) = self.map.get_mut(&token) else {
                 continue;
             };
-            let Some(sub) = c.sub.as_mut() else { continue };
-            let fits = c.outbuf.len() + bytes.len() + RESERVE <= SUB_BUFFER
+            let fits = c.unsent().len() + bytes.len() + RESERVE <= SUB_BUFFER
                 && held + bytes.len() + RESERVE <= MAX_OUTPUT_PER_UID;
+            let Some(sub) = c.sub.as_mut() else { continue };
             if sub.missed > 0 || !fits {
                 if sub.missed == 0 {
                     self.laggards.push(token);
@@ -262,7 +262,7 @@ impl Clients {
                 sub.missed += 1;
                 continue;
             }
-            c.outbuf.extend_from_slice(bytes);
+            c.queue(bytes);
             self.flush(token, reactor);
         }
     }
@@ -279,7 +279,7 @@ impl Clients {
             let v = json!({ "v": JSON_VERSION, "at": now(), "type": "missed", "count": missed });
             let l = line(&v);
             debug_assert!(l.len() <= RESERVE);
-            c.outbuf.extend_from_slice(&l);
+            c.queue(&l);
             c.close_after_flush = true;
             self.flush(token, reactor);
         }
