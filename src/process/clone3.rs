@@ -23,10 +23,23 @@
 //! process that has any). Where clone3 is refused (a kernel before
 //! 5.7, a seccomp filter) or on another architecture, the caller's fork
 //! path runs instead, and it is not tried again.
+//!
+//! A third cost grows with the daemon too: a child gets a copy of the
+//! daemon's descriptor table (a pty and a log file for each `console log`
+//! job: 3,000 jobs, 6,000 descriptors), and its exec closes every one of
+//! them again. So the parent points a few low descriptors held for the
+//! purpose ([`Slots`]) at what the child needs, the child shares the
+//! daemon's table (`CLONE_FILES`), and its first act is
+//! `close_range(past the slots, ~0, CLOSE_RANGE_UNSHARE)`: a table of its
+//! own with only the descriptors below. A kernel that cannot (before 5.9)
+//! makes the child say so before it touches anything, and the spawn is
+//! made again with a copied table, as it is from then on.
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use super::spawn::Setup;
 use super::Output;
@@ -48,6 +61,52 @@ thread_local! {
 }
 const STACK_SIZE: usize = 256 * 1024;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// How many descriptors a child can need from the parent: its output and
+/// the `cgroup.procs` files it writes (the v2 group's, and one a v1
+/// hierarchy); a child that needs more gets a copy of the whole table.
+const SLOTS: usize = 4;
+/// Left in [`Ctx::error`] by a child whose kernel would not unshare its
+/// descriptor table: it did nothing else, and the spawn is made again.
+const NO_UNSHARE: i32 = i32::MAX;
+
+/// Low descriptors held on `/dev/null` (close-on-exec) while no spawn uses
+/// them, made at the first spawn, while the daemon's table is still small.
+enum Slots {
+    Untried,
+    Ready {
+        null: OwnedFd,
+        fds: Vec<OwnedFd>,
+    },
+    /// The kernel cannot unshare a table with close_range, or the slots
+    /// could not be made: every child gets a copy.
+    Unavailable,
+}
+
+static SLOTS_HELD: Mutex<Slots> = Mutex::new(Slots::Untried);
+
+impl Slots {
+    fn make() -> Slots {
+        // SAFETY: open(2) and fcntl(F_DUPFD_CLOEXEC) make new descriptors
+        // that are owned here from then on.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if null < 0 {
+                return Slots::Unavailable;
+            }
+            let null = OwnedFd::from_raw_fd(null);
+            let mut fds = Vec::with_capacity(SLOTS);
+            for _ in 0..SLOTS {
+                let fd = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3);
+                if fd < 0 {
+                    return Slots::Unavailable;
+                }
+                fds.push(OwnedFd::from_raw_fd(fd));
+            }
+            Slots::Ready { null, fds }
+        }
+    }
+}
 
 /// The kernel's `struct clone_args` (version 2, with `cgroup`).
 #[repr(C)]
@@ -72,6 +131,14 @@ struct Ctx<'a> {
     cloned_into_v2: bool,
     /// Descriptor for stdout and stderr; -1: /dev/null; -2: inherited.
     out: i32,
+    /// The `cgroup.procs` descriptors to write, as [`Setup::apply_joining`]
+    /// takes them.
+    join: &'a [i32],
+    /// Non-zero: the child shares the parent's descriptor table and first
+    /// unshares it, keeping only the descriptors below this one.
+    unshare_from: u32,
+    /// Tests only: the child acts as a kernel that cannot unshare.
+    refuse_unshare: bool,
     /// Where execvp(3) would look, in its order.
     candidates: &'a [CString],
     argv: &'a [*const libc::c_char],
@@ -128,6 +195,18 @@ pub(super) fn spawn(
     v2_dir: Option<i32>,
     setup: &Setup,
 ) -> Spawned {
+    spawn_sharing(argv, env, output, v2_dir, setup, true)
+}
+
+/// [`spawn`]; `may_share`: the child may share the table and unshare it.
+fn spawn_sharing(
+    argv: &[String],
+    env: &[(String, String)],
+    output: &Output,
+    v2_dir: Option<i32>,
+    setup: &Setup,
+    may_share: bool,
+) -> Spawned {
     if !cfg!(target_arch = "x86_64") || UNAVAILABLE.load(Ordering::Relaxed) || tests::forced() {
         return Spawned::Unavailable;
     }
@@ -162,12 +241,51 @@ pub(super) fn spawn(
     let out = match output {
         Output::Null => -1,
         Output::Inherit => -2,
-        Output::File(fd) => std::os::fd::AsRawFd::as_raw_fd(fd),
+        Output::File(fd) => fd.as_raw_fd(),
+    };
+    // What the child needs from the parent's table, moved to the slots
+    // (held until the child has exec'd, and put back on /dev/null after).
+    let mut held = SLOTS_HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(*held, Slots::Untried) {
+        *held = Slots::make();
+    }
+    let wanted: Vec<i32> = (out >= 0)
+        .then_some(out)
+        .into_iter()
+        .chain(setup.join().iter().copied())
+        .collect();
+    let mut moved: Vec<i32> = Vec::new();
+    if let (Slots::Ready { fds, .. }, true) = (&*held, may_share) {
+        if wanted.len() <= fds.len() {
+            for (&from, slot) in wanted.iter().zip(fds) {
+                // SAFETY: dup2(2) onto a descriptor this module owns; the
+                // lock is held, so no other spawn uses it meanwhile.
+                if unsafe { libc::dup2(from, slot.as_raw_fd()) } < 0 {
+                    break;
+                }
+                moved.push(slot.as_raw_fd());
+            }
+        }
+    }
+    let share = may_share && moved.len() == wanted.len() && matches!(*held, Slots::Ready { .. });
+    let (out, join) = if share && out >= 0 {
+        (moved[0], &moved[1..])
+    } else if share {
+        (out, &moved[..])
+    } else {
+        (out, setup.join())
     };
     let mut ctx = Ctx {
         setup,
         cloned_into_v2: v2_dir.is_some(),
         out,
+        join,
+        refuse_unshare: tests::refuse_unshare(),
+        unshare_from: if share {
+            moved.iter().max().map_or(3, |&m| m as u32 + 1)
+        } else {
+            0
+        },
         candidates: &candidates,
         argv: &argv_ptrs,
         sh_argv: sh_ptrs.as_mut_ptr(),
@@ -175,7 +293,8 @@ pub(super) fn spawn(
         error: 0,
     };
     let mut args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64
+            | if share { libc::CLONE_FILES as u64 } else { 0 },
         exit_signal: libc::SIGCHLD as u64,
         stack: stack as u64,
         stack_size: STACK_SIZE as u64,
@@ -198,6 +317,13 @@ pub(super) fn spawn(
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
         (ret, std::ptr::read_volatile(&ctx.error))
     };
+    if let Slots::Ready { null, .. } = &*held {
+        for &slot in &moved {
+            // SAFETY: dup3(2) of this module's /dev/null onto its own slot,
+            // which lets go of the child's descriptor.
+            unsafe { libc::dup3(null.as_raw_fd(), slot, libc::O_CLOEXEC) };
+        }
+    }
     if ret < 0 {
         let errno = -ret as i32;
         return match errno {
@@ -215,6 +341,16 @@ pub(super) fn spawn(
         };
     }
     let pid = ret as i32;
+    if error == NO_UNSHARE {
+        // SAFETY: as below, for the child that just exited.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        if !tests::refuse_unshare() {
+            *held = Slots::Unavailable;
+        }
+        drop(held);
+        tests::refused();
+        return spawn_sharing(argv, env, output, v2_dir, setup, false);
+    }
     if error != 0 {
         // SAFETY: waitpid(2) for the child that just exited, so it does
         // not linger as a zombie nobody reaps for the daemon.
@@ -267,6 +403,20 @@ extern "C" fn child_main(ctx: *mut Ctx) -> ! {
     // strings the parent prepared, with no allocation.
     unsafe {
         let ctx = &mut *ctx;
+        // Sharing the parent's table: nothing may touch it. A table of
+        // its own first, with only the descriptors below the slots'.
+        if ctx.unshare_from != 0
+            && (ctx.refuse_unshare
+                || libc::syscall(
+                    libc::SYS_close_range,
+                    ctx.unshare_from,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_UNSHARE,
+                ) != 0)
+        {
+            std::ptr::write_volatile(&mut ctx.error, NO_UNSHARE);
+            libc::_exit(127)
+        }
         let code = match prepare(ctx) {
             Err(e) => e.raw_os_error().unwrap_or(libc::EINVAL),
             Ok(()) => exec(ctx),
@@ -301,7 +451,7 @@ unsafe fn prepare(ctx: &Ctx) -> io::Result<()> {
     if null > 2 {
         libc::close(null);
     }
-    ctx.setup.apply(ctx.cloned_into_v2)
+    ctx.setup.apply_joining(ctx.join, ctx.cloned_into_v2)
 }
 
 /// execvp(3)'s search over the prepared candidates; returns the errno it
@@ -337,6 +487,8 @@ pub(super) mod tests {
 
     thread_local! {
         static FORK: Cell<bool> = const { Cell::new(false) };
+        static REFUSE: Cell<bool> = const { Cell::new(false) };
+        static REFUSALS: Cell<u32> = const { Cell::new(0) };
     }
 
     /// This test thread's spawns take the fork path.
@@ -347,6 +499,25 @@ pub(super) mod tests {
     pub fn forced() -> bool {
         FORK.with(Cell::get)
     }
+
+    /// This test thread's children act as on a kernel that cannot unshare
+    /// a descriptor table (the other threads' keep sharing).
+    pub fn force_refusal() {
+        REFUSE.with(|f| f.set(true));
+    }
+
+    pub fn refuse_unshare() -> bool {
+        REFUSE.with(Cell::get)
+    }
+
+    pub fn refused() {
+        REFUSALS.with(|n| n.set(n.get() + 1));
+    }
+
+    /// How many of this thread's spawns were made again with a copy.
+    pub fn refusals() -> u32 {
+        REFUSALS.with(Cell::get)
+    }
 }
 
 #[cfg(not(test))]
@@ -354,4 +525,10 @@ mod tests {
     pub fn forced() -> bool {
         false
     }
+
+    pub fn refuse_unshare() -> bool {
+        false
+    }
+
+    pub fn refused() {}
 }

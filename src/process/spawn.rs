@@ -341,10 +341,22 @@ impl Setup {
     /// The child's steps, in order; `cloned_into_v2`: the process was
     /// created in its v2 group already. The error names the stage.
     pub(super) fn apply(&self, cloned_into_v2: bool) -> io::Result<()> {
+        self.apply_joining(&self.join, cloned_into_v2)
+    }
+
+    /// The `cgroup.procs` descriptors, in [`Setup::apply_joining`]'s order.
+    pub(super) fn join(&self) -> &[i32] {
+        &self.join
+    }
+
+    /// [`Setup::apply`] with the group files at other descriptors (the
+    /// same files, moved by the parent; `join[0]` is not used when the
+    /// process was cloned into its v2 group).
+    pub(super) fn apply_joining(&self, join: &[i32], cloned_into_v2: bool) -> io::Result<()> {
         // Into the job's groups before anything else: "0" is the writer
         // itself.
         let skip = usize::from(cloned_into_v2 && self.v2_first);
-        for &fd in &self.join[skip..] {
+        for &fd in &join[skip..] {
             // SAFETY: write(2) of a one-byte literal to a descriptor the
             // parent opened and keeps open until the spawn returns.
             if unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) } != 1 {
@@ -597,6 +609,38 @@ mod tests {
                 s.spawn(|| check(fork)).join().expect("check");
             });
         }
+    }
+
+    /// The child has its stdin, stdout and stderr and nothing else of this
+    /// process (here a descriptor left without close-on-exec): when it
+    /// shared the table and unshared it, when its kernel would not unshare
+    /// (the spawn made again with a copied table), and on the fork path.
+    #[test]
+    fn the_child_has_only_its_three_descriptors_on_every_path() {
+        let leak = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .expect("open");
+        for (refuse, fork) in [(false, false), (true, false), (false, true)] {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    if refuse {
+                        super::super::clone3::tests::force_refusal();
+                    }
+                    // ls's own: 3, the directory it reads.
+                    let ls = "/bin/ls /proc/self/fd";
+                    let (code, out) = run("", ls, &[], fork).expect("spawn");
+                    assert_eq!((code, out.as_str()), (0, "0\n1\n2\n3\n"), "{refuse} {fork}");
+                    let refusals = super::super::clone3::tests::refusals();
+                    assert_eq!(refusals, u32::from(refuse));
+                })
+                .join()
+                .expect("check");
+            });
+        }
+        drop(leak);
     }
 
     #[test]
