@@ -128,11 +128,10 @@ struct CloneArgs {
 /// Everything the child reads, and the one thing it writes.
 struct Ctx<'a> {
     setup: &'a Setup,
-    cloned_into_v2: bool,
     /// Descriptor for stdout and stderr; -1: /dev/null; -2: inherited.
     out: i32,
-    /// The `cgroup.procs` descriptors to write, as [`Setup::apply_joining`]
-    /// takes them.
+    /// The `cgroup.procs` descriptors the child writes
+    /// ([`Setup::apply_joining`]).
     join: &'a [i32],
     /// Non-zero: the child shares the parent's descriptor table and first
     /// unshares it, keeping only the descriptors below this one.
@@ -252,7 +251,7 @@ fn spawn_sharing(
     let wanted: Vec<i32> = (out >= 0)
         .then_some(out)
         .into_iter()
-        .chain(setup.join().iter().copied())
+        .chain(setup.to_join(v2_dir.is_some()).iter().copied())
         .collect();
     let mut moved: Vec<i32> = Vec::new();
     if let (Slots::Ready { fds, .. }, true) = (&*held, may_share) {
@@ -273,11 +272,10 @@ fn spawn_sharing(
     } else if share {
         (out, &moved[..])
     } else {
-        (out, setup.join())
+        (out, setup.to_join(v2_dir.is_some()))
     };
     let mut ctx = Ctx {
         setup,
-        cloned_into_v2: v2_dir.is_some(),
         out,
         join,
         refuse_unshare: tests::refuse_unshare(),
@@ -451,7 +449,7 @@ unsafe fn prepare(ctx: &Ctx) -> io::Result<()> {
     if null > 2 {
         libc::close(null);
     }
-    ctx.setup.apply_joining(ctx.join, ctx.cloned_into_v2)
+    ctx.setup.apply_joining(ctx.join)
 }
 
 /// execvp(3)'s search over the prepared candidates; returns the errno it

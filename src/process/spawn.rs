@@ -341,22 +341,22 @@ impl Setup {
     /// The child's steps, in order; `cloned_into_v2`: the process was
     /// created in its v2 group already. The error names the stage.
     pub(super) fn apply(&self, cloned_into_v2: bool) -> io::Result<()> {
-        self.apply_joining(&self.join, cloned_into_v2)
+        self.apply_joining(self.to_join(cloned_into_v2))
     }
 
-    /// The `cgroup.procs` descriptors, in [`Setup::apply_joining`]'s order.
-    pub(super) fn join(&self) -> &[i32] {
-        &self.join
+    /// The `cgroup.procs` descriptors the child writes itself: all but the
+    /// v2 group's when it was cloned into that group.
+    pub(super) fn to_join(&self, cloned_into_v2: bool) -> &[i32] {
+        let skip = usize::from(cloned_into_v2 && self.v2_first);
+        &self.join[skip..]
     }
 
-    /// [`Setup::apply`] with the group files at other descriptors (the
-    /// same files, moved by the parent; `join[0]` is not used when the
-    /// process was cloned into its v2 group).
-    pub(super) fn apply_joining(&self, join: &[i32], cloned_into_v2: bool) -> io::Result<()> {
+    /// [`Setup::apply`], writing the group files `join` ([`Setup::to_join`]'s,
+    /// or the same files moved to other descriptors by the parent).
+    pub(super) fn apply_joining(&self, join: &[i32]) -> io::Result<()> {
         // Into the job's groups before anything else: "0" is the writer
         // itself.
-        let skip = usize::from(cloned_into_v2 && self.v2_first);
-        for &fd in &join[skip..] {
+        for &fd in join {
             // SAFETY: write(2) of a one-byte literal to a descriptor the
             // parent opened and keeps open until the spawn returns.
             if unsafe { libc::write(fd, c"0".as_ptr().cast(), 1) } != 1 {

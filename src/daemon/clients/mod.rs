@@ -102,8 +102,9 @@ impl Client {
         if self.out_at == self.outbuf.len() {
             if self.outbuf.capacity() > 64 << 10 {
                 self.outbuf = Vec::new();
+            } else {
+                self.outbuf.clear();
             }
-            self.outbuf.clear();
             self.out_at = 0;
         } else if self.out_at > self.outbuf.len() / 2 {
             self.outbuf.drain(..self.out_at);
